@@ -1,0 +1,1 @@
+"""Hook specifications of ybplug (filled in by the host work)."""

@@ -1,0 +1,1 @@
+"""Built-in plugins of ybplug: they use the same hooks a hospital's plugins use."""

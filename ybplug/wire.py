@@ -1,0 +1,222 @@
+"""The wire to the centre: an async ``Transport`` and the default one over aiohttp.
+
+The spec names transactions and fields, not the envelope.  The default follows the vendor's
+local HTTP agent used elsewhere in Fujian: POST ``/sieaf/business_handle/`` with
+``{"inputValue": "<inner JSON as a string>", "outputLen": 20000}``, the inner request being
+``{"funid", "usr", "pwd", "data"}`` and the reply ``{"data": {"outputValue": "<inner JSON>"}}``
+with inner ``{"flag", "cause", "data"}``.  A hospital whose vendor wraps it differently supplies
+its own ``Transport`` through the ``ybplug_transport`` hook.
+
+Outcomes are typed because the journal's safety depends on them:
+
+* a business refusal (``flag`` 0) is an answer, returned as a result with ``ok`` false;
+* :class:`NotDelivered`: the request surely never reached the centre (connection refused,
+  connect timeout): safe to send again;
+* :class:`OutcomeUnknown`: it may have been applied (timeout after sending, connection lost,
+  HTTP 5xx, a reply that cannot be read): sending again may meet "duplicate";
+* :class:`AuthenticationFailed`: ``usr``/``pwd`` refused; nothing was applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import msgspec
+
+from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
+
+log = logging.getLogger("ybplug.wire")
+
+BUSINESS_PATH = "/sieaf/business_handle/"
+SIGN_IN_PATH = "/sieaf/authorization/"
+
+
+class WireError(Exception):
+    """A transaction failed on the way; ``may_have_applied`` says what the journal must assume."""
+
+    may_have_applied: bool = True
+
+    def __init__(self, funid: str, reason: str) -> None:
+        self.funid = funid
+        self.reason = reason
+        super().__init__(f"{funid}: {reason}")
+
+
+class NotDelivered(WireError):
+    """The request surely did not reach the centre; sending it again is safe."""
+
+    may_have_applied = False
+
+
+class AuthenticationFailed(NotDelivered):
+    """The centre refused ``usr``/``pwd``; nothing was applied, and retrying will not help."""
+
+
+class OutcomeUnknown(WireError):
+    """The request may have been applied: the reply was lost, late or unreadable."""
+
+
+class CentreReply(msgspec.Struct, frozen=True):
+    """The inner reply as it arrives: ``flag`` (often a string), ``cause`` and the ``data`` node."""
+
+    flag: int = 0
+    cause: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Carries one transaction to the centre and back."""
+
+    async def call(self, funid: str, data: dict[str, Any]) -> CentreReply:
+        """Send ``data`` as transaction ``funid``; raise :class:`WireError` if no answer was had."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+async def exchange(transport: Transport, transaction: Transaction[RequestT, ResultT], request: RequestT) -> ResultT:
+    """One typed round trip: encode ``request`` with wire names, decode the reply leniently."""
+    reply = await transport.call(transaction.funid, msgspec.to_builtins(request))
+    merged: dict[str, Any] = dict(reply.data or {})
+    merged["flag"] = reply.flag
+    merged["cause"] = reply.cause
+    try:
+        result = msgspec.convert(merged, transaction.result, strict=False)
+    except msgspec.ValidationError as exc:
+        raise OutcomeUnknown(transaction.funid, f"reply does not match the spec: {exc}") from None
+    if result.ok and transaction.funid == "yb04.13.01.21" and not getattr(result, "registration_number", ""):
+        raise OutcomeUnknown(transaction.funid, "flag 1 without baz726 新生儿登记流水号")
+    return result
+
+
+@dataclass
+class WireConfig:
+    """Where the centre is and who we are.  ``pwd`` never appears in ``repr`` or logs."""
+
+    url: str = "http://127.0.0.1:8721"
+    usr: str = ""
+    pwd: str = field(default="", repr=False)
+    sign_in: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    output_len: int = 20000
+    max_connections: int = 64
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> WireConfig:
+        """Defaults, then ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD``, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for name in ("url", "usr", "pwd"):
+            env = os.environ.get(f"YBPLUG_{name.upper()}")
+            if env:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class _Envelope(msgspec.Struct):
+    inputValue: str
+    outputLen: int
+
+
+class _Outer(msgspec.Struct):
+    data: dict[str, Any]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_outer = msgspec.json.Decoder(_Outer).decode
+_decode_inner = msgspec.json.Decoder(CentreReply, strict=False).decode
+
+
+class HttpTransport:
+    """The default transport: the vendor agent's envelope over one reused aiohttp session."""
+
+    def __init__(self, config: WireConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._signed_in = False
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=self.config.connect_timeout,
+                sock_connect=self.config.connect_timeout,
+                sock_read=self.config.read_timeout,
+            )
+            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            self._session = aiohttp.ClientSession(
+                base_url=self.config.url.rstrip("/"), timeout=timeout, connector=connector
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def sign_in(self) -> None:
+        """``/sieaf/authorization/`` with ``usr``/``pwd``; raises :class:`AuthenticationFailed`."""
+        body = _encode({"usr": self.config.usr, "pwd": self.config.pwd})
+        status, payload = await self._post("sign-in", SIGN_IN_PATH, body)
+        if status in (401, 403):
+            raise AuthenticationFailed("sign-in", f"the centre refused usr {self.config.usr!r} (HTTP {status})")
+        if status != 200:
+            raise NotDelivered("sign-in", f"HTTP {status} from {SIGN_IN_PATH}")
+        try:
+            reply = msgspec.json.decode(payload, type=CentreReply, strict=False)
+        except msgspec.DecodeError:
+            raise NotDelivered("sign-in", "unreadable sign-in reply") from None
+        if not reply.flag == 1:
+            raise AuthenticationFailed("sign-in", f"sign-in refused: {reply.cause or 'no cause given'}")
+        self._signed_in = True
+
+    async def call(self, funid: str, data: dict[str, Any]) -> CentreReply:
+        if self.config.sign_in and not self._signed_in:
+            await self.sign_in()
+        inner = _encode({"funid": funid, "usr": self.config.usr, "pwd": self.config.pwd, "data": data})
+        body = _encode(_Envelope(inputValue=inner.decode(), outputLen=self.config.output_len))
+        started = time.perf_counter()
+        status, payload = await self._post(funid, BUSINESS_PATH, body)
+        if status in (401, 403):
+            self._signed_in = False
+            raise AuthenticationFailed(funid, f"the centre refused usr {self.config.usr!r} (HTTP {status}); check usr/pwd")
+        if status >= 500:
+            raise OutcomeUnknown(funid, f"HTTP {status} from the centre")
+        if status != 200:
+            raise NotDelivered(funid, f"HTTP {status} from {self.config.url}{BUSINESS_PATH}")
+        try:
+            reply = _decode_inner(_decode_outer(payload).data["outputValue"])
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
+            raise OutcomeUnknown(funid, f"malformed reply ({type(exc).__name__})") from None
+        log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)
+        return reply
+
+    async def _post(self, funid: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """POST and read the whole body, classifying every failure by what the centre may have seen."""
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            async with self._client().post(path, data=body, headers=headers) as response:
+                return response.status, await response.read()
+        except aiohttp.ConnectionTimeoutError:
+            raise NotDelivered(funid, f"no connection to {self.config.url} within {self.config.connect_timeout} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise NotDelivered(funid, f"cannot connect to {self.config.url}: {exc.os_error.strerror or exc}") from None
+        except TimeoutError:
+            raise OutcomeUnknown(funid, f"no reply within {self.config.read_timeout} s after sending") from None
+        except aiohttp.ClientError as exc:
+            raise OutcomeUnknown(funid, f"connection lost after sending ({type(exc).__name__})") from None
+
+
+__all__ = [
+    "Transport", "HttpTransport", "WireConfig", "CentreReply", "exchange",
+    "WireError", "NotDelivered", "OutcomeUnknown", "AuthenticationFailed", "Message", "Reply",
+]
