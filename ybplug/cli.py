@@ -1,18 +1,200 @@
-"""The ``ybplug`` command (filled in as the host lands)."""
+"""The ``ybplug`` command.
+
+``run`` is the worker beside a HIS; ``demo`` the whole flow on the sandbox; ``status``, ``sync``,
+``retry`` and ``void`` the operator's tools; ``decode`` scans a QR code; ``sandbox`` serves the
+simulated centre.  A mistake a person can make (a bad config, an unreachable centre, a wrong
+password, an invalid field) ends in one clear line and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from ybplug.config import Config
+
+    path = getattr(args, "config", None)
+    if path:
+        return Config.load(path)
+    if Path("ybplug.toml").exists():
+        return Config.load("ybplug.toml")
+    return Config()
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from ybplug.host import Host
+
+    config = _config(args)
+    async with Host(config) as host:
+        logging.getLogger("ybplug").info(
+            "worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url
+        )
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                logging.getLogger("ybplug").info("stopping")
+                break
+        del host
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from ybplug.demo import run_demo
+
+    return await run_demo(Path(args.dir) if args.dir else None)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from ybplug.journal import Journal
+
+    config = _config(args)
+    if not Path(config.journal).exists():
+        print(f"no journal at {config.journal} yet")
+        return 0
+    journal = Journal(config.journal).open()
+    try:
+        status = journal.status()
+    finally:
+        journal.close()
+    print("births:      " + (", ".join(f"{k} {v}" for k, v in sorted(status["births"].items())) or "none"))
+    print("deliveries:  " + (", ".join(f"{k} {v}" for k, v in sorted(status["deliveries"].items())) or "none"))
+    for item in status["needs_review"]:
+        print(f"needs review: birth #{item['birth_id']}: {item['reason']}")
+    for item in status["parked"]:
+        print(f"parked:      {item['hook']} -> {item['plugin']} event {item['event_id']} after {item['attempts']} attempts: {item['error']}")
+    from datetime import datetime
+
+    for job, run in sorted(status["runs"].items()):
+        when = datetime.fromtimestamp(run["finished_at"] or run["started_at"]).isoformat(timespec="seconds")
+        print(f"last {job}: {when} {run['summary'] or '(running or interrupted)'}")
+    return 0
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    from ybplug.host import Host
+
+    async with Host(_config(args)) as host:
+        summary = await host.sync(args.job)
+    print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    return 0
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    from ybplug.host import Host
+
+    async with Host(_config(args)) as host:
+        count = await host.replay(args.event, args.plugin)
+        print(f"re-queued {count} parked deliveries; waiting uploads are due now")
+        summary = await host.sync("upload")
+    print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    return 0
+
+
+async def _void(args: argparse.Namespace) -> int:
+    from ybplug.host import Host
+
+    async with Host(_config(args)) as host:
+        result = await host.void(args.baz726, args.reason)
+    print(f"voided {result.registration_number}")
+    return 0
+
+
+async def _decode(args: argparse.Namespace) -> int:
+    from ybplug.host import Host
+    from ybplug.privacy import mask
+
+    async with Host(_config(args)) as host:
+        identity = await host.decode_qr(
+            business_type=args.business_type, idcode=args.idcode, org_id=args.org_id, district_no=args.district_no
+        )
+    print(f"name:          {mask(identity.name)}")
+    print(f"ID number:     {mask(identity.id_number)} (type {identity.id_type})")
+    print(f"insured in:    {identity.insurance_division}")
+    print(f"card number:   {mask(identity.card_number)}")
+    print(f"personal code: {mask(identity.personal_code)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ybplug", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (personal data stays masked)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        if name != "demo":
+            p.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
+        return p
+
+    command("run", _run, "run the worker: uploads on schedule, real-name polls, hook deliveries")
+    demo = command("demo", _demo, "the whole flow against the embedded sandbox centre")
+    demo.add_argument("--dir", help="keep the demo's databases here (default: a new temporary folder)")
+    command("status", _status, "births by state, parked deliveries, last runs")
+    sync = command("sync", _sync, "upload and poll now, then deliver the hooks")
+    sync.add_argument("job", nargs="?", default="all", choices=["all", "upload", "realname"])
+    retry = command("retry", _retry, "replay parked deliveries and retry waiting uploads now")
+    retry.add_argument("--event", help="only this event id")
+    retry.add_argument("--plugin", help="only deliveries to this plugin")
+    void = command("void", _void, "void a registration (yb04.13.01.22)")
+    void.add_argument("baz726", help="新生儿登记流水号")
+    void.add_argument("--reason", required=True, help="作废原因")
+    decode = command("decode", _decode, "decode a national insurance QR code through EcTrans")
+    decode.add_argument("--idcode", default="", help="the scanned code; empty opens the library's scanning window")
+    decode.add_argument("--business-type", required=True, help="用码业务类别: 101 挂号, 102 充值, ... 900 其他")
+    decode.add_argument("--org-id", help="机构ID (default from [voucher] org_id)")
+    decode.add_argument("--district-no", help="参保地行政区划 (default from [voucher] district_no)")
+    sub.add_parser("sandbox", help="serve the simulated centre (see `ybplug sandbox --help`)", add_help=False)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are a person's to fix: reported in one line, no traceback."""
+    from ybplug.caller import PluginError
+    from ybplug.config import ConfigError
+    from ybplug.fields import InvalidMessage
+    from ybplug.host import Refused
+    from ybplug.wire import WireError
+
+    errors: list[type[BaseException]] = [ConfigError, PluginError, InvalidMessage, Refused, WireError]
+    try:
+        from ybplug.binding import VoucherError
+
+        errors.append(VoucherError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "sandbox":
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list and args_list[0] == "sandbox":
         from ybplug.sandbox import main as sandbox_main
 
-        return sandbox_main(args[1:])
-    print("usage: ybplug sandbox [--host H] [--port N] [--db FILE]", file=sys.stderr)
-    return 2
+        return sandbox_main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        code: int = anyio.run(args.func, args)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except _user_errors() as exc:
+        print(f"ybplug {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

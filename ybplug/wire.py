@@ -40,10 +40,14 @@ class WireError(Exception):
     """A transaction failed on the way; ``may_have_applied`` says what the journal must assume."""
 
     may_have_applied: bool = True
+    #: Outcome name recorded in the journal and passed to observers.
+    outcome: str = "unknown"
 
     def __init__(self, funid: str, reason: str) -> None:
         self.funid = funid
         self.reason = reason
+        #: The journal's exchange row, once the host has recorded the attempt.
+        self.exchange_id: int | None = None
         super().__init__(f"{funid}: {reason}")
 
 
@@ -51,10 +55,13 @@ class NotDelivered(WireError):
     """The request surely did not reach the centre; sending it again is safe."""
 
     may_have_applied = False
+    outcome = "not_delivered"
 
 
 class AuthenticationFailed(NotDelivered):
     """The centre refused ``usr``/``pwd``; nothing was applied, and retrying will not help."""
+
+    outcome = "auth_failed"
 
 
 class OutcomeUnknown(WireError):

@@ -1,0 +1,118 @@
+"""Built-in plugin: yb04.13.01.21, uploading recorded births on the schedule.
+
+The schedule is ``daily at HH:MM`` (the spec: institutions upload 按天) or ``immediate``.  Either
+way, a birth whose upload failed is retried on its own backoff, not held until the next day.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ybplug.config import upload_time
+from ybplug.fields import CHINA_TIME
+from ybplug.hooks import hookimpl
+from ybplug.journal import BirthRow, BirthState
+from ybplug.messages import COLLECT
+from ybplug.wire import AuthenticationFailed, WireError
+
+if TYPE_CHECKING:
+    from ybplug.host import Host
+
+log = logging.getLogger("ybplug.collection")
+
+
+def seconds_until(hour: int, minute: int, now: datetime | None = None) -> float:
+    """Seconds from ``now`` (China time) to the next ``hour:minute``."""
+    now = now or datetime.now(CHINA_TIME)
+    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    return (target - now).total_seconds()
+
+
+class Collection:
+    def __init__(self) -> None:
+        self._running = anyio.Lock()
+
+    @hookimpl
+    async def ybplug_startup(self, host: Host) -> None:
+        host.start_soon(lambda: self._schedule(host), name="ybplug upload schedule")
+
+    @hookimpl
+    async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:
+        if job not in ("upload", "all"):
+            return None
+        return await self.upload_due(host)
+
+    async def _schedule(self, host: Host) -> None:
+        daily = upload_time(host.config.upload)
+        while True:
+            try:
+                await self.upload_due(host)
+            except AuthenticationFailed as exc:
+                log.error("upload stopped: %s", exc)
+            due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
+            retry_in = 3600.0 if due is None else max(0.05, due - time.time())
+            if daily is None:
+                await host.wait_for_births(retry_in)
+            else:
+                await anyio.sleep(min(retry_in, seconds_until(*daily)))
+
+    async def upload_due(self, host: Host) -> dict[str, int]:
+        """Upload every birth due now, ``upload_concurrency`` at a time, until none is left."""
+        counts = {"uploaded": 0, "refused": 0, "needs_review": 0, "upload_failed": 0}
+        async with self._running:
+            await host.run_journal(host.journal.run_started, "upload")
+            limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
+            auth_error: list[AuthenticationFailed] = []
+            while not auth_error:
+                rows = await host.run_journal(host.journal.claim_births, host.config.upload_batch)
+                if not rows:
+                    break
+
+                async def upload(row: BirthRow) -> None:
+                    async with limiter:
+                        try:
+                            state = await self.upload_one(host, row)
+                        except AuthenticationFailed as exc:
+                            auth_error.append(exc)
+                            state = None
+                        key = {
+                            BirthState.REGISTERED: "uploaded",
+                            BirthState.REFUSED: "refused",
+                            BirthState.NEEDS_REVIEW: "needs_review",
+                        }.get(state, "upload_failed") if state else "upload_failed"
+                        counts[key] += 1
+
+                async with anyio.create_task_group() as tg:
+                    for row in rows:
+                        tg.start_soon(upload, row)
+                host.deliveries_waiting()
+                if len(rows) < host.config.upload_batch:
+                    break
+            await host.run_journal(host.journal.run_finished, "upload", counts)
+        if auth_error:
+            raise auth_error[0]
+        return counts
+
+    async def upload_one(self, host: Host, row: BirthRow) -> BirthState | None:
+        """One birth: send, then record the answer (or the failure) with its event."""
+        try:
+            exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id)
+        except WireError as exc:
+            await host.run_journal(host.journal.upload_failed, row, str(exc), host.upload_backoff)
+            log.warning("birth %d: upload failed (%s), will retry", row.id, exc.outcome)
+            if isinstance(exc, AuthenticationFailed):
+                raise
+            return None
+        duplicate = not result.ok and host.is_duplicate(result.cause)
+        return await host.run_journal(host.journal.upload_answered, row, exchange_id, result, duplicate=duplicate)
+
+
+def plugin() -> Collection:
+    return Collection()

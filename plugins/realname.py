@@ -1,0 +1,101 @@
+"""Built-in plugin: yb04.13.01.24, polling real-name status of registered newborns.
+
+The centre real-names newborns daily from the tax bureau's feedback (spec step 15); institutions
+poll for it (step 16).  Registered, not yet real-named newborns are asked about in batches of
+``realname_batch``; each one now real-named fires ``realname_resolved``, and each one the centre
+reports voided (``bae009`` F) fires ``collection_voided``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+
+from ybplug.hooks import hookimpl
+from ybplug.journal import BirthRow, Outcome
+from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
+from ybplug.wire import WireError
+
+if TYPE_CHECKING:
+    from ybplug.host import Host
+
+log = logging.getLogger("ybplug.realname")
+
+
+class RealName:
+    def __init__(self) -> None:
+        self._running = anyio.Lock()
+
+    @hookimpl
+    async def ybplug_startup(self, host: Host) -> None:
+        host.start_soon(lambda: self._schedule(host), name="ybplug real-name poll")
+
+    @hookimpl
+    async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:
+        if job not in ("realname", "all"):
+            return None
+        return await self.poll(host)
+
+    async def _schedule(self, host: Host) -> None:
+        interval = host.config.realname_interval
+        while True:
+            status = await host.status()
+            last = (status["runs"].get("realname") or {}).get("finished_at") or 0.0
+            wait = last + interval - time.time()
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            try:
+                await self.poll(host)
+            except WireError as exc:
+                log.warning("real-name poll failed: %s; next try in %.0f s", exc, min(interval, 300))
+                await anyio.sleep(min(interval, 300))
+
+    async def poll(self, host: Host) -> dict[str, int]:
+        """Ask about every registered, not yet real-named newborn, one batch at a time."""
+        counts = {"realname_checked": 0, "real_named": 0, "voided_at_centre": 0}
+        async with self._running:
+            await host.run_journal(host.journal.run_started, "realname")
+            after = 0
+            while True:
+                rows = await host.run_journal(host.journal.awaiting_realname, after, host.config.realname_batch)
+                if not rows:
+                    break
+                after = rows[-1].id
+                await self._batch(host, rows, counts)
+                if len(rows) < host.config.realname_batch:
+                    break
+            await host.run_journal(host.journal.run_finished, "realname", counts)
+        return counts
+
+    async def _batch(self, host: Host, rows: list[BirthRow], counts: dict[str, int]) -> None:
+        by_number = {row.registration_number: row for row in rows if row.registration_number}
+        query = RealNameQuery.of(list(by_number))
+        exchange_id, result = await host.transact(REALNAME, query)
+        counts["realname_checked"] += len(by_number)
+        if not result.ok:
+            await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, None, result.cause)
+            log.warning("real-name query refused: %s", result.cause)
+            return
+        updates: list[tuple[BirthRow, RealNameRecord]] = []
+        for record in result.records:
+            row = by_number.get(str(record.registration_number))
+            if row is None:
+                continue
+            if record.voided:
+                counts["voided_at_centre"] += 1
+                updates.append((row, record))
+            elif record.real_named:
+                counts["real_named"] += 1
+                updates.append((row, record))
+        await host.run_journal(host.journal.realname_answered, exchange_id, msgspec.json.encode(result), updates)
+        if updates:
+            host.deliveries_waiting()
+
+
+def plugin() -> RealName:
+    return RealName()

@@ -1,0 +1,137 @@
+"""Configuration: one TOML file (``ybplug.toml``), every key optional, misspelled keys refused.
+
+Example::
+
+    journal = "/var/lib/ybplug/journal.db"
+    upload = "daily at 02:00"          # or "immediate"
+    realname_interval = 86400          # seconds between yb04.13.01.24 polls
+    plugins = ["st_mary_his.ybplug_plugin"]
+
+    [wire]
+    url = "http://10.1.2.3:8080"
+    usr = "H35020001"                  # pwd from YBPLUG_PWD rather than this file
+
+    [voucher]
+    library = "C:/ylz/ylz-certificate.dll"
+    backend = "process"
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ybplug.wire import WireConfig
+
+
+class ConfigError(Exception):
+    """A configuration a person wrote is wrong; the message says where and how."""
+
+
+class WireSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: str | None = None
+    usr: str | None = None
+    pwd: str | None = None
+    sign_in: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_connections: int = 64
+
+
+class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    library: str
+    calling_convention: Literal["auto", "stdcall", "cdecl"] = "auto"
+    backend: Literal["thread", "process"] = "thread"
+    buffer_size: int = 65536
+    timeout: float = 15.0
+    scan_timeout: float = 120.0
+    python: str | None = None
+    org_id: str | None = None
+    district_no: str | None = None
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Everything the host needs; defaults are the embedded sandbox setup."""
+
+    journal: str = "ybplug-journal.db"
+    upload: str = "daily at 02:00"
+    realname_interval: float = 86400.0
+    realname_batch: int = 100
+    upload_batch: int = 50
+    upload_concurrency: int = 8
+    hook_timeout: float = 30.0
+    hook_threads: int = 8
+    delivery_attempts: int = 10
+    delivery_backoff: float = 1.0
+    delivery_backoff_cap: float = 600.0
+    upload_backoff: float = 5.0
+    upload_backoff_cap: float = 3600.0
+    lease: float = 120.0
+    charset: Literal["gbk", "gb18030"] = "gbk"
+    duplicate_markers: list[str] = msgspec.field(default_factory=lambda: ["重复", "duplicate", "已存在"])
+    plugins: list[str] = msgspec.field(default_factory=list)
+    wire: WireSection = msgspec.field(default_factory=WireSection)
+    voucher: VoucherSection | None = None
+
+    def __post_init__(self) -> None:
+        if upload_time(self.upload) is None and self.upload != "immediate":
+            raise ValueError(f"upload must be 'immediate' or 'daily at HH:MM', got {self.upload!r}")
+        for name in ("realname_interval", "hook_timeout", "lease", "realname_batch", "upload_batch", "delivery_attempts"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.realname_batch > 99999:
+            raise ValueError("realname_batch must be at most 99999 (rownum is number(5))")
+
+    def wire_config(self) -> WireConfig:
+        """The wire settings, with ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD`` filling what the file leaves out."""
+        fields = msgspec.structs.asdict(self.wire)
+        return WireConfig.from_env(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """Read a TOML file; any problem becomes one :class:`ConfigError` naming the file and key."""
+        file = Path(path)
+        try:
+            text = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+        try:
+            config = msgspec.toml.decode(text, type=cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{file}: {_readable(exc)}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        base = file.resolve().parent
+        journal = Path(config.journal)
+        if not journal.is_absolute():
+            config.journal = str(base / journal)
+        return config
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Config:
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"configuration: {_readable(exc)}") from None
+
+
+def _readable(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    rule, _, where = text.partition(" - at `$.")
+    if where:
+        return f"{where.rstrip('`')}: {rule}"
+    if text.startswith("Object contains unknown field"):
+        return text.replace("Object contains unknown field", "unknown key")
+    return text
+
+
+_DAILY = re.compile(r"^daily at ([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def upload_time(upload: str) -> tuple[int, int] | None:
+    """``daily at 02:00`` -> ``(2, 0)``; None for anything else."""
+    match = _DAILY.match(upload.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None

@@ -1,0 +1,73 @@
+"""The payloads of journaled events.
+
+An event is written to the journal in the same SQLite transaction as the state change that caused
+it, then delivered to each plugin until it succeeds.  Its arguments are stored as JSON with the
+spec's wire names and decoded back into the same typed messages on every (re)delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ybplug.messages import Birth, CollectionResult, RealNameRecord
+
+
+class Event(msgspec.Struct, frozen=True):
+    """Base of event payloads: the hook's keyword arguments, less ``event_id``."""
+
+    def arguments(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
+
+class BirthRecorded(Event, frozen=True, tag="birth_recorded"):
+    birth: Birth
+    birth_id: int
+
+
+class CollectionAnswered(Event, frozen=True, tag="collection_result"):
+    birth: Birth
+    result: CollectionResult
+    birth_id: int
+
+
+class NeedsReview(Event, frozen=True, tag="birth_needs_review"):
+    birth: Birth
+    reason: str
+    birth_id: int
+
+
+class Voided(Event, frozen=True, tag="collection_voided"):
+    registration_number: str
+    reason: str
+    birth_id: int | None
+
+
+class RealNamed(Event, frozen=True, tag="realname_resolved"):
+    birth: Birth
+    record: RealNameRecord
+    birth_id: int
+
+
+AnyEvent = BirthRecorded | CollectionAnswered | NeedsReview | Voided | RealNamed
+
+EVENT_HOOKS: tuple[str, ...] = tuple(
+    str(t.__struct_config__.tag) for t in (BirthRecorded, CollectionAnswered, NeedsReview, Voided, RealNamed)
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def hook_of(event: Event) -> str:
+    return str(type(event).__struct_config__.tag)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes) -> Event:
+    event: Event = _decoder.decode(payload)
+    return event

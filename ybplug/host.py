@@ -1,0 +1,451 @@
+"""The host a HIS embeds: plugins, the journal, the transport and the background work.
+
+::
+
+    async with Host(Config(journal="ybplug.db", upload="immediate")) as host:
+        recorded = await host.record_birth(birth)   # durable when this returns
+        await host.sync()                           # upload and poll now, deliver the hooks
+
+Start-up order follows tox: built-in plugins, then the ``ybplug`` entry points, then the modules
+named in the config, then ``check_pending()`` so a misspelled hook fails at start-up instead of
+being silently ignored.  ``YBPLUG_PLUGINS=name,name`` limits which plugins load (built-ins are
+``ybplug.collection``, ``ybplug.void``, ``ybplug.realname``, ``ybplug.voucher``,
+``ybplug.transport``); ``YBPLUG_TRACE=1`` logs every hook call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import anyio.abc
+import msgspec
+import pluggy
+
+from ybplug import events
+from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers
+from ybplug.config import Config
+from ybplug.fields import wire_charset
+from ybplug.hooks import PROJECT, specs
+from ybplug.journal import Backoff, BirthState, Journal, Outcome
+from ybplug.messages import (
+    Birth,
+    QrIdentity,
+    QrRequest,
+    QrRequestData,
+    RequestT,
+    ResultT,
+    Transaction,
+    VoidResult,
+    load,
+)
+from ybplug.privacy import mask
+from ybplug.wire import Transport, WireError, exchange
+
+log = logging.getLogger("ybplug.host")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+BUILTIN_PLUGINS = (
+    ("ybplug.transport", "ybplug.plugins.transport"),
+    ("ybplug.collection", "ybplug.plugins.collection"),
+    ("ybplug.void", "ybplug.plugins.void"),
+    ("ybplug.realname", "ybplug.plugins.realname"),
+    ("ybplug.voucher", "ybplug.plugins.voucher"),
+)
+
+
+class Refused(Exception):
+    """The centre answered ``flag`` 0: the request was understood and refused."""
+
+    def __init__(self, funid: str, cause: str | None) -> None:
+        self.funid = funid
+        self.cause = cause or "no cause given"
+        super().__init__(f"{funid} refused by the centre: {self.cause}")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``record_birth`` returns: the journal's id and where the birth stands."""
+
+    birth_id: int
+    state: BirthState
+    registration_number: str | None
+    created: bool
+
+
+class Host:
+    """The ybplug plugin host; use as ``async with Host(config) as host``."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        entry_points: bool = True,
+    ) -> None:
+        self.config = config or Config()
+        self._extra_plugins = list(plugins)
+        self._entry_points = entry_points
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(specs)
+        self.caller = AsyncHookCaller(
+            self.pm,
+            timeout=self.config.hook_timeout,
+            thread_limiter=anyio.CapacityLimiter(self.config.hook_threads),
+        )
+        self.journal = Journal(self.config.journal, subscribers=self.caller.implementations, lease=self.config.lease)
+        self._journal_lock = anyio.CapacityLimiter(1)
+        self._transport: Transport | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._births_waiting = anyio.Event()
+        self._deliveries_waiting = anyio.Event()
+        self._delivery_lock = anyio.Lock()
+        self.delivery_backoff = Backoff(self.config.delivery_backoff, self.config.delivery_backoff_cap)
+        self.upload_backoff = Backoff(self.config.upload_backoff, self.config.upload_backoff_cap)
+
+    @classmethod
+    def from_config(cls, path: str | Path, **kwargs: Any) -> Host:
+        return cls(Config.load(path), **kwargs)
+
+    # --- start-up and shutdown ----------------------------------------------------------------
+
+    def _load_plugins(self) -> None:
+        allowed = _allowed_plugins()
+        for name, module in BUILTIN_PLUGINS:
+            if allowed is None or name in allowed:
+                self._register(importlib.import_module(module).plugin(), name)
+        if self._entry_points:
+            from importlib.metadata import entry_points
+
+            for entry in entry_points(group=PROJECT):
+                if allowed is not None and entry.name not in allowed:
+                    continue
+                try:
+                    loaded = entry.load()
+                except Exception as exc:
+                    raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
+                self._register(loaded, entry.name)
+        for module in self.config.plugins:
+            if allowed is not None and module not in allowed:
+                continue
+            try:
+                self._register(importlib.import_module(module), module)
+            except ImportError as exc:
+                raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
+        for plugin in self._extra_plugins:
+            self._register(plugin, None)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+        check_no_wrappers(self.pm)
+
+    def _register(self, plugin: object, name: str | None) -> None:
+        try:
+            self.pm.register(plugin, name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"plugin {name or plugin!r}: {exc}") from None
+
+    async def __aenter__(self) -> Host:
+        self._charset_token = wire_charset.set(self.config.charset)
+        self._loop_thread = threading.get_ident()
+        stack = AsyncExitStack()
+        try:
+            self._load_plugins()
+            transport = await self._first("ybplug_transport", config=self.config.wire_config())
+            if transport is None:
+                raise PluginError("no plugin supplied a transport (is ybplug.transport excluded by YBPLUG_PLUGINS?)")
+            self._transport = transport
+            stack.push_async_callback(transport.aclose)
+            await self.run_journal(self.journal.open)
+            stack.push_async_callback(self.run_journal, self.journal.close)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._task_group.cancel_scope.cancel)
+            self._task_group.start_soon(self._delivery_loop)
+            for outcome in await self.caller.call_each("ybplug_startup", host=self):
+                if not outcome.ok:
+                    raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
+        except BaseException:
+            await stack.aclose()
+            wire_charset.reset(self._charset_token)
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.caller.call_each("ybplug_shutdown", host=self)
+        finally:
+            stack, self._stack = self._stack, None
+            if stack is not None:
+                await stack.aclose()
+            wire_charset.reset(self._charset_token)
+
+    def start_soon(self, func: Callable[[], Coroutine[Any, Any, Any]], name: str | None = None) -> None:
+        """Run background work in the host's task group; it is cancelled when the host exits."""
+        if self._task_group is None:
+            raise RuntimeError("the host is not running")
+        if threading.get_ident() == self._loop_thread:
+            self._task_group.start_soon(func, name=name)
+        else:  # a plain (threaded) ybplug_startup implementation
+            anyio.from_thread.run_sync(self._task_group.start_soon, func)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise RuntimeError("the host is not running")
+        return self._transport
+
+    async def run_journal(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a journal method on a worker thread, one at a time: fsync never blocks the loop."""
+
+        def call() -> T:
+            return func(*args, **kwargs)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._journal_lock)
+
+    async def _first(self, hook: str, **kwargs: Any) -> Any:
+        """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...)."""
+        try:
+            return await self.caller.call_first(hook, **kwargs)
+        except HookError as exc:
+            if exc.__cause__ is None:
+                raise
+            raise exc.__cause__ from None
+
+    # --- what the HIS calls ---------------------------------------------------------------------
+
+    async def record_birth(self, birth: Birth | dict[str, Any]) -> Recorded:
+        """Validate and journal a birth; returns once it is durable.
+
+        A dict with the spec's wire names is accepted too.  Raises :class:`ybplug.InvalidMessage`
+        naming each bad field.  Recording the same birth again (same mother ID, birth time and
+        multiple-birth number) returns the existing record; it is never uploaded twice.
+        """
+        if not isinstance(birth, Birth):
+            birth = load(Birth, birth)
+        [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+        if created:
+            self.births_waiting()
+            self.deliveries_waiting()
+        return Recorded(row.id, row.state, row.registration_number, created)
+
+    async def void(self, registration_number: str, reason: str) -> VoidResult:
+        """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""
+        result = await self._first("ybplug_void", host=self, registration_number=registration_number, reason=reason)
+        if result is None:
+            raise PluginError("no plugin carries out yb04.13.01.22 (is ybplug.void excluded?)")
+        assert isinstance(result, VoidResult)
+        if not result.ok:
+            raise Refused("yb04.13.01.22", result.cause)
+        await self.deliver_due()
+        return result
+
+    async def decode_qr(
+        self,
+        *,
+        business_type: str,
+        idcode: str = "",
+        org_id: str | None = None,
+        district_no: str | None = None,
+        operator_id: str | None = None,
+        operator_name: str | None = None,
+        office_id: str | None = None,
+        office_name: str | None = None,
+    ) -> QrIdentity:
+        """Decode a national insurance QR code through EcTrans and fire ``qr_decoded``.
+
+        ``org_id`` and ``district_no`` default to the ``[voucher]`` config.  An empty ``idcode``
+        lets the vendor library open its own scanning window.
+        """
+        voucher = self.config.voucher
+        data = QrRequestData(
+            org_id=org_id or (voucher.org_id if voucher else None) or "",
+            business_type=business_type,
+            district_no=district_no or (voucher.district_no if voucher else None) or "",
+            operator_id=operator_id,
+            operator_name=operator_name,
+            office_id=office_id,
+            office_name=office_name,
+        )
+        request = QrRequest(data=data, idcode=idcode)
+        journaled = msgspec.json.encode(msgspec.structs.replace(request, idcode=mask(idcode)))
+        exchange_id = await self.run_journal(self.journal.begin_exchange, "EcTrans", journaled)
+        started = time.perf_counter()
+        try:
+            identity = await self.caller.call_first("ybplug_decode_qr", host=self, request=request)
+        except HookError as exc:
+            cause = exc.__cause__ or exc
+            await self.run_journal(self.journal.finish_exchange, exchange_id, Outcome.UNKNOWN if isinstance(cause, TimeoutError) else Outcome.REFUSED, None, str(cause))
+            await self._observe("EcTrans", Outcome.UNKNOWN if isinstance(cause, TimeoutError) else Outcome.REFUSED, time.perf_counter() - started, exchange_id)
+            raise cause from None
+        if identity is None:
+            raise PluginError("no plugin decodes QR codes: configure [voucher] library")
+        await self.run_journal(self.journal.finish_exchange, exchange_id, Outcome.OK, None, None)
+        await self._observe("EcTrans", "ok", time.perf_counter() - started, exchange_id)
+        assert isinstance(identity, QrIdentity)
+        for outcome in await self.caller.call_each(
+            "qr_decoded", identity=identity, request=request, event_id=uuid.uuid4().hex
+        ):
+            if not outcome.ok:
+                log.warning("qr_decoded: plugin %s failed: %s", outcome.plugin, type(outcome.error).__name__)
+        return identity
+
+    async def sync(self, job: str = "all") -> dict[str, int]:
+        """Run the scheduled jobs now (``upload``, ``realname`` or ``all``) and deliver their hooks."""
+        summary: dict[str, int] = {}
+        for outcome in await self.caller.call_each("ybplug_sync", host=self, job=job):
+            if outcome.error is not None:
+                raise outcome.error
+            for key, value in (outcome.value or {}).items():
+                summary[key] = summary.get(key, 0) + value
+        summary["delivered"] = await self.deliver_due()
+        return summary
+
+    async def status(self) -> dict[str, Any]:
+        return await self.run_journal(self.journal.status)
+
+    async def replay(self, event_id: str | None = None, plugin: str | None = None) -> int:
+        """Re-queue parked deliveries and make waiting uploads due now; returns how many were re-queued."""
+        count = await self.run_journal(self.journal.replay, event_id, plugin)
+        await self.run_journal(self.journal.retry_births)
+        self.deliveries_waiting()
+        self.births_waiting()
+        return count
+
+    # --- transactions (used by the built-in plugins) ------------------------------------------
+
+    async def transact(
+        self,
+        transaction: Transaction[RequestT, ResultT],
+        request: RequestT,
+        *,
+        birth_id: int | None = None,
+    ) -> tuple[int, ResultT]:
+        """Journal that ``request`` is leaving, exchange it, tell the observers.
+
+        Returns the exchange id and the centre's answer (refusals included) for the caller to
+        record with its state change.  On a :class:`WireError` the failure is recorded here
+        and the error, carrying ``exchange_id``, is raised.
+        """
+        payload = msgspec.json.encode(request)
+        exchange_id = await self.run_journal(self.journal.begin_exchange, transaction.funid, payload, birth_id)
+        started = time.perf_counter()
+        try:
+            result = await exchange(self.transport, transaction, request)
+        except WireError as exc:
+            exc.exchange_id = exchange_id
+            outcome = Outcome(exc.outcome)
+            await self.run_journal(self.journal.finish_exchange, exchange_id, outcome, None, exc.reason)
+            await self._observe(transaction.funid, exc.outcome, time.perf_counter() - started, exchange_id)
+            raise
+        await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
+        return exchange_id, result
+
+    def is_duplicate(self, cause: str | None) -> bool:
+        """Whether a refusal means "already registered" (the centre's words are configurable)."""
+        return bool(cause) and any(marker in (cause or "") for marker in self.config.duplicate_markers)
+
+    async def _observe(self, funid: str, outcome: str, elapsed: float, exchange_id: int) -> None:
+        for result in await self.caller.call_each(
+            "ybplug_transaction", funid=funid, outcome=outcome, elapsed=elapsed, transaction_id=exchange_id
+        ):
+            if not result.ok:
+                log.warning("observer %s failed: %s", result.plugin, type(result.error).__name__)
+
+    # --- wake-ups -----------------------------------------------------------------------------------
+
+    def births_waiting(self) -> None:
+        """Tell the uploader that new births are in the journal."""
+        self._births_waiting.set()
+
+    async def wait_for_births(self, timeout: float) -> None:
+        """Sleep until a birth is recorded or ``timeout`` seconds pass (for the upload schedule)."""
+        with anyio.move_on_after(max(0.0, timeout)):
+            await self._births_waiting.wait()
+        self._births_waiting = anyio.Event()
+
+    def deliveries_waiting(self) -> None:
+        self._deliveries_waiting.set()
+
+    # --- hook deliveries -------------------------------------------------------------------------
+
+    async def deliver_due(self, batch: int = 200) -> int:
+        """Deliver every event due now to its plugins; returns how many deliveries succeeded.
+
+        One batch at a time per host, so ``sync`` returns only after deliveries the background
+        loop had already claimed are done too.
+        """
+        async with self._delivery_lock:
+            return await self._deliver_batches(batch)
+
+    async def _deliver_batches(self, batch: int) -> int:
+        delivered = 0
+        names = {self.pm.get_name(p) for p in self.pm.get_plugins()}
+        while True:
+            due = await self.run_journal(self.journal.claim_deliveries, batch, [n for n in names if n])
+            if not due:
+                return delivered
+            by_event: dict[str, list[Any]] = {}
+            for delivery in due:
+                by_event.setdefault(delivery.event_id, []).append(delivery)
+            results: list[tuple[Any, str | None]] = []
+
+            async def deliver(deliveries: list[Any]) -> None:
+                first = deliveries[0]
+                outcomes = await self.caller.call_each(
+                    first.hook,
+                    only=[d.plugin for d in deliveries],
+                    event_id=first.event_id,
+                    **first.event.arguments(),
+                )
+                errors = {o.plugin: o.error for o in outcomes}
+                for d in deliveries:
+                    error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
+                    results.append((d, None if error is None else f"{type(error).__name__}: {error}"))
+
+            async with anyio.create_task_group() as tg:
+                for deliveries in by_event.values():
+                    tg.start_soon(deliver, deliveries)
+            parked = await self.run_journal(
+                self.journal.deliveries_done, results, max_attempts=self.config.delivery_attempts, backoff=self.delivery_backoff
+            )
+            delivered += sum(1 for _, error in results if error is None)
+            if parked:
+                log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
+            if len(due) < batch:
+                return delivered
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            await self.deliver_due()
+            due = await self.run_journal(self.journal.next_delivery_due)
+            wait = 5.0 if due is None else min(5.0, max(0.05, due - time.time()))
+            with anyio.move_on_after(wait):
+                await self._deliveries_waiting.wait()
+            self._deliveries_waiting = anyio.Event()
+
+
+def _allowed_plugins() -> set[str] | None:
+    value = os.environ.get("YBPLUG_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+
+__all__ = ["Host", "Recorded", "Refused", "PluginError", "events"]
