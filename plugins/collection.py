@@ -26,13 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ybplug.collection")
 
 
-def seconds_until(hour: int, minute: int, now: datetime | None = None) -> float:
-    """Seconds from ``now`` (China time) to the next ``hour:minute``."""
+def last_slot(hour: int, minute: int, now: datetime | None = None) -> datetime:
+    """The most recent daily ``hour:minute`` at or before ``now`` (China time)."""
     now = now or datetime.now(CHINA_TIME)
-    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if target <= now:
-        target += timedelta(days=1)
-    return (target - now).total_seconds()
+    slot = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return slot if slot <= now else slot - timedelta(days=1)
 
 
 class Collection:
@@ -50,10 +48,14 @@ class Collection:
         return await self.upload_due(host)
 
     async def _schedule(self, host: Host) -> None:
+        """``immediate``: upload as births arrive.  ``daily at HH:MM``: upload what was recorded
+        before the latest HH:MM (so a worker that was down at that time catches up at start-up).
+        Either way, failed uploads are retried on their own backoff."""
         daily = upload_time(host.config.upload)
         while True:
+            slot = None if daily is None else last_slot(*daily)
             try:
-                await self.upload_due(host)
+                await self.upload_due(host, recorded_before=None if slot is None else slot.timestamp())
             except AuthenticationFailed as exc:
                 log.error("upload stopped: %s", exc)
             due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
@@ -61,9 +63,10 @@ class Collection:
             if daily is None:
                 await host.wait_for_births(retry_in)
             else:
-                await anyio.sleep(min(retry_in, seconds_until(*daily)))
+                next_slot = (last_slot(*daily) + timedelta(days=1)).timestamp() - time.time()
+                await anyio.sleep(max(0.05, min(retry_in, next_slot)))
 
-    async def upload_due(self, host: Host) -> dict[str, int]:
+    async def upload_due(self, host: Host, recorded_before: float | None = None) -> dict[str, int]:
         """Upload every birth due now, ``upload_concurrency`` at a time, until none is left."""
         counts = {"uploaded": 0, "refused": 0, "needs_review": 0, "upload_failed": 0}
         async with self._running:
@@ -71,7 +74,9 @@ class Collection:
             limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
             auth_error: list[AuthenticationFailed] = []
             while not auth_error:
-                rows = await host.run_journal(host.journal.claim_births, host.config.upload_batch)
+                rows = await host.run_journal(
+                    host.journal.claim_births, host.config.upload_batch, recorded_before=recorded_before
+                )
                 if not rows:
                     break
 

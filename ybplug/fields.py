@@ -145,21 +145,23 @@ class Checker:
             return None
         return value
 
-    def number(self, attr: str, digits: int, *, required: bool = True) -> int | None:
+    def number(self, attr: str, digits: int, *, required: bool = True, missing: str = "is required") -> int | None:
         """A ``number(digits)`` field: an integer of at most ``digits`` digits (digit strings accepted)."""
         value = getattr(self.message, attr)
-        if value is None or value == "":
+        # Required numbers default to 0 so that every missing field is reported at once.
+        if value is None or value == "" or (required and value == 0):
             if required:
-                self.fail(attr, "is required")
+                self.fail(attr, missing)
             return None
         if isinstance(value, str) and value.isascii() and value.isdigit():
             value = int(value)
             self._set(attr, value)
+        shown = mask(value) if attr in self.message.personal else repr(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(attr, f"must be a number of at most {digits} digits, got {value!r}")
+            self.fail(attr, f"must be a number of at most {digits} digits, got {shown}")
             return None
         if value < 0 or len(str(value)) > digits:
-            self.fail(attr, f"must be a number of at most {digits} digits (number({digits})), got {value}")
+            self.fail(attr, f"must be a number of at most {digits} digits (number({digits})), got {shown}")
             return None
         return value
 

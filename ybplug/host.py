@@ -146,7 +146,7 @@ class Host:
             except ImportError as exc:
                 raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
         for plugin in self._extra_plugins:
-            self._register(plugin, None)
+            self._register(plugin, _stable_name(plugin))
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -438,6 +438,17 @@ class Host:
             with anyio.move_on_after(wait):
                 await self._deliveries_waiting.wait()
             self._deliveries_waiting = anyio.Event()
+
+
+def _stable_name(plugin: object) -> str:
+    """Deliveries are journaled per plugin name, so the name must survive a restart: use the
+    module of a module plugin, ``module.Class`` of an instance (``ybplug_name`` overrides)."""
+    explicit = getattr(plugin, "ybplug_name", None)
+    if isinstance(explicit, str):
+        return explicit
+    if isinstance(plugin, type) or hasattr(plugin, "__file__"):
+        return str(getattr(plugin, "__name__", plugin))
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
 
 
 def _allowed_plugins() -> set[str] | None:

@@ -299,16 +299,21 @@ class Journal:
             if owner_host == host and pid.isdigit() and not _alive(int(pid)):
                 db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
 
-    def claim_births(self, limit: int) -> list[BirthRow]:
-        """Claim up to ``limit`` births due for upload, with a lease; ``in_doubt`` if sent before."""
+    def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
+        """Claim up to ``limit`` births due for upload, with a lease; ``in_doubt`` if sent before.
+
+        With ``recorded_before``, new births recorded after that time are left for the next
+        scheduled run; births already attempted are retried whenever their backoff allows.
+        """
         now = self.clock()
+        cutoff = now + 1.0 if recorded_before is None else recorded_before
         with self._write() as db:
             self._release_dead_claims(db, "births", now)
             rows = db.execute(
                 "SELECT id, record, state, registration_number, reason, attempts FROM births"
                 " WHERE state IN ('pending', 'uploading') AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
-                (now, now, limit),
+                " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?) ORDER BY id LIMIT ?",
+                (now, now, cutoff, limit),
             ).fetchall()
             if not rows:
                 return []

@@ -53,6 +53,7 @@ __all__ = [
 class Birth(
     Message,
     frozen=True,
+    forbid_unknown_fields=True,
     rename={
         "medical_serial": "akc190",
         "his_serial": "bke042",
@@ -100,15 +101,17 @@ class Birth(
          "father_id_number", "father_name", "father_phone"}
     )
 
-    medical_serial: str
-    his_serial: str
-    multiple_birth_number: int
-    newborn_sex: str
-    birth_time: int
-    mother_certificate_type: str
-    mother_id_number: str
-    mother_name: str
-    mother_phone: int
+    # Required fields have empty defaults so that __post_init__ reports every missing one at
+    # once ("is required"), instead of msgspec stopping at the first.
+    medical_serial: str = ""
+    his_serial: str = ""
+    multiple_birth_number: int = 0
+    newborn_sex: str = ""
+    birth_time: int = 0
+    mother_certificate_type: str = ""
+    mother_id_number: str = ""
+    mother_name: str = ""
+    mother_phone: int = 0
     newborn_name: str = ""
     father_certificate_type: str | None = None
     father_id_number: str | None = None
@@ -120,9 +123,7 @@ class Birth(
         check = Checker(self)
         check.text("medical_serial", 20)
         check.text("his_serial", 50)
-        number = check.number("multiple_birth_number", 1)
-        if number == 0:
-            check.fail("multiple_birth_number", "starts at 1 (1 for a single birth, 1 and 2 for twins)")
+        check.number("multiple_birth_number", 1, missing="is required: 1 for a single birth, 1 and 2 for twins")
         sex = check.code("newborn_sex", Sex)
         check.number("birth_time", 14)
         check.timestamp("birth_time")
@@ -149,7 +150,7 @@ class Birth(
                 msgspec.structs.force_setattr(self, "newborn_name", mother + suffix)
             else:
                 check.fail("newborn_name", "is required when aac004 新生儿性别 is not 1 男 or 2 女")
-        if self.newborn_name or (mother and sex):
+        if (self.newborn_name or (mother and sex)) and not check.failed("newborn_name"):
             check.text("newborn_name", 50)
         check.done()
 
@@ -194,18 +195,19 @@ class CollectionResult(Reply, frozen=True, rename={
     }
 
     registration_number: str | int = ""
-    eligibility: str = ""
+    eligibility: str | int = ""
     ineligibility_reason: str | None = None
 
     def __post_init__(self) -> None:
         _as_text(self, "registration_number")
+        _as_text(self, "eligibility")
 
     @property
     def eligible(self) -> bool:
         return self.eligibility == Eligibility.ELIGIBLE
 
 
-class VoidRequest(Message, frozen=True, rename={
+class VoidRequest(Message, frozen=True, forbid_unknown_fields=True, rename={
     "registration_number": "baz726",
     "reason": "bae016",
     "data_source": "bke241",
@@ -469,5 +471,8 @@ def _explain(message_type: type[Message], exc: msgspec.ValidationError) -> Inval
     if not field and text.startswith("Object missing required field `"):
         field = text.split("`")[1]
         rule = "is required"
+    elif not field and text.startswith("Object contains unknown field `"):
+        field = text.split("`")[1]
+        return InvalidMessage(message_type.__name__, [Problem(field, "", "is not a field of this message in the spec")])
     label = message_type.labels.get(field, "")
     return InvalidMessage(message_type.__name__, [Problem(field or "?", label, rule)])

@@ -1,0 +1,371 @@
+"""The host against the sandbox over loopback: the flow, the hooks, the journal's guarantees."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+import ybplug
+from ybplug.caller import PluginError
+from ybplug.config import Config, WireSection
+from ybplug.fields import CHINA_TIME
+from ybplug.hooks import hookimpl
+from ybplug.host import Host, Refused
+from ybplug.journal import BirthState
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Fault, Sandbox
+from ybplug.wire import AuthenticationFailed
+
+COLLECT = "yb04.13.01.21"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def centre(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    async with Sandbox(tmp_path / "centre.db") as sandbox:
+        yield sandbox
+
+
+def config(tmp_path: Path, sandbox: Sandbox, **overrides: Any) -> Config:
+    values: dict[str, Any] = {
+        "journal": str(tmp_path / "journal.db"),
+        "upload": "daily at 02:00",
+        "realname_interval": 86400.0,
+        "delivery_backoff": 0.05,
+        "delivery_backoff_cap": 0.2,
+        "upload_backoff": 0.05,
+        "upload_backoff_cap": 0.2,
+        "hook_timeout": 2.0,
+        "wire": WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=2.0),
+    }
+    values.update(overrides)
+    return Config(**values)
+
+
+def birth(n: int = 0, *, mother: str = "local", number: int = 1, sex: str = "1") -> dict[str, Any]:
+    """A valid spec-named record; ``n`` varies the birth time so each n is a different birth."""
+    born = datetime.now(CHINA_TIME) - timedelta(days=1) + timedelta(seconds=n)
+    return {
+        "akc190": f"ZY{n:06d}", "bke042": f"HIS{n:06d}-{number}", "bme027": number, "aac004": sex,
+        "aac006": int(born.strftime("%Y%m%d%H%M%S")), "bkee43": "01", "bkee35": SEED_MOTHERS[mother],
+        "bkee37": "陈静", "bkee33": 13800138000,
+    }
+
+
+class Recorder:
+    """A hospital plugin that remembers every delivery it got (async and sync hooks mixed)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def of(self, hook: str) -> list[dict[str, Any]]:
+        return [kwargs for name, kwargs in self.calls if name == hook]
+
+    @hookimpl
+    async def birth_recorded(self, birth: ybplug.Birth, birth_id: int, event_id: str) -> None:
+        self.calls.append(("birth_recorded", {"birth": birth, "birth_id": birth_id, "event_id": event_id}))
+
+    @hookimpl
+    def collection_result(self, birth: ybplug.Birth, result: ybplug.CollectionResult, birth_id: int, event_id: str) -> None:
+        self.calls.append(("collection_result", {"birth": birth, "result": result, "birth_id": birth_id, "event_id": event_id}))
+
+    @hookimpl
+    async def birth_needs_review(self, reason: str, birth_id: int, event_id: str) -> None:
+        self.calls.append(("birth_needs_review", {"reason": reason, "birth_id": birth_id, "event_id": event_id}))
+
+    @hookimpl
+    async def realname_resolved(self, record: ybplug.RealNameRecord, birth_id: int, event_id: str) -> None:
+        self.calls.append(("realname_resolved", {"record": record, "birth_id": birth_id, "event_id": event_id}))
+
+    @hookimpl
+    async def collection_voided(self, registration_number: str, reason: str, birth_id: int | None, event_id: str) -> None:
+        self.calls.append(("collection_voided", {"registration_number": registration_number, "reason": reason, "birth_id": birth_id}))
+
+    @hookimpl
+    def ybplug_transaction(self, funid: str, outcome: str, elapsed: float, transaction_id: int) -> None:
+        self.calls.append(("ybplug_transaction", {"funid": funid, "outcome": outcome, "elapsed": elapsed}))
+
+
+@pytest.mark.anyio
+async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, centre: Sandbox) -> None:
+    seen = Recorder()
+    async with Host(config(tmp_path, centre), plugins=[seen], entry_points=False) as host:
+        twins = [await host.record_birth(birth(1, number=1)), await host.record_birth(birth(1, number=2, sex="2"))]
+        other = await host.record_birth(birth(2, mother="not_insured"))
+        summary = await host.sync("upload")
+        assert summary["uploaded"] == 3
+
+        results = {c["birth_id"]: c for c in seen.of("collection_result")}
+        assert set(results) == {twins[0].birth_id, twins[1].birth_id, other.birth_id}
+        sandbox_numbers = {r["baz726"] for r in centre.registrations()}
+        first = results[twins[0].birth_id]["result"]
+        assert first.ok and first.eligible and first.registration_number in sandbox_numbers
+        assert results[twins[1].birth_id]["birth"].newborn_name == "陈静之女"
+        not_insured = results[other.birth_id]["result"]
+        assert not_insured.ok and not not_insured.eligible and not_insured.ineligibility_reason == "母亲未参保"
+        assert {c["birth_id"] for c in seen.of("birth_recorded")} == set(results)
+
+        centre.real_name(first.registration_number, id_number=ybplug.fields.with_check_digit("35020320261125001"), name="陈小宝")
+        summary = await host.sync("realname")
+        assert summary["real_named"] == 1
+        [resolved] = seen.of("realname_resolved")
+        assert resolved["birth_id"] == twins[0].birth_id and resolved["record"].name == "陈小宝"
+
+        second = results[twins[1].birth_id]["result"].registration_number
+        voided = await host.void(second, "重复上传")
+        assert voided.ok
+        [void_event] = seen.of("collection_voided")
+        assert void_event == {"registration_number": second, "reason": "重复上传", "birth_id": twins[1].birth_id}
+        with pytest.raises(Refused, match="already"):
+            await host.void(second, "again")
+
+        status = await host.status()
+        assert status["births"] == {"real_named": 1, "voided": 1, "registered": 1}
+        observed = seen.of("ybplug_transaction")
+        assert {o["funid"] for o in observed} >= {COLLECT, "yb04.13.01.22", "yb04.13.01.24"}
+        assert all(o["outcome"] in ("ok", "refused") for o in observed)
+
+
+@pytest.mark.anyio
+async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path, centre: Sandbox) -> None:
+    async with Host(config(tmp_path, centre), entry_points=False) as host:
+        first = await host.record_birth(birth(5))
+        again = await host.record_birth(birth(5))
+        assert again.birth_id == first.birth_id and first.created and not again.created
+        await host.sync("upload")
+        after = await host.record_birth(birth(5))
+        assert after.state == BirthState.REGISTERED and after.registration_number
+        await host.sync("upload")
+    assert centre.calls(COLLECT) == 1
+
+
+@pytest.mark.anyio
+async def test_invalid_birth_is_refused_by_field_and_nothing_accepted_is_lost(tmp_path: Path, centre: Sandbox) -> None:
+    async with Host(config(tmp_path, centre), entry_points=False) as host:
+        good = await host.record_birth(birth(7))
+        bad = birth(8)
+        bad["bkee35"] = bad["bkee35"][:-1] + ("0" if bad["bkee35"][-1] != "0" else "1")
+        with pytest.raises(ybplug.InvalidMessage, match="bkee35 母亲证件号码: check digit is wrong"):
+            await host.record_birth(bad)
+        status = await host.status()
+        assert status["births"] == {"pending": 1}
+        assert (await host.run_journal(host.journal.birth, good.birth_id)).state == BirthState.PENDING
+
+
+class Flaky:
+    """The hospital's database is down for the first ``failures`` deliveries."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.event_ids: list[str] = []
+
+    @hookimpl
+    async def collection_result(self, event_id: str) -> None:
+        self.event_ids.append(event_id)
+        if len(self.event_ids) <= self.failures:
+            raise ConnectionError("HIS database is down")
+
+
+@pytest.mark.anyio
+async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path, centre: Sandbox) -> None:
+    flaky = Flaky(failures=2)
+    async with Host(config(tmp_path, centre), plugins=[flaky], entry_points=False) as host:
+        await host.record_birth(birth(10))
+        await host.sync("upload")
+        with anyio.fail_after(5):
+            while len(flaky.event_ids) < 3:
+                await anyio.sleep(0.05)
+        assert len(set(flaky.event_ids)) == 1
+        await anyio.sleep(0.3)
+        assert len(flaky.event_ids) == 3  # delivered once it succeeded, not again
+        assert (await host.status())["deliveries"] == {"delivered": 1}
+
+
+@pytest.mark.anyio
+async def test_delivery_is_parked_after_its_attempts_and_replayed(tmp_path: Path, centre: Sandbox) -> None:
+    flaky = Flaky(failures=3)
+    async with Host(config(tmp_path, centre, delivery_attempts=3), plugins=[flaky], entry_points=False) as host:
+        await host.record_birth(birth(11))
+        await host.sync("upload")
+        with anyio.fail_after(5):
+            while not (await host.status())["parked"]:
+                await anyio.sleep(0.05)
+        [parked] = (await host.status())["parked"]
+        assert parked["hook"] == "collection_result" and "HIS database is down" in parked["error"]
+        assert await host.replay() == 1
+        await host.deliver_due()
+        assert (await host.status())["parked"] == []
+        assert len(flaky.event_ids) == 4 and len(set(flaky.event_ids)) == 1
+
+
+class Hangs:
+    @hookimpl
+    async def collection_result(self) -> None:
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, centre: Sandbox) -> None:
+    seen = Recorder()
+    async with Host(config(tmp_path, centre, hook_timeout=0.3), plugins=[Hangs(), seen], entry_points=False) as host:
+        await host.record_birth(birth(12))
+        with anyio.fail_after(5):
+            await host.sync("upload")
+        assert len(seen.of("collection_result")) == 1
+        status = await host.status()
+        assert status["deliveries"].get("pending", 0) >= 1  # the hanging one waits for a retry
+
+
+@pytest.mark.anyio
+async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, centre: Sandbox) -> None:
+    seen = Recorder()
+    centre.inject(Fault(kind="drop_after_commit", funid=COLLECT, times=1))
+    async with Host(config(tmp_path, centre), plugins=[seen], entry_points=False) as host:
+        recorded = await host.record_birth(birth(20))
+        summary = await host.sync("upload")
+        assert summary["upload_failed"] == 1
+        await anyio.sleep(0.1)  # the backoff
+        summary = await host.sync("upload")
+        assert summary["needs_review"] == 1
+        row = await host.run_journal(host.journal.birth, recorded.birth_id)
+        assert row.state == BirthState.NEEDS_REVIEW and "earlier upload" in (row.reason or "")
+        [review] = seen.of("birth_needs_review")
+        assert review["birth_id"] == recorded.birth_id
+        assert seen.of("collection_result") == []
+    assert len(centre.registrations()) == 1
+
+
+@pytest.mark.anyio
+async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, centre: Sandbox) -> None:
+    centre.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
+    async with Host(config(tmp_path, centre), entry_points=False) as host:
+        recorded = await host.record_birth(birth(21))
+        assert (await host.sync("upload"))["upload_failed"] == 1
+        await anyio.sleep(0.1)
+        assert (await host.sync("upload"))["uploaded"] == 1
+        assert (await host.run_journal(host.journal.birth, recorded.birth_id)).state == BirthState.REGISTERED
+
+    closed = config(tmp_path / "b", centre)
+    closed.wire.url = "http://127.0.0.1:9"  # nothing listens on the discard port
+    async with Host(closed, entry_points=False) as host:
+        recorded = await host.record_birth(birth(22))
+        assert (await host.sync("upload"))["upload_failed"] == 1
+        row = await host.run_journal(host.journal.birth, recorded.birth_id)
+        assert row.state == BirthState.PENDING and row.attempts == 1
+    assert len(centre.registrations()) == 1
+
+
+@pytest.mark.anyio
+async def test_wrong_password_is_a_clear_error(tmp_path: Path, centre: Sandbox) -> None:
+    wrong = config(tmp_path, centre)
+    wrong.wire.pwd = "not-the-password"
+    async with Host(wrong, entry_points=False) as host:
+        await host.record_birth(birth(30))
+        with pytest.raises(AuthenticationFailed, match="check usr/pwd"):
+            await host.sync("upload")
+        assert (await host.status())["births"] == {"pending": 1}
+
+
+class ReplacesTheWire:
+    """A hospital whose vendor wraps the envelope differently supplies its own transport."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def ybplug_transport(self, config: Any) -> Any:
+        plugin = self
+
+        class Canned:
+            async def call(self, funid: str, data: dict[str, Any]) -> Any:
+                plugin.calls.append(funid)
+                from ybplug.wire import CentreReply
+
+                return CentreReply(flag=1, cause="", data={"baz726": "XSE0000000000042", "bkee45": "1"})
+
+            async def aclose(self) -> None:
+                pass
+
+        return Canned()
+
+
+@pytest.mark.anyio
+async def test_a_hospital_transport_wins_over_the_default(tmp_path: Path, centre: Sandbox) -> None:
+    wire = ReplacesTheWire()
+    seen = Recorder()
+    async with Host(config(tmp_path, centre), plugins=[wire, seen], entry_points=False) as host:
+        await host.record_birth(birth(40))
+        await host.sync("upload")
+    assert wire.calls == [COLLECT]
+    assert seen.of("collection_result")[0]["result"].registration_number == "XSE0000000000042"
+    assert centre.calls(COLLECT) == 0
+
+
+class Misspelled:
+    @hookimpl
+    def colection_result(self) -> None:  # one "l": must fail at start-up, not be ignored
+        pass
+
+
+@pytest.mark.anyio
+async def test_a_misspelled_hook_fails_at_start_up(tmp_path: Path, centre: Sandbox) -> None:
+    with pytest.raises(PluginError, match="colection_result"):
+        async with Host(config(tmp_path, centre), plugins=[Misspelled()], entry_points=False):
+            pass
+
+
+@pytest.mark.anyio
+async def test_ybplug_plugins_limits_what_loads(tmp_path: Path, centre: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YBPLUG_PLUGINS", "ybplug.transport,ybplug.collection")
+    async with Host(config(tmp_path, centre), entry_points=False) as host:
+        names = {host.pm.get_name(p) for p in host.pm.get_plugins()}
+        assert names == {"ybplug.transport", "ybplug.collection"}
+
+
+@pytest.mark.anyio
+async def test_immediate_mode_uploads_without_sync(tmp_path: Path, centre: Sandbox) -> None:
+    seen = Recorder()
+    async with Host(config(tmp_path, centre, upload="immediate"), plugins=[seen], entry_points=False) as host:
+        await host.record_birth(birth(50))
+        with anyio.fail_after(5):
+            while not seen.of("collection_result"):
+                await anyio.sleep(0.02)
+    assert len(centre.registrations()) == 1
+
+
+@pytest.mark.anyio
+async def test_realname_polls_in_batches_of_the_configured_size(tmp_path: Path, centre: Sandbox) -> None:
+    async with Host(config(tmp_path, centre, realname_batch=2), entry_points=False) as host:
+        for n in range(5):
+            await host.record_birth(birth(60 + n))
+        await host.sync("upload")
+        before = centre.calls("yb04.13.01.24")
+        summary = await host.sync("realname")
+        assert summary["realname_checked"] == 5
+        assert centre.calls("yb04.13.01.24") - before == 3
+
+
+def test_journal_keeps_the_reply_of_every_exchange(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Sandbox(tmp_path / "centre.db") as sandbox:
+            async with Host(config(tmp_path, sandbox), entry_points=False) as host:
+                await host.record_birth(birth(70))
+                await host.sync("upload")
+
+    anyio.run(scenario)
+    db = sqlite3.connect(tmp_path / "journal.db")
+    [(funid, outcome, reply)] = db.execute("SELECT funid, outcome, reply FROM exchanges").fetchall()
+    assert funid == COLLECT and outcome == "ok"
+    assert msgspec.json.decode(reply)["baz726"].startswith("XSE")
+    assert time.time() > 0

@@ -1,0 +1,334 @@
+"""The async hook caller: pluggy's order and argument passing, awaited, isolated and bounded.
+
+pluggy calls hook implementations synchronously.  An ``async def`` implementation returns a
+coroutine, which pluggy treats as a result: a ``firstresult`` hook would stop at the first async
+implementation whatever it eventually returns, and nothing would ever await the others.  So the
+host does not call ``pm.hook.<name>(...)``; it calls hooks through :class:`AsyncHookCaller`,
+which walks ``hook.get_hookimpls()`` itself, the way pluggy's ``_multicall`` does:
+
+* **Order** is pluggy's: ``reversed(hook.get_hookimpls())``, so ``tryfirst`` / ``trylast`` are
+  honoured and, among equals, the plugin registered last runs first.
+* **Arguments**: each implementation gets only the arguments it declares (``impl.argnames``,
+  plus those of ``impl.kwargnames`` that the call provides), so a plugin written against an
+  older hook signature keeps working when the host passes more.
+* **Async and sync**: an ``async def`` implementation is awaited on the event loop.  A plain
+  function runs in a worker thread (``anyio.to_thread.run_sync``) because hospital code blocks
+  (a database write, a file share); the threads are bounded by a
+  :class:`anyio.CapacityLimiter` of the caller's own, so plugins cannot exhaust the thread pool
+  the rest of the process uses.  A sync function that returns an awaitable has it awaited.
+* **Timeout**: each implementation is bounded by ``anyio.fail_after(timeout)``.  A hung async
+  implementation is cancelled; a hung sync implementation's thread cannot be killed, so it is
+  abandoned (it keeps running in the background and its limiter token is returned) and the
+  outcome is a :class:`HookTimeout`.
+* **Isolation** (:meth:`AsyncHookCaller.call_each`): one plugin failing or hanging never stops
+  the others; every implementation yields an :class:`ImplOutcome`.
+* **Cancellation** of the caller (an outer timeout, a cancelled task group, shutdown) is always
+  re-raised, never reported as a plugin error: only :class:`Exception` is caught, and a
+  :class:`TimeoutError` counts as our timeout only when our own cancel scope caught the
+  cancellation.
+
+Wrappers (``wrapper=True`` / ``hookwrapper=True``) need pluggy's synchronous generator protocol
+and are not supported; :func:`check_no_wrappers` rejects them at registration time.
+
+Personal data: hook arguments and results hold ID numbers and names, so nothing here ever logs
+them.  Errors are logged on ``ybplug.hooks`` with the plugin, the hook and the exception; with
+``YBPLUG_TRACE=1`` each call is traced on ``ybplug.trace`` (hook, plugin, elapsed, outcome).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pluggy
+
+__all__ = [
+    "AsyncHookCaller",
+    "HookError",
+    "HookTimeout",
+    "ImplOutcome",
+    "PluginError",
+    "check_no_wrappers",
+]
+
+log = logging.getLogger("ybplug.hooks")
+trace_log = logging.getLogger("ybplug.trace")
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+class PluginError(Exception):
+    """A plugin is not usable as written (for example it implements a hook as a wrapper)."""
+
+    def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class HookError(Exception):
+    """An implementation of ``hook`` in ``plugin`` failed; the original error is ``__cause__``."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class HookTimeout(TimeoutError):
+    """An implementation did not finish within the caller's timeout."""
+
+    def __init__(self, plugin: str, hook: str, timeout: float, *, abandoned_thread: bool = False) -> None:
+        message = f"plugin {plugin!r} did not finish hook {hook!r} within {timeout:g} s"
+        if abandoned_thread:
+            message += " (its worker thread was abandoned and may still be running)"
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+        self.timeout = timeout
+        self.abandoned_thread = abandoned_thread
+
+
+@dataclass(frozen=True)
+class ImplOutcome:
+    """What one plugin's implementation of a hook did."""
+
+    plugin: str
+    """The plugin's registered name (``pm.get_name(plugin)``)."""
+    value: Any = None
+    """The awaited return value (``None`` when it failed)."""
+    error: BaseException | None = None
+    """The exception it raised, or :class:`HookTimeout`."""
+    elapsed: float = 0.0
+    """Seconds it took (up to the timeout when it hung)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self) -> str:
+        # The value may hold personal data: show its type only.
+        shown = "error=" + type(self.error).__name__ if self.error is not None else (
+            "value=" + type(self.value).__name__
+        )
+        return f"ImplOutcome(plugin={self.plugin!r}, {shown}, elapsed={self.elapsed:.3f})"
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+def check_no_wrappers(pm: pluggy.PluginManager) -> None:
+    """Raise :class:`PluginError` if any registered plugin implements a hook as a wrapper.
+
+    Call it after registering plugins: the async caller cannot drive pluggy's generator-based
+    wrappers (they would see coroutines, not results), so they are refused up front, naming the
+    plugin and the hook.
+    """
+    for plugin in pm.get_plugins():
+        for caller in pm.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and _is_wrapper(impl):
+                    name = pm.get_name(plugin) or impl.plugin_name
+                    kind = "wrapper=True" if impl.wrapper else "hookwrapper=True"
+                    raise PluginError(
+                        f"plugin {name!r} implements hook {caller.name!r} with {kind}; "
+                        "ybplug calls hooks asynchronously and does not support wrappers: "
+                        "implement it as a plain (async) function",
+                        plugin=name,
+                        hook=caller.name,
+                    )
+
+
+def _env_trace() -> bool:
+    return os.environ.get("YBPLUG_TRACE", "").strip().lower() in _TRUE
+
+
+class AsyncHookCaller:
+    """Calls the implementations of a pluggy hook, awaiting each, in pluggy's order.
+
+    :param pm: the plugin manager holding the hook specifications and the plugins.
+    :param timeout: seconds each implementation may take.
+    :param thread_limiter: bounds how many sync implementations run in threads at once; by
+        default a ``CapacityLimiter(8)`` of this caller's own (not anyio's default limiter, which
+        the rest of the process shares).
+    :param trace: log each implementation call on ``ybplug.trace``; by default on when the
+        environment variable ``YBPLUG_TRACE`` is set to a true value (``1``, ``true``, ``yes``).
+    """
+
+    DEFAULT_THREADS = 8
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        *,
+        timeout: float = 30.0,
+        thread_limiter: anyio.CapacityLimiter | None = None,
+        trace: bool | None = None,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.pm = pm
+        self.timeout = timeout
+        self._thread_limiter = thread_limiter
+        self.trace = _env_trace() if trace is None else trace
+
+    @property
+    def thread_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of sync implementations' threads (created on first use if not given)."""
+        if self._thread_limiter is None:
+            # Created lazily: older anyio versions need a running event loop for this.
+            self._thread_limiter = anyio.CapacityLimiter(self.DEFAULT_THREADS)
+        return self._thread_limiter
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def _hook(self, hook: str) -> pluggy.HookCaller:
+        caller = getattr(self.pm.hook, hook, None)
+        if not isinstance(caller, pluggy.HookCaller):
+            raise LookupError(
+                f"no hook named {hook!r} in plugin manager {self.pm.project_name!r} "
+                "(is its specification added?)"
+            )
+        return caller
+
+    def _name(self, impl: pluggy.HookImpl) -> str:
+        return self.pm.get_name(impl.plugin) or impl.plugin_name
+
+    def _impls(self, hook: str, only: Collection[str] | None = None) -> list[tuple[str, pluggy.HookImpl]]:
+        impls = [(self._name(impl), impl) for impl in reversed(self._hook(hook).get_hookimpls())]
+        if only is not None:
+            wanted = {only} if isinstance(only, str) else set(only)
+            impls = [(name, impl) for name, impl in impls if name in wanted]
+        return impls
+
+    def implementations(self, hook: str) -> list[str]:
+        """The names of the plugins implementing ``hook``, in the order they are called."""
+        return [name for name, _ in self._impls(hook)]
+
+    # -- calling ------------------------------------------------------------------------------
+
+    def _kwargs(self, hook: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self._hook(hook).spec
+        defaults: Mapping[str, Any] | None = getattr(spec, "kwargdefaults", None) if spec else None
+        return {**defaults, **kwargs} if defaults else dict(kwargs)
+
+    async def _invoke(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+        """Call one implementation with the arguments it declares; await what needs awaiting."""
+        try:
+            args = [kwargs[name] for name in impl.argnames]
+        except KeyError as exc:
+            raise pluggy.HookCallError(f"hook call must provide argument {exc.args[0]!r}") from None
+        extra = {name: kwargs[name] for name in impl.kwargnames if name in kwargs}
+        function = impl.function
+        if inspect.iscoroutinefunction(function):
+            result = await function(*args, **extra)
+        else:
+
+            def run() -> Any:
+                return function(*args, **extra)
+
+            result = await anyio.to_thread.run_sync(
+                run, limiter=self.thread_limiter, abandon_on_cancel=True
+            )
+        while inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _call_one(self, hook: str, name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> ImplOutcome:
+        """Run one implementation, isolated: its errors and its timeout become the outcome.
+
+        Cancellation from outside is not an ``Exception`` and passes straight through.
+        """
+        start = time.perf_counter()
+        error: BaseException | None = None
+        value: Any = None
+        if _is_wrapper(impl):
+            error = PluginError(
+                f"plugin {name!r} implements hook {hook!r} as a wrapper, which ybplug does not support",
+                plugin=name,
+                hook=hook,
+            )
+        else:
+            scope: anyio.CancelScope | None = None
+            try:
+                with anyio.fail_after(self.timeout) as scope:
+                    value = await self._invoke(impl, kwargs)
+            except Exception as exc:
+                if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
+                    # Our own deadline: fail_after only raises TimeoutError when its scope caught
+                    # the cancellation it delivered (an outer cancellation propagates instead).
+                    sync = not inspect.iscoroutinefunction(impl.function)
+                    error = HookTimeout(name, hook, self.timeout, abandoned_thread=sync)
+                else:
+                    error = exc
+                value = None
+        elapsed = time.perf_counter() - start
+        if error is not None:
+            if isinstance(error, HookTimeout):
+                log.error("hook %s: %s", hook, error)
+            else:
+                log.error(
+                    "hook %s: plugin %r failed: %s: %s",
+                    hook, name, type(error).__name__, error,
+                    exc_info=error if not isinstance(error, PluginError) else None,
+                )
+        if self.trace:
+            trace_log.info(
+                "hook=%s plugin=%s elapsed=%.3fs %s",
+                hook, name, elapsed, "ok" if error is None else f"error={type(error).__name__}",
+            )
+        return ImplOutcome(plugin=name, value=value, error=error, elapsed=elapsed)
+
+    async def call_each(
+        self, hook: str, /, *, only: Collection[str] | None = None, **kwargs: Any
+    ) -> list[ImplOutcome]:
+        """Call every implementation of ``hook`` (or only those of the plugins named in ``only``).
+
+        Implementations run one after another in pluggy's order, each isolated and bounded by the
+        timeout: one that fails or hangs never stops the others.  Returns one
+        :class:`ImplOutcome` per implementation called, in call order.  Names in ``only`` that
+        implement nothing are ignored (compare the outcomes' plugins to notice them).
+        Cancellation of the caller propagates, leaving the remaining implementations uncalled.
+        """
+        call_kwargs = self._kwargs(hook, kwargs)
+        outcomes: list[ImplOutcome] = []
+        for name, impl in self._impls(hook, only):
+            # A plugin may swallow our caller's cancellation; make sure it still ends the call.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            outcomes.append(await self._call_one(hook, name, impl, call_kwargs))
+        return outcomes
+
+    async def call_first(self, hook: str, /, **kwargs: Any) -> Any:
+        """``firstresult`` semantics, after the await: the first non-``None`` awaited result.
+
+        Implementations are called in pluggy's order until one returns (after awaiting) something
+        other than ``None``; the rest are not called.  Returns ``None`` when none does.
+
+        An implementation that raises or times out stops the call with :class:`HookError`
+        (naming the plugin; the original error is ``__cause__``), as pluggy itself propagates
+        errors.  Skipping it instead would silently let a lower-priority plugin's answer win
+        (a hospital's override fails and the default quietly takes over), which is worse for a
+        first-result hook than a clear failure the host can journal and retry.
+        """
+        call_kwargs = self._kwargs(hook, kwargs)
+        for name, impl in self._impls(hook):
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            outcome = await self._call_one(hook, name, impl, call_kwargs)
+            if outcome.error is not None:
+                raise HookError(
+                    f"plugin {name!r} failed in hook {hook!r}: {type(outcome.error).__name__}: {outcome.error}",
+                    plugin=name,
+                    hook=hook,
+                ) from outcome.error
+            if outcome.value is not None:
+                return outcome.value
+        return None
