@@ -39,7 +39,8 @@ class Collection:
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
-        host.start_soon(lambda: self._schedule(host), name="ybplug upload schedule")
+        if host.background:
+            host.start_soon(lambda: self._schedule(host), name="ybplug upload schedule")
 
     @hookimpl
     async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:

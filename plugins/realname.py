@@ -32,7 +32,8 @@ class RealName:
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
-        host.start_soon(lambda: self._schedule(host), name="ybplug real-name poll")
+        if host.background:
+            host.start_soon(lambda: self._schedule(host), name="ybplug real-name poll")
 
     @hookimpl
     async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:

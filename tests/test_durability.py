@@ -22,21 +22,9 @@ from ybplug.config import Config
 from ybplug.host import Host
 from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Fault, Sandbox
 
+from support import birth_record as birth
+
 COLLECT = "yb04.13.01.21"
-
-
-def birth(n: int, *, number: int, sex: str) -> dict[str, object]:
-    from datetime import datetime, timedelta
-
-    from ybplug.fields import CHINA_TIME
-    from ybplug.sandbox import SEED_MOTHERS
-
-    born = datetime.now(CHINA_TIME) - timedelta(days=1) + timedelta(seconds=n)
-    return {
-        "akc190": f"ZY{n:06d}", "bke042": f"HIS{n:06d}-{number}", "bme027": number, "aac004": sex,
-        "aac006": int(born.strftime("%Y%m%d%H%M%S")), "bkee43": "01", "bkee35": SEED_MOTHERS["local"],
-        "bkee37": "陈静", "bkee33": 13800138000,
-    }
 YBPLUG = str(Path(sys.executable).parent / "ybplug")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,13 @@ import pytest
 import ybplug
 from ybplug.caller import PluginError
 from ybplug.config import Config, WireSection
-from ybplug.fields import CHINA_TIME
 from ybplug.hooks import hookimpl
 from ybplug.host import Host, Refused
 from ybplug.journal import BirthState
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Fault, Sandbox
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Fault, Sandbox
 from ybplug.wire import AuthenticationFailed
+
+from support import birth_record as birth
 
 COLLECT = "yb04.13.01.21"
 
@@ -51,16 +51,6 @@ def config(tmp_path: Path, sandbox: Sandbox, **overrides: Any) -> Config:
     }
     values.update(overrides)
     return Config(**values)
-
-
-def birth(n: int = 0, *, mother: str = "local", number: int = 1, sex: str = "1") -> dict[str, Any]:
-    """A valid spec-named record; ``n`` varies the birth time so each n is a different birth."""
-    born = datetime.now(CHINA_TIME) - timedelta(days=1) + timedelta(seconds=n)
-    return {
-        "akc190": f"ZY{n:06d}", "bke042": f"HIS{n:06d}-{number}", "bme027": number, "aac004": sex,
-        "aac006": int(born.strftime("%Y%m%d%H%M%S")), "bkee43": "01", "bkee35": SEED_MOTHERS[mother],
-        "bkee37": "陈静", "bkee33": 13800138000,
-    }
 
 
 class Recorder:

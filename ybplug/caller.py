@@ -43,6 +43,7 @@ import os
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import anyio
@@ -243,10 +244,20 @@ class AsyncHookCaller:
             result = await result
         return result
 
-    async def _call_one(self, hook: str, name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> ImplOutcome:
+    async def _call_one(
+        self,
+        hook: str,
+        name: str,
+        impl: pluggy.HookImpl,
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        log_errors: bool = True,
+    ) -> ImplOutcome:
         """Run one implementation, isolated: its errors and its timeout become the outcome.
 
         Cancellation from outside is not an ``Exception`` and passes straight through.
+        ``log_errors`` is off where the error is raised to the caller anyway (``call_first``).
         """
         start = time.perf_counter()
         error: BaseException | None = None
@@ -260,19 +271,19 @@ class AsyncHookCaller:
         else:
             scope: anyio.CancelScope | None = None
             try:
-                with anyio.fail_after(self.timeout) as scope:
+                with anyio.fail_after(timeout) as scope:
                     value = await self._invoke(impl, kwargs)
             except Exception as exc:
                 if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
                     # Our own deadline: fail_after only raises TimeoutError when its scope caught
                     # the cancellation it delivered (an outer cancellation propagates instead).
                     sync = not inspect.iscoroutinefunction(impl.function)
-                    error = HookTimeout(name, hook, self.timeout, abandoned_thread=sync)
+                    error = HookTimeout(name, hook, timeout or 0.0, abandoned_thread=sync)
                 else:
                     error = exc
                 value = None
         elapsed = time.perf_counter() - start
-        if error is not None:
+        if error is not None and log_errors:
             if isinstance(error, HookTimeout):
                 log.error("hook %s: %s", hook, error)
             else:
@@ -289,7 +300,14 @@ class AsyncHookCaller:
         return ImplOutcome(plugin=name, value=value, error=error, elapsed=elapsed)
 
     async def call_each(
-        self, hook: str, /, *, only: Collection[str] | None = None, **kwargs: Any
+        self,
+        hook: str,
+        /,
+        *,
+        only: Collection[str] | None = None,
+        timeout: float | None | EllipsisType = ...,
+        log_errors: bool = True,
+        **kwargs: Any,
     ) -> list[ImplOutcome]:
         """Call every implementation of ``hook`` (or only those of the plugins named in ``only``).
 
@@ -298,16 +316,21 @@ class AsyncHookCaller:
         :class:`ImplOutcome` per implementation called, in call order.  Names in ``only`` that
         implement nothing are ignored (compare the outcomes' plugins to notice them).
         Cancellation of the caller propagates, leaving the remaining implementations uncalled.
+        ``timeout`` overrides the caller's (None: unbounded, for the host's own long jobs);
+        ``log_errors`` off leaves reporting to a caller that raises the errors itself.
         """
         call_kwargs = self._kwargs(hook, kwargs)
+        limit = self.timeout if timeout is ... else timeout
         outcomes: list[ImplOutcome] = []
         for name, impl in self._impls(hook, only):
             # A plugin may swallow our caller's cancellation; make sure it still ends the call.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            outcomes.append(await self._call_one(hook, name, impl, call_kwargs))
+            outcomes.append(
+                await self._call_one(hook, name, impl, call_kwargs, timeout=limit, log_errors=log_errors)
+            )
         return outcomes
 
-    async def call_first(self, hook: str, /, **kwargs: Any) -> Any:
+    async def call_first(self, hook: str, /, *, timeout: float | None | EllipsisType = ..., **kwargs: Any) -> Any:
         """``firstresult`` semantics, after the await: the first non-``None`` awaited result.
 
         Implementations are called in pluggy's order until one returns (after awaiting) something
@@ -320,9 +343,10 @@ class AsyncHookCaller:
         first-result hook than a clear failure the host can journal and retry.
         """
         call_kwargs = self._kwargs(hook, kwargs)
+        limit = self.timeout if timeout is ... else timeout
         for name, impl in self._impls(hook):
             await anyio.lowlevel.checkpoint_if_cancelled()
-            outcome = await self._call_one(hook, name, impl, call_kwargs)
+            outcome = await self._call_one(hook, name, impl, call_kwargs, timeout=limit, log_errors=False)
             if outcome.error is not None:
                 raise HookError(
                     f"plugin {name!r} failed in hook {hook!r}: {type(outcome.error).__name__}: {outcome.error}",

@@ -81,7 +81,7 @@ async def _status(args: argparse.Namespace) -> int:
 async def _sync(args: argparse.Namespace) -> int:
     from ybplug.host import Host
 
-    async with Host(_config(args)) as host:
+    async with Host(_config(args), background=False) as host:
         summary = await host.sync(args.job)
     print(", ".join(f"{k} {v}" for k, v in summary.items()))
     return 0
@@ -90,7 +90,7 @@ async def _sync(args: argparse.Namespace) -> int:
 async def _retry(args: argparse.Namespace) -> int:
     from ybplug.host import Host
 
-    async with Host(_config(args)) as host:
+    async with Host(_config(args), background=False) as host:
         count = await host.replay(args.event, args.plugin)
         print(f"re-queued {count} parked deliveries; waiting uploads are due now")
         summary = await host.sync("upload")
@@ -101,7 +101,7 @@ async def _retry(args: argparse.Namespace) -> int:
 async def _void(args: argparse.Namespace) -> int:
     from ybplug.host import Host
 
-    async with Host(_config(args)) as host:
+    async with Host(_config(args), background=False) as host:
         result = await host.void(args.baz726, args.reason)
     print(f"voided {result.registration_number}")
     return 0
@@ -111,7 +111,7 @@ async def _decode(args: argparse.Namespace) -> int:
     from ybplug.host import Host
     from ybplug.privacy import mask
 
-    async with Host(_config(args)) as host:
+    async with Host(_config(args), background=False) as host:
         identity = await host.decode_qr(
             business_type=args.business_type, idcode=args.idcode, org_id=args.org_id, district_no=args.district_no
         )

@@ -12,6 +12,7 @@ than sent as ``?``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -89,14 +90,19 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+@functools.cache
+def _wire_names(message_type: type[Message]) -> dict[str, str]:
+    """Attribute -> wire name, computed once per type (msgspec.structs.fields re-reads annotations)."""
+    return dict(zip(message_type.__struct_fields__, message_type.__struct_encode_fields__, strict=True))
+
+
 class Checker:
     """Collects the problems of one message; raises them together at the end."""
 
     def __init__(self, message: Message) -> None:
         self.message = message
         self.problems: list[Problem] = []
-        info = msgspec.structs.fields(type(message))
-        self._wire = {f.name: f.encode_name for f in info}
+        self._wire = _wire_names(type(message))
 
     def fail(self, attr: str, rule: str) -> None:
         wire = self._wire[attr]

@@ -94,8 +94,12 @@ class Host:
         *,
         plugins: Sequence[object] = (),
         entry_points: bool = True,
+        background: bool = True,
     ) -> None:
         self.config = config or Config()
+        #: Whether scheduled work and the delivery loop run; one-shot commands (``ybplug sync``,
+        #: ``void``, ``decode``) turn it off and do their work in the foreground.
+        self.background = background
         self._extra_plugins = list(plugins)
         self._entry_points = entry_points
         self.pm = pluggy.PluginManager(PROJECT)
@@ -174,7 +178,8 @@ class Host:
             stack.push_async_callback(self.run_journal, self.journal.close)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._task_group.cancel_scope.cancel)
-            self._task_group.start_soon(self._delivery_loop)
+            if self.background:
+                self._task_group.start_soon(self._delivery_loop)
             for outcome in await self.caller.call_each("ybplug_startup", host=self):
                 if not outcome.ok:
                     raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
@@ -219,9 +224,13 @@ class Host:
         return await anyio.to_thread.run_sync(call, limiter=self._journal_lock)
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:
-        """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...)."""
+        """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...).
+
+        Unbounded by the hook timeout: these are the host's own transactions, each bounded by
+        its own (wire or voucher) timeout.
+        """
         try:
-            return await self.caller.call_first(hook, **kwargs)
+            return await self.caller.call_first(hook, timeout=None, **kwargs)
         except HookError as exc:
             if exc.__cause__ is None:
                 raise
@@ -287,7 +296,7 @@ class Host:
         exchange_id = await self.run_journal(self.journal.begin_exchange, "EcTrans", journaled)
         started = time.perf_counter()
         try:
-            identity = await self.caller.call_first("ybplug_decode_qr", host=self, request=request)
+            identity = await self.caller.call_first("ybplug_decode_qr", timeout=None, host=self, request=request)
         except HookError as exc:
             cause = exc.__cause__ or exc
             await self.run_journal(self.journal.finish_exchange, exchange_id, Outcome.UNKNOWN if isinstance(cause, TimeoutError) else Outcome.REFUSED, None, str(cause))
@@ -308,7 +317,7 @@ class Host:
     async def sync(self, job: str = "all") -> dict[str, int]:
         """Run the scheduled jobs now (``upload``, ``realname`` or ``all``) and deliver their hooks."""
         summary: dict[str, int] = {}
-        for outcome in await self.caller.call_each("ybplug_sync", host=self, job=job):
+        for outcome in await self.caller.call_each("ybplug_sync", timeout=None, log_errors=False, host=self, job=job):
             if outcome.error is not None:
                 raise outcome.error
             for key, value in (outcome.value or {}).items():
@@ -427,8 +436,6 @@ class Host:
             delivered += sum(1 for _, error in results if error is None)
             if parked:
                 log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
-            if len(due) < batch:
-                return delivered
 
     async def _delivery_loop(self) -> None:
         while True:

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS events (
     payload BLOB NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_birth ON events (birth_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     event_id TEXT NOT NULL REFERENCES events (id),
     plugin TEXT NOT NULL,
@@ -448,7 +449,12 @@ class Journal:
     # --- deliveries ---------------------------------------------------------------------------
 
     def claim_deliveries(self, limit: int, plugins: Iterable[str]) -> list[Delivery]:
-        """Claim due deliveries to the plugins loaded in this process, oldest first."""
+        """Claim due deliveries to the plugins loaded in this process, oldest first.
+
+        A plugin gets the events of one birth in the order they happened: a delivery waits
+        while an earlier one of the same birth to the same plugin is still pending (a parked
+        one does not hold the rest back).
+        """
         names = list(plugins)
         if not names:
             return []
@@ -459,7 +465,10 @@ class Journal:
             rows = db.execute(
                 "SELECT d.event_id, d.plugin, e.hook, e.payload, d.attempts FROM deliveries d JOIN events e ON e.id = d.event_id"
                 f" WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
-                f" AND d.plugin IN ({marks}) ORDER BY e.created_at, d.event_id LIMIT ?",
+                f" AND d.plugin IN ({marks})"
+                " AND NOT EXISTS (SELECT 1 FROM events e2 JOIN deliveries d2 ON d2.event_id = e2.id"
+                "   WHERE e2.birth_id = e.birth_id AND e2.rowid < e.rowid AND d2.plugin = d.plugin AND d2.state = 'pending')"
+                " ORDER BY e.rowid LIMIT ?",
                 (now, now, *names, limit),
             ).fetchall()
             db.executemany(

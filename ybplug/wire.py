@@ -32,8 +32,9 @@ from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
 
 log = logging.getLogger("ybplug.wire")
 
-BUSINESS_PATH = "/sieaf/business_handle/"
-SIGN_IN_PATH = "/sieaf/authorization/"
+# Relative, so that a vendor agent mounted under a prefix (http://host/agent/) keeps it.
+BUSINESS_PATH = "sieaf/business_handle/"
+SIGN_IN_PATH = "sieaf/authorization/"
 
 
 class WireError(Exception):
@@ -58,9 +59,14 @@ class NotDelivered(WireError):
     outcome = "not_delivered"
 
 
-class AuthenticationFailed(NotDelivered):
-    """The centre refused ``usr``/``pwd``; nothing was applied, and retrying will not help."""
+class AuthenticationFailed(WireError):
+    """The centre refused ``usr``/``pwd``; nothing was applied, and resending will not help.
 
+    Not a :class:`NotDelivered`, so that no "resend when not delivered" loop resends a wrong
+    password forever.
+    """
+
+    may_have_applied = False
     outcome = "auth_failed"
 
 
@@ -138,6 +144,14 @@ class _Outer(msgspec.Struct):
     data: dict[str, Any]
 
 
+def _inner(outer: _Outer) -> CentreReply:
+    """``outputValue`` is a JSON string by the vendor's convention; accept an object too."""
+    value = outer.data["outputValue"]
+    if isinstance(value, str):
+        return _decode_inner(value)
+    return msgspec.convert(value, CentreReply, strict=False)
+
+
 _encode = msgspec.json.Encoder().encode
 _decode_outer = msgspec.json.Decoder(_Outer).decode
 _decode_inner = msgspec.json.Decoder(CentreReply, strict=False).decode
@@ -161,7 +175,7 @@ class HttpTransport:
             )
             connector = aiohttp.TCPConnector(limit=self.config.max_connections)
             self._session = aiohttp.ClientSession(
-                base_url=self.config.url.rstrip("/"), timeout=timeout, connector=connector
+                base_url=self.config.url.rstrip("/") + "/", timeout=timeout, connector=connector
             )
         return self._session
 
@@ -199,9 +213,9 @@ class HttpTransport:
         if status >= 500:
             raise OutcomeUnknown(funid, f"HTTP {status} from the centre")
         if status != 200:
-            raise NotDelivered(funid, f"HTTP {status} from {self.config.url}{BUSINESS_PATH}")
+            raise NotDelivered(funid, f"HTTP {status} from {self.config.url.rstrip('/')}/{BUSINESS_PATH}")
         try:
-            reply = _decode_inner(_decode_outer(payload).data["outputValue"])
+            reply = _inner(_decode_outer(payload))
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
             raise OutcomeUnknown(funid, f"malformed reply ({type(exc).__name__})") from None
         log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)

@@ -1,0 +1,120 @@
+"""The ``ybplug`` command as a person uses it, and the plugin found through its entry point."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ybplug.config import Config, WireSection
+from ybplug.host import Host
+from ybplug.hooks import specs
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Sandbox
+
+from support import birth_record
+
+YBPLUG = str(Path(sys.executable).parent / "ybplug")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def centre(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    async with Sandbox(tmp_path / "centre.db") as sandbox:
+        yield sandbox
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [YBPLUG, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+async def run_async(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return await anyio.to_thread.run_sync(lambda: run(*args, cwd=cwd))
+
+
+def test_demo_shows_the_flow_end_to_end_without_personal_data(tmp_path: Path) -> None:
+    done = run("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for hook in ("birth_recorded", "collection_result", "realname_resolved", "collection_voided"):
+        assert hook in out
+    assert "eligible=False (母亲未参保)" in out and "eligible=True" in out
+    assert "created=False" in out  # recording a birth again returns the existing record
+    for id_number in SEED_MOTHERS.values():
+        assert id_number not in out + done.stderr
+    hospital = sqlite3.connect(tmp_path / "demo" / "hospital.db")
+    assert hospital.execute("SELECT count(baz726), count(real_id_number), sum(voided) FROM newborn").fetchone() == (6, 1, 1)
+
+
+def test_a_bad_config_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('uplaod = "immediate"\n', encoding="utf-8")
+    done = run("status", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "ybplug.toml" in line and "uplaod" in line
+
+
+def test_an_unreachable_centre_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('[wire]\nurl = "http://127.0.0.1:9"\nusr = "his"\n', encoding="utf-8")
+    done = run("void", "XSE2611250000001", "--reason", "重复上传", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot connect to http://127.0.0.1:9" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.anyio
+async def test_a_wrong_password_is_one_clear_line_and_status_shows_the_waiting_birth(
+    tmp_path: Path, centre: Sandbox
+) -> None:
+    (tmp_path / "ybplug.toml").write_text(
+        f'upload = "immediate"\n[wire]\nurl = "{centre.url}"\nusr = "{SANDBOX_USR}"\npwd = "wrong-secret"\n',
+        encoding="utf-8",
+    )
+    config = Config.load(tmp_path / "ybplug.toml")
+    config.upload = "daily at 02:00"
+    async with Host(config, entry_points=False) as host:
+        await host.record_birth(birth_record())
+    done = await run_async("sync", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "check usr/pwd" in last and "wrong-secret" not in done.stderr
+    status = await run_async("status", "-c", "ybplug.toml", cwd=tmp_path)
+    assert "pending 1" in status.stdout
+
+
+def test_every_hook_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    hooks = [name for name, f in inspect.getmembers(specs, inspect.isfunction) if hasattr(f, "ybplug_spec")]
+    assert len(hooks) >= 12
+    missing = [name for name in hooks if f"`{name}(" not in readme and f"`{name}`" not in readme]
+    assert not missing, f"hooks missing from README.md: {missing}"
+
+
+@pytest.mark.anyio
+async def test_the_example_distribution_is_found_through_its_entry_point(
+    tmp_path: Path, centre: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YBPLUG_EXAMPLE_DB", str(tmp_path / "hospital.db"))
+    config = Config(journal=str(tmp_path / "journal.db"), wire=WireSection(url=centre.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD))
+    async with Host(config) as host:
+        assert "example_hospital" in {host.pm.get_name(p) for p in host.pm.get_plugins()}
+        recorded = await host.record_birth(birth_record())
+        await host.sync("upload")
+    [registration] = centre.registrations()
+    db = sqlite3.connect(tmp_path / "hospital.db")
+    assert db.execute("SELECT birth_id, baz726 FROM registrations").fetchall() == [
+        (recorded.birth_id, registration["baz726"])
+    ]
