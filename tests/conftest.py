@@ -6,54 +6,14 @@ sandbox and the client share the test's event loop.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
 import pytest
 
-from ybplug.fields import CHINA_TIME
-from ybplug.messages import Birth
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Sandbox
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Sandbox
 from ybplug.wire import HttpTransport, WireConfig
 
-# Every birth made here is a distinct second counted back from a fixed moment two hours before the
-# session started: never in the future, never a duplicate of another birth made here, recent enough
-# for every seeded mother's rule.
-_ANCHOR = datetime.now(CHINA_TIME) - timedelta(hours=2)
-_seconds_back = itertools.count(1)
-
-BirthFactory = Callable[..., Birth]
-
-
-def make_birth(
-    mother: str = "local",
-    *,
-    multiple_birth_number: int = 1,
-    birth_time: int | None = None,
-    newborn_sex: str = "2",
-    **overrides: Any,
-) -> Birth:
-    """A valid Birth for a seeded mother (a key of SEED_MOTHERS) or for any ID number."""
-    if birth_time is None:
-        moment = _ANCHOR - timedelta(seconds=next(_seconds_back))
-        birth_time = int(moment.strftime("%Y%m%d%H%M%S"))
-    fields: dict[str, Any] = {
-        "medical_serial": "ZY2024000123",
-        "his_serial": "HIS-20240001",
-        "multiple_birth_number": multiple_birth_number,
-        "newborn_sex": newborn_sex,
-        "birth_time": birth_time,
-        "mother_certificate_type": "01",
-        "mother_id_number": SEED_MOTHERS.get(mother, mother),
-        "mother_name": "王芳",
-        "mother_phone": 13800138000,
-    }
-    fields.update(overrides)
-    return Birth(**fields)
-
+from support import BirthFactory, make_birth
 
 @pytest.fixture
 def anyio_backend() -> str:

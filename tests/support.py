@@ -2,28 +2,73 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from ybplug.fields import CHINA_TIME
+from ybplug.messages import Birth
 from ybplug.sandbox import SEED_MOTHERS
+
+# Every birth made here is a distinct second counted back from a fixed moment two hours before the
+# session started: never in the future, never a duplicate of another birth made here, recent enough
+# for every seeded mother's rule.
+_ANCHOR = datetime.now(CHINA_TIME) - timedelta(hours=2)
+_seconds_back = itertools.count(1)
+
+BirthFactory = Callable[..., Birth]
+
+
+def make_birth(
+    mother: str = "local",
+    *,
+    multiple_birth_number: int = 1,
+    birth_time: int | None = None,
+    newborn_sex: str = "2",
+    **overrides: Any,
+) -> Birth:
+    """A valid Birth for a seeded mother (a key of SEED_MOTHERS) or for any ID number."""
+    if birth_time is None:
+        moment = _ANCHOR - timedelta(seconds=next(_seconds_back))
+        birth_time = int(moment.strftime("%Y%m%d%H%M%S"))
+    fields: dict[str, Any] = {
+        "medical_serial": "ZY2024000123",
+        "his_serial": "HIS-20240001",
+        "multiple_birth_number": multiple_birth_number,
+        "newborn_sex": newborn_sex,
+        "birth_time": birth_time,
+        "mother_certificate_type": "01",
+        "mother_id_number": SEED_MOTHERS.get(mother, mother),
+        "mother_name": "王芳",
+        "mother_phone": 13800138000,
+    }
+    fields.update(overrides)
+    return Birth(**fields)
+
+
+_DAY_AGO = datetime.now(CHINA_TIME).replace(microsecond=0) - timedelta(days=1)
 
 
 def birth_record(n: int = 0, *, mother: str = "local", number: int = 1, sex: str = "1") -> dict[str, Any]:
-    """A valid yb04.13.01.21 record with the spec's field names.
+    """A valid yb04.13.01.21 record as a dict with the spec's field names, as a HIS sends it.
 
-    ``n`` shifts the birth time by seconds, so each ``n`` is a different birth; twins share ``n``
-    and differ in ``number``.  ``mother`` is a key of the sandbox's seeded register.
+    ``n`` fixes the birth time (a day ago plus ``n`` seconds), so the same ``n`` is the same
+    birth; twins share ``n`` and differ in ``number``.
     """
-    born = datetime.now(CHINA_TIME) - timedelta(days=1) + timedelta(seconds=n)
-    return {
-        "akc190": f"ZY{n:06d}",
-        "bke042": f"HIS{n:06d}-{number}",
-        "bme027": number,
-        "aac004": sex,
-        "aac006": int(born.strftime("%Y%m%d%H%M%S")),
-        "bkee43": "01",
-        "bkee35": SEED_MOTHERS[mother],
-        "bkee37": "陈静",
-        "bkee33": 13800138000,
-    }
+    born = _DAY_AGO + timedelta(seconds=n)
+    birth = make_birth(
+        mother,
+        multiple_birth_number=number,
+        newborn_sex=sex,
+        birth_time=int(born.strftime("%Y%m%d%H%M%S")),
+        medical_serial=f"ZY{n:06d}",
+        his_serial=f"HIS{n:06d}-{number}",
+        mother_name="陈静",
+        newborn_name="",
+    )
+    record: dict[str, Any] = msgspec.to_builtins(birth)
+    del record["bkee30"]  # let ybplug derive 陈静之子 / 陈静之女
+    return record

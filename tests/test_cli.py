@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -24,15 +23,6 @@ YBPLUG = str(Path(sys.executable).parent / "ybplug")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def centre(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with Sandbox(tmp_path / "centre.db") as sandbox:
-        yield sandbox
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,10 +67,10 @@ def test_an_unreachable_centre_is_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_a_wrong_password_is_one_clear_line_and_status_shows_the_waiting_birth(
-    tmp_path: Path, centre: Sandbox
+    tmp_path: Path, sandbox: Sandbox
 ) -> None:
     (tmp_path / "ybplug.toml").write_text(
-        f'upload = "immediate"\n[wire]\nurl = "{centre.url}"\nusr = "{SANDBOX_USR}"\npwd = "wrong-secret"\n',
+        f'upload = "immediate"\n[wire]\nurl = "{sandbox.url}"\nusr = "{SANDBOX_USR}"\npwd = "wrong-secret"\n',
         encoding="utf-8",
     )
     config = Config.load(tmp_path / "ybplug.toml")
@@ -105,15 +95,15 @@ def test_every_hook_is_documented_in_the_readme() -> None:
 
 @pytest.mark.anyio
 async def test_the_example_distribution_is_found_through_its_entry_point(
-    tmp_path: Path, centre: Sandbox, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("YBPLUG_EXAMPLE_DB", str(tmp_path / "hospital.db"))
-    config = Config(journal=str(tmp_path / "journal.db"), wire=WireSection(url=centre.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD))
+    config = Config(journal=str(tmp_path / "journal.db"), wire=WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD))
     async with Host(config) as host:
         assert "example_hospital" in {host.pm.get_name(p) for p in host.pm.get_plugins()}
         recorded = await host.record_birth(birth_record())
         await host.sync("upload")
-    [registration] = centre.registrations()
+    [registration] = sandbox.registrations()
     db = sqlite3.connect(tmp_path / "hospital.db")
     assert db.execute("SELECT birth_id, baz726 FROM registrations").fetchall() == [
         (recorded.birth_id, registration["baz726"])

@@ -11,7 +11,6 @@ import random
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -28,15 +27,6 @@ COLLECT = "yb04.13.01.21"
 YBPLUG = str(Path(sys.executable).parent / "ybplug")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def centre(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with Sandbox(tmp_path / "centre.db") as sandbox:
-        yield sandbox
 
 
 def write_config(tmp_path: Path, sandbox: Sandbox) -> Path:
@@ -135,12 +125,12 @@ def check_exactly_once(tmp_path: Path, sandbox: Sandbox, count: int) -> None:
 @pytest.mark.anyio
 @pytest.mark.timeout(300)
 async def test_sigkill_at_random_points_loses_nothing_and_registers_nothing_twice(
-    tmp_path: Path, centre: Sandbox
+    tmp_path: Path, sandbox: Sandbox
 ) -> None:
     count = 40
-    write_config(tmp_path, centre)
+    write_config(tmp_path, sandbox)
     await record(tmp_path, count)
-    centre.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.1))
+    sandbox.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.1))
     rng = random.Random(20261125)
     mid_batch = 0
     for _ in range(6):
@@ -152,18 +142,18 @@ async def test_sigkill_at_random_points_loses_nothing_and_registers_nothing_twic
         if states.get("pending", 0) + states.get("uploading", 0) and states.get("registered", 0):
             mid_batch += 1
     assert mid_batch >= 2, "the kills should land while a batch is being uploaded"
-    centre.clear_faults()
+    sandbox.clear_faults()
     await run_until_settled(tmp_path, count)
-    check_exactly_once(tmp_path, centre, count)
+    check_exactly_once(tmp_path, sandbox, count)
 
 
 @pytest.mark.anyio
 @pytest.mark.timeout(300)
-async def test_two_workers_on_one_journal_never_upload_the_same_birth(tmp_path: Path, centre: Sandbox) -> None:
+async def test_two_workers_on_one_journal_never_upload_the_same_birth(tmp_path: Path, sandbox: Sandbox) -> None:
     count = 60
-    write_config(tmp_path, centre)
+    write_config(tmp_path, sandbox)
     await record(tmp_path, count)
-    centre.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.02))
+    sandbox.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.02))
     workers = [await start_worker(tmp_path), await start_worker(tmp_path)]
     try:
         with anyio.fail_after(90):
@@ -175,6 +165,6 @@ async def test_two_workers_on_one_journal_never_upload_the_same_birth(tmp_path: 
         for worker in workers:
             with anyio.fail_after(15):
                 await worker.wait()
-    assert centre.calls(COLLECT) == count  # not one upload twice
-    check_exactly_once(tmp_path, centre, count)
+    assert sandbox.calls(COLLECT) == count  # not one upload twice
+    check_exactly_once(tmp_path, sandbox, count)
     assert [w.returncode for w in workers] == [0, 0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,6 @@ from support import birth_record as birth
 COLLECT = "yb04.13.01.21"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def centre(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with Sandbox(tmp_path / "centre.db") as sandbox:
-        yield sandbox
 
 
 def config(tmp_path: Path, sandbox: Sandbox, **overrides: Any) -> Config:
@@ -88,9 +78,9 @@ class Recorder:
 
 
 @pytest.mark.anyio
-async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, centre: Sandbox) -> None:
+async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, sandbox: Sandbox) -> None:
     seen = Recorder()
-    async with Host(config(tmp_path, centre), plugins=[seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False) as host:
         twins = [await host.record_birth(birth(1, number=1)), await host.record_birth(birth(1, number=2, sex="2"))]
         other = await host.record_birth(birth(2, mother="not_insured"))
         summary = await host.sync("upload")
@@ -98,7 +88,7 @@ async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, 
 
         results = {c["birth_id"]: c for c in seen.of("collection_result")}
         assert set(results) == {twins[0].birth_id, twins[1].birth_id, other.birth_id}
-        sandbox_numbers = {r["baz726"] for r in centre.registrations()}
+        sandbox_numbers = {r["baz726"] for r in sandbox.registrations()}
         first = results[twins[0].birth_id]["result"]
         assert first.ok and first.eligible and first.registration_number in sandbox_numbers
         assert results[twins[1].birth_id]["birth"].newborn_name == "陈静之女"
@@ -106,7 +96,7 @@ async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, 
         assert not_insured.ok and not not_insured.eligible and not_insured.ineligibility_reason == "母亲未参保"
         assert {c["birth_id"] for c in seen.of("birth_recorded")} == set(results)
 
-        centre.real_name(first.registration_number, id_number=ybplug.fields.with_check_digit("35020320261125001"), name="陈小宝")
+        sandbox.real_name(first.registration_number, id_number=ybplug.fields.with_check_digit("35020320261125001"), name="陈小宝")
         summary = await host.sync("realname")
         assert summary["real_named"] == 1
         [resolved] = seen.of("realname_resolved")
@@ -128,8 +118,8 @@ async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path, centre: Sandbox) -> None:
-    async with Host(config(tmp_path, centre), entry_points=False) as host:
+async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
         first = await host.record_birth(birth(5))
         again = await host.record_birth(birth(5))
         assert again.birth_id == first.birth_id and first.created and not again.created
@@ -137,12 +127,12 @@ async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path
         after = await host.record_birth(birth(5))
         assert after.state == BirthState.REGISTERED and after.registration_number
         await host.sync("upload")
-    assert centre.calls(COLLECT) == 1
+    assert sandbox.calls(COLLECT) == 1
 
 
 @pytest.mark.anyio
-async def test_invalid_birth_is_refused_by_field_and_nothing_accepted_is_lost(tmp_path: Path, centre: Sandbox) -> None:
-    async with Host(config(tmp_path, centre), entry_points=False) as host:
+async def test_invalid_birth_is_refused_by_field_and_nothing_accepted_is_lost(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
         good = await host.record_birth(birth(7))
         bad = birth(8)
         bad["bkee35"] = bad["bkee35"][:-1] + ("0" if bad["bkee35"][-1] != "0" else "1")
@@ -168,9 +158,9 @@ class Flaky:
 
 
 @pytest.mark.anyio
-async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path, centre: Sandbox) -> None:
+async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path, sandbox: Sandbox) -> None:
     flaky = Flaky(failures=2)
-    async with Host(config(tmp_path, centre), plugins=[flaky], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), plugins=[flaky], entry_points=False) as host:
         await host.record_birth(birth(10))
         await host.sync("upload")
         with anyio.fail_after(5):
@@ -183,9 +173,9 @@ async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_delivery_is_parked_after_its_attempts_and_replayed(tmp_path: Path, centre: Sandbox) -> None:
+async def test_delivery_is_parked_after_its_attempts_and_replayed(tmp_path: Path, sandbox: Sandbox) -> None:
     flaky = Flaky(failures=3)
-    async with Host(config(tmp_path, centre, delivery_attempts=3), plugins=[flaky], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, delivery_attempts=3), plugins=[flaky], entry_points=False) as host:
         await host.record_birth(birth(11))
         await host.sync("upload")
         with anyio.fail_after(5):
@@ -206,9 +196,9 @@ class Hangs:
 
 
 @pytest.mark.anyio
-async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, centre: Sandbox) -> None:
+async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, sandbox: Sandbox) -> None:
     seen = Recorder()
-    async with Host(config(tmp_path, centre, hook_timeout=0.3), plugins=[Hangs(), seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, hook_timeout=0.3), plugins=[Hangs(), seen], entry_points=False) as host:
         await host.record_birth(birth(12))
         with anyio.fail_after(5):
             await host.sync("upload")
@@ -218,10 +208,10 @@ async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, centre:
 
 
 @pytest.mark.anyio
-async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, centre: Sandbox) -> None:
+async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, sandbox: Sandbox) -> None:
     seen = Recorder()
-    centre.inject(Fault(kind="drop_after_commit", funid=COLLECT, times=1))
-    async with Host(config(tmp_path, centre), plugins=[seen], entry_points=False) as host:
+    sandbox.inject(Fault(kind="drop_after_commit", funid=COLLECT, times=1))
+    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False) as host:
         recorded = await host.record_birth(birth(20))
         summary = await host.sync("upload")
         assert summary["upload_failed"] == 1
@@ -233,32 +223,32 @@ async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registrati
         [review] = seen.of("birth_needs_review")
         assert review["birth_id"] == recorded.birth_id
         assert seen.of("collection_result") == []
-    assert len(centre.registrations()) == 1
+    assert len(sandbox.registrations()) == 1
 
 
 @pytest.mark.anyio
-async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, centre: Sandbox) -> None:
-    centre.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
-    async with Host(config(tmp_path, centre), entry_points=False) as host:
+async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
+    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
         recorded = await host.record_birth(birth(21))
         assert (await host.sync("upload"))["upload_failed"] == 1
         await anyio.sleep(0.1)
         assert (await host.sync("upload"))["uploaded"] == 1
         assert (await host.run_journal(host.journal.birth, recorded.birth_id)).state == BirthState.REGISTERED
 
-    closed = config(tmp_path / "b", centre)
+    closed = config(tmp_path / "b", sandbox)
     closed.wire.url = "http://127.0.0.1:9"  # nothing listens on the discard port
     async with Host(closed, entry_points=False) as host:
         recorded = await host.record_birth(birth(22))
         assert (await host.sync("upload"))["upload_failed"] == 1
         row = await host.run_journal(host.journal.birth, recorded.birth_id)
         assert row.state == BirthState.PENDING and row.attempts == 1
-    assert len(centre.registrations()) == 1
+    assert len(sandbox.registrations()) == 1
 
 
 @pytest.mark.anyio
-async def test_wrong_password_is_a_clear_error(tmp_path: Path, centre: Sandbox) -> None:
-    wrong = config(tmp_path, centre)
+async def test_wrong_password_is_a_clear_error(tmp_path: Path, sandbox: Sandbox) -> None:
+    wrong = config(tmp_path, sandbox)
     wrong.wire.pwd = "not-the-password"
     async with Host(wrong, entry_points=False) as host:
         await host.record_birth(birth(30))
@@ -291,15 +281,15 @@ class ReplacesTheWire:
 
 
 @pytest.mark.anyio
-async def test_a_hospital_transport_wins_over_the_default(tmp_path: Path, centre: Sandbox) -> None:
+async def test_a_hospital_transport_wins_over_the_default(tmp_path: Path, sandbox: Sandbox) -> None:
     wire = ReplacesTheWire()
     seen = Recorder()
-    async with Host(config(tmp_path, centre), plugins=[wire, seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), plugins=[wire, seen], entry_points=False) as host:
         await host.record_birth(birth(40))
         await host.sync("upload")
     assert wire.calls == [COLLECT]
     assert seen.of("collection_result")[0]["result"].registration_number == "XSE0000000000042"
-    assert centre.calls(COLLECT) == 0
+    assert sandbox.calls(COLLECT) == 0
 
 
 class Misspelled:
@@ -309,46 +299,46 @@ class Misspelled:
 
 
 @pytest.mark.anyio
-async def test_a_misspelled_hook_fails_at_start_up(tmp_path: Path, centre: Sandbox) -> None:
+async def test_a_misspelled_hook_fails_at_start_up(tmp_path: Path, sandbox: Sandbox) -> None:
     with pytest.raises(PluginError, match="colection_result"):
-        async with Host(config(tmp_path, centre), plugins=[Misspelled()], entry_points=False):
+        async with Host(config(tmp_path, sandbox), plugins=[Misspelled()], entry_points=False):
             pass
 
 
 @pytest.mark.anyio
-async def test_ybplug_plugins_limits_what_loads(tmp_path: Path, centre: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ybplug_plugins_limits_what_loads(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YBPLUG_PLUGINS", "ybplug.transport,ybplug.collection")
-    async with Host(config(tmp_path, centre), entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
         names = {host.pm.get_name(p) for p in host.pm.get_plugins()}
         assert names == {"ybplug.transport", "ybplug.collection"}
 
 
 @pytest.mark.anyio
-async def test_immediate_mode_uploads_without_sync(tmp_path: Path, centre: Sandbox) -> None:
+async def test_immediate_mode_uploads_without_sync(tmp_path: Path, sandbox: Sandbox) -> None:
     seen = Recorder()
-    async with Host(config(tmp_path, centre, upload="immediate"), plugins=[seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, upload="immediate"), plugins=[seen], entry_points=False) as host:
         await host.record_birth(birth(50))
         with anyio.fail_after(5):
             while not seen.of("collection_result"):
                 await anyio.sleep(0.02)
-    assert len(centre.registrations()) == 1
+    assert len(sandbox.registrations()) == 1
 
 
 @pytest.mark.anyio
-async def test_realname_polls_in_batches_of_the_configured_size(tmp_path: Path, centre: Sandbox) -> None:
-    async with Host(config(tmp_path, centre, realname_batch=2), entry_points=False) as host:
+async def test_realname_polls_in_batches_of_the_configured_size(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with Host(config(tmp_path, sandbox, realname_batch=2), entry_points=False) as host:
         for n in range(5):
             await host.record_birth(birth(60 + n))
         await host.sync("upload")
-        before = centre.calls("yb04.13.01.24")
+        before = sandbox.calls("yb04.13.01.24")
         summary = await host.sync("realname")
         assert summary["realname_checked"] == 5
-        assert centre.calls("yb04.13.01.24") - before == 3
+        assert sandbox.calls("yb04.13.01.24") - before == 3
 
 
 def test_journal_keeps_the_reply_of_every_exchange(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with Sandbox(tmp_path / "centre.db") as sandbox:
+        async with Sandbox(tmp_path / "sandbox.db") as sandbox:
             async with Host(config(tmp_path, sandbox), entry_points=False) as host:
                 await host.record_birth(birth(70))
                 await host.sync("upload")
