@@ -59,6 +59,8 @@ class Collection:
                 await self.upload_due(host, recorded_before=None if slot is None else slot.timestamp())
             except AuthenticationFailed as exc:
                 log.error("upload stopped: %s", exc)
+            except Exception:
+                log.exception("upload stopped by an error; the schedule goes on")
             due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
             retry_in = 3600.0 if due is None else max(0.05, due - time.time())
             if daily is None:
@@ -101,7 +103,10 @@ class Collection:
                 host.deliveries_waiting()
                 if len(rows) < host.config.upload_batch:
                     break
+                log.info("upload in progress: %s", _progress(counts))
             await host.run_journal(host.journal.run_finished, "upload", counts)
+        if sum(counts.values()):
+            log.info("upload done: %s", _progress(counts))
         if auth_error:
             raise auth_error[0]
         return counts
@@ -118,6 +123,10 @@ class Collection:
             return None
         duplicate = not result.ok and host.is_duplicate(result.cause)
         return await host.run_journal(host.journal.upload_answered, row, exchange_id, result, duplicate=duplicate)
+
+
+def _progress(counts: dict[str, int]) -> str:
+    return f"{sum(counts.values())} births: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
 
 
 def plugin() -> Collection:

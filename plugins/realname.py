@@ -55,6 +55,9 @@ class RealName:
             except WireError as exc:
                 log.warning("real-name poll failed: %s; next try in %.0f s", exc, min(interval, 300))
                 await anyio.sleep(min(interval, 300))
+            except Exception:
+                log.exception("real-name poll stopped by an error; next try in %.0f s", min(interval, 300))
+                await anyio.sleep(min(interval, 300))
 
     async def poll(self, host: Host) -> dict[str, int]:
         """Ask about every registered, not yet real-named newborn, one batch at a time."""
@@ -70,6 +73,7 @@ class RealName:
                 await self._batch(host, rows, counts)
                 if len(rows) < host.config.realname_batch:
                     break
+                log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
             await host.run_journal(host.journal.run_finished, "realname", counts)
         return counts
 

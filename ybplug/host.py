@@ -438,14 +438,19 @@ class Host:
                 log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
 
     async def _delivery_loop(self) -> None:
+        """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""
         while True:
-            await self.deliver_due()
-            due = await self.run_journal(self.journal.next_delivery_due)
-            wait = 5.0 if due is None else min(5.0, max(0.05, due - time.time()))
+            wait = 5.0
+            try:
+                await self.deliver_due()
+                due = await self.run_journal(self.journal.next_delivery_due)
+                if due is not None:
+                    wait = min(5.0, max(0.05, due - time.time()))
+            except Exception:
+                log.exception("hook delivery stopped by an error; trying again in %.0f s", wait)
             with anyio.move_on_after(wait):
                 await self._deliveries_waiting.wait()
             self._deliveries_waiting = anyio.Event()
-
 
 def _stable_name(plugin: object) -> str:
     """Deliveries are journaled per plugin name, so the name must survive a restart: use the
