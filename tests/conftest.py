@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 import pytest
 
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Sandbox
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, NoCompiler, Sandbox, build_fake_ectrans
 from ybplug.wire import HttpTransport, WireConfig
 
 from support import BirthFactory, make_birth
@@ -18,6 +18,15 @@ from support import BirthFactory, make_birth
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def fake_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sandbox's fake EcTrans library, compiled once per session into a temporary folder."""
+    try:
+        return build_fake_ectrans(tmp_path_factory.mktemp("ectrans"))
+    except NoCompiler as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

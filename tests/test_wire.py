@@ -15,7 +15,7 @@ import pytest
 
 from ybplug.fields import with_check_digit
 from ybplug.messages import COLLECT, REALNAME, VOID, RealNameQuery, VoidRequest
-from ybplug.sandbox import DUPLICATE_CAUSE, SEED_MOTHERS, Fault, Sandbox
+from ybplug.sandbox import DUPLICATE_CAUSE, Fault, Sandbox
 from ybplug.wire import (
     AuthenticationFailed,
     HttpTransport,

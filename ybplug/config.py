@@ -42,13 +42,17 @@ class WireSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[voucher]``: the EcTrans library (see :class:`ybplug.binding.VoucherConfig`) and the
+    defaults of every QR request made here (``org_id``, ``district_no``)."""
+
     library: str
-    calling_convention: Literal["auto", "stdcall", "cdecl"] = "auto"
-    backend: Literal["thread", "process"] = "thread"
+    convention: Literal["auto", "stdcall", "cdecl"] = "auto"
+    backend: Literal["thread", "process"] = "process"
     buffer_size: int = 65536
     timeout: float = 15.0
     scan_timeout: float = 120.0
     python: str | None = None
+    workdir: str | None = None
     org_id: str | None = None
     district_no: str | None = None
 

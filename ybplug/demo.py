@@ -119,14 +119,21 @@ def demo_births(mothers: dict[str, str]) -> list[dict[str, Any]]:
 
 async def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int:
     from ybplug.host import Host
-    from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Sandbox
+    from ybplug.config import VoucherSection
+    from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, NoCompiler, Sandbox, build_fake_ectrans
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="ybplug-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     say = DemoHospital(workdir / "hospital.db", out)
     async with Sandbox(workdir / "sandbox.db") as sandbox:
         say.say(f"sandbox centre listening on {sandbox.url}; journal and hospital tables in {workdir}")
+        try:
+            library: Path | None = build_fake_ectrans(workdir)
+        except NoCompiler as exc:
+            library = None
+            say.say(f"(QR decoding skipped: {exc})")
         config = Config(
+            voucher=VoucherSection(library=str(library), org_id="3502001000", district_no="350200") if library else None,
             journal=str(workdir / "journal.db"),
             upload="daily at 02:00",
             wire=WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
@@ -152,6 +159,10 @@ async def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int
             say.say(f"\n4. the HIS voids {second.registration_number} (yb04.13.01.22):")
             await host.void(second.registration_number or "", "重复上传")
             say.tell()
+            if library is not None:
+                say.say("\n5. a parent's national insurance QR code is scanned at registration (EcTrans, business type 101 挂号):")
+                await host.decode_qr(business_type="101", idcode="9993604787698063769694000000", operator_name="李明")
+                say.tell()
             status = await host.status()
             say.say(f"\nbirths by state: {status['births']}; deliveries: {status['deliveries']}")
             rows = say.db.execute("SELECT count(*), count(baz726), count(real_id_number), sum(voided) FROM newborn").fetchone()

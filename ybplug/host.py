@@ -292,26 +292,29 @@ class Host:
             office_name=office_name,
         )
         request = QrRequest(data=data, idcode=idcode)
+        # The QR code is a secret: the journal keeps the request with idcode masked, no reply.
         journaled = msgspec.json.encode(msgspec.structs.replace(request, idcode=mask(idcode)))
         exchange_id = await self.run_journal(self.journal.begin_exchange, "EcTrans", journaled)
         started = time.perf_counter()
+        outcome, error = Outcome.UNKNOWN, "cancelled"
         try:
-            identity = await self.caller.call_first("ybplug_decode_qr", timeout=None, host=self, request=request)
-        except HookError as exc:
-            cause = exc.__cause__ or exc
-            await self.run_journal(self.journal.finish_exchange, exchange_id, Outcome.UNKNOWN if isinstance(cause, TimeoutError) else Outcome.REFUSED, None, str(cause))
-            await self._observe("EcTrans", Outcome.UNKNOWN if isinstance(cause, TimeoutError) else Outcome.REFUSED, time.perf_counter() - started, exchange_id)
-            raise cause from None
-        if identity is None:
-            raise PluginError("no plugin decodes QR codes: configure [voucher] library")
-        await self.run_journal(self.journal.finish_exchange, exchange_id, Outcome.OK, None, None)
-        await self._observe("EcTrans", "ok", time.perf_counter() - started, exchange_id)
+            identity = await self._first("ybplug_decode_qr", host=self, request=request)
+            if identity is None:
+                raise PluginError("no plugin decodes QR codes: configure [voucher] library in ybplug.toml")
+            outcome, error = Outcome.OK, ""
+        except Exception as exc:
+            outcome, error = _decode_outcome(exc), str(exc)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.run_journal(self.journal.finish_exchange, exchange_id, outcome, None, error or None)
+                await self._observe("EcTrans", outcome, time.perf_counter() - started, exchange_id)
         assert isinstance(identity, QrIdentity)
-        for outcome in await self.caller.call_each(
+        for delivery in await self.caller.call_each(
             "qr_decoded", identity=identity, request=request, event_id=uuid.uuid4().hex
         ):
-            if not outcome.ok:
-                log.warning("qr_decoded: plugin %s failed: %s", outcome.plugin, type(outcome.error).__name__)
+            if not delivery.ok:
+                log.warning("qr_decoded: plugin %s failed: %s", delivery.plugin, type(delivery.error).__name__)
         return identity
 
     async def sync(self, job: str = "all") -> dict[str, int]:
@@ -451,6 +454,15 @@ class Host:
             with anyio.move_on_after(wait):
                 await self._deliveries_waiting.wait()
             self._deliveries_waiting = anyio.Event()
+
+def _decode_outcome(error: Exception) -> Outcome:
+    """How a failed EcTrans call is journaled: refused (flag 0), unknown (timeout), or failed."""
+    if type(error).__name__ == "VoucherRefused":
+        return Outcome.REFUSED
+    if isinstance(error, TimeoutError):
+        return Outcome.UNKNOWN
+    return Outcome.FAILED
+
 
 def _stable_name(plugin: object) -> str:
     """Deliveries are journaled per plugin name, so the name must survive a restart: use the

@@ -56,6 +56,7 @@ class Outcome(StrEnum):
     NOT_DELIVERED = "not_delivered"
     UNKNOWN = "unknown"
     AUTH_FAILED = "auth_failed"
+    FAILED = "failed"
 
 
 SCHEMA = """

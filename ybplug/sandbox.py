@@ -32,10 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -941,3 +944,34 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+#: Source of a test EcTrans library with the vendor's signature and selectable failure modes.
+FAKE_ECTRANS_SOURCE = Path(__file__).with_name("fake_ectrans.c")
+
+
+class NoCompiler(SandboxError):
+    """No C compiler to build the fake EcTrans library."""
+
+
+def build_fake_ectrans(directory: str | Path) -> Path:
+    """Compile the sandbox's fake EcTrans library (``fake_ectrans.c``) into ``directory``.
+
+    The sandbox's stand-in for ``ylz-certificate.dll``: same signature, GBK JSON, and modes
+    (selected by an ``idcode`` of ``mode:NAME:ARG:TAIL`` or ``$FAKE_ECTRANS_MODE``) that hang,
+    crash or answer badly, for tests and the demo.  Needs ``cc`` (or ``$CC``); POSIX only.
+    """
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None or sys.platform == "win32":
+        raise NoCompiler("no C compiler (cc) to build the fake EcTrans library")
+    target = Path(directory) / "libfake_ectrans.so"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(target), str(FAKE_ECTRANS_SOURCE), "-lpthread"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise NoCompiler(f"building the fake EcTrans library failed: {done.stderr.strip()[:500]}")
+    return target
+
