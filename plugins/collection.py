@@ -63,11 +63,11 @@ class Collection:
                 log.exception("upload stopped by an error; the schedule goes on")
             due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
             retry_in = 3600.0 if due is None else max(0.05, due - time.time())
-            if daily is None:
-                await host.wait_for_births(retry_in)
-            else:
+            if daily is not None:
                 next_slot = (last_slot(*daily) + timedelta(days=1)).timestamp() - time.time()
-                await anyio.sleep(max(0.05, min(retry_in, next_slot)))
+                retry_in = max(0.05, min(retry_in, next_slot))
+            # Woken early by a new birth (immediate mode) or a failed upload (a new retry time).
+            await host.wait_for_births(retry_in)
 
     async def upload_due(self, host: Host, recorded_before: float | None = None) -> dict[str, int]:
         """Upload every birth due now, ``upload_concurrency`` at a time, until none is left."""
@@ -117,6 +117,7 @@ class Collection:
             exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id)
         except WireError as exc:
             await host.run_journal(host.journal.upload_failed, row, str(exc), host.upload_backoff)
+            host.births_waiting()
             log.warning("birth %d: upload failed (%s), will retry", row.id, exc.outcome)
             if isinstance(exc, AuthenticationFailed):
                 raise

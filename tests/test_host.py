@@ -211,7 +211,7 @@ async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, sandbox
 async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, sandbox: Sandbox) -> None:
     seen = Recorder()
     sandbox.inject(Fault(kind="drop_after_commit", funid=COLLECT, times=1))
-    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(20))
         summary = await host.sync("upload")
         assert summary["upload_failed"] == 1
@@ -229,7 +229,7 @@ async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registrati
 @pytest.mark.anyio
 async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, sandbox: Sandbox) -> None:
     sandbox.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
-    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox), entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(21))
         assert (await host.sync("upload"))["upload_failed"] == 1
         await anyio.sleep(0.1)
@@ -238,7 +238,7 @@ async def test_server_error_and_unreachable_centre_are_retried_until_registered(
 
     closed = config(tmp_path / "b", sandbox)
     closed.wire.url = "http://127.0.0.1:9"  # nothing listens on the discard port
-    async with Host(closed, entry_points=False) as host:
+    async with Host(closed, entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(22))
         assert (await host.sync("upload"))["upload_failed"] == 1
         row = await host.run_journal(host.journal.birth, recorded.birth_id)
@@ -349,3 +349,30 @@ def test_journal_keeps_the_reply_of_every_exchange(tmp_path: Path) -> None:
     assert funid == COLLECT and outcome == "ok"
     assert msgspec.json.decode(reply)["baz726"].startswith("XSE")
     assert time.time() > 0
+
+
+@pytest.mark.anyio
+async def test_daily_mode_leaves_new_births_for_the_next_run_but_retries_failed_ones(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    from datetime import datetime, timedelta
+
+    from ybplug.fields import CHINA_TIME
+    from ybplug.plugins.collection import last_slot
+
+    now = datetime(2026, 11, 25, 8, 30, tzinfo=CHINA_TIME)
+    assert last_slot(2, 0, now) == datetime(2026, 11, 25, 2, 0, tzinfo=CHINA_TIME)
+    assert last_slot(9, 0, now) == datetime(2026, 11, 24, 9, 0, tzinfo=CHINA_TIME)
+
+    slot = (datetime.now(CHINA_TIME) - timedelta(minutes=1)).strftime("%H:%M")
+    sandbox.inject(Fault(kind="http_error", funid=COLLECT, times=1))
+    async with Host(config(tmp_path, sandbox, upload=f"daily at {slot}"), entry_points=False) as host:
+        failed = await host.record_birth(birth(80))
+        assert (await host.sync("upload"))["upload_failed"] == 1  # now it is a retry
+        fresh = await host.record_birth(birth(81))
+        with anyio.fail_after(5):  # the background schedule retries the failed one on its backoff
+            while (await host.run_journal(host.journal.birth, failed.birth_id)).state != BirthState.REGISTERED:
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+        # recorded after today's slot: waits for tomorrow's run (or host.sync)
+        assert (await host.run_journal(host.journal.birth, fresh.birth_id)).state == BirthState.PENDING
