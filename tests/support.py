@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from ybplug.fields import CHINA_TIME
-from ybplug.messages import Birth
+from ybplug.messages import Birth, QrIdentity
 from ybplug.sandbox import SEED_MOTHERS
 
 # Every birth made here is a distinct second counted back from a fixed moment two hours before the
@@ -72,3 +72,15 @@ def birth_record(n: int = 0, *, mother: str = "local", number: int = 1, sex: str
     record: dict[str, Any] = msgspec.to_builtins(birth)
     del record["bkee30"]  # let ybplug derive 陈静之子 / 陈静之女
     return record
+
+
+#: The identity in the spec's own EcTrans outData example (section 1.2.3).
+SPEC_EXAMPLE_IDENTITY = QrIdentity(
+    ec_token="398397485fkjdk9sf92j3mlkf",
+    id_number="350204198001010001",
+    id_type="01",
+    name="张三",
+    insurance_division="350000",
+    card_number="K001934831",
+    personal_code="1010010101001",
+)

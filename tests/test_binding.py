@@ -22,6 +22,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from support import SPEC_EXAMPLE_IDENTITY
 
 from ybplug.binding import (
     Voucher,
@@ -162,15 +163,7 @@ async def test_slow_call_within_timeout(voucher: Voucher) -> None:
 @pytest.mark.anyio
 async def test_trailing_comma_of_the_spec_example(voucher: Voucher) -> None:
     identity = await voucher.decode(qr(code("comma")))
-    assert identity == QrIdentity(
-        ec_token="398397485fkjdk9sf92j3mlkf",
-        id_number="350204198001010001",
-        id_type="01",
-        name="张三",
-        insurance_division="350000",
-        card_number="K001934831",
-        personal_code="1010010101001",
-    )
+    assert identity == SPEC_EXAMPLE_IDENTITY
 
 
 @pytest.mark.anyio

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from support import SPEC_EXAMPLE_IDENTITY
 
 import ybplug
 from ybplug import (
@@ -23,7 +24,6 @@ from ybplug import (
     MedicalCategory,
     Problem,
     QrBusinessType,
-    QrIdentity,
     QrReply,
     QrRequest,
     QrRequestData,
@@ -604,15 +604,7 @@ def test_qr_reply_decodes_the_specs_example() -> None:
     fixed = re.sub(r",(\s*[}\]])", r"\1", SPEC_OUT_DATA)
     reply = msgspec.json.decode(fixed, type=QrReply, strict=False)
     assert reply.ok and reply.flag == 1 and reply.cause == ""
-    assert reply.data == QrIdentity(
-        ec_token="398397485fkjdk9sf92j3mlkf",
-        id_number="350204198001010001",
-        id_type="01",
-        name="张三",
-        insurance_division="350000",
-        card_number="K001934831",
-        personal_code="1010010101001",
-    )
+    assert reply.data == SPEC_EXAMPLE_IDENTITY
     for secret in ("398397485fkjdk9sf92j3mlkf", "350204198001010001", "张三", "K001934831"):
         assert secret not in repr(reply)
 

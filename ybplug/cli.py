@@ -78,12 +78,16 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(summary: dict[str, int]) -> None:
+    print(", ".join(f"{key.replace('_', ' ')} {value}" for key, value in summary.items()))
+
+
 async def _sync(args: argparse.Namespace) -> int:
     from ybplug.host import Host
 
     async with Host(_config(args), background=False) as host:
         summary = await host.sync(args.job)
-    print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    _print_summary(summary)
     return 0
 
 
@@ -94,7 +98,7 @@ async def _retry(args: argparse.Namespace) -> int:
         count = await host.replay(args.event, args.plugin)
         print(f"re-queued {count} parked deliveries; waiting uploads are due now")
         summary = await host.sync("upload")
-    print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    _print_summary(summary)
     return 0
 
 
