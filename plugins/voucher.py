@@ -12,18 +12,32 @@ from ybplug.hooks import hookimpl
 
 if TYPE_CHECKING:
     from ybplug.binding import Voucher
+    from ybplug.dotnet import DotnetVoucher
     from ybplug.host import Host
     from ybplug.messages import QrIdentity, QrRequest
 
 
 class VoucherPlugin:
     def __init__(self) -> None:
-        self._voucher: Voucher | None = None
+        self._voucher: Voucher | DotnetVoucher | None = None
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
         section = host.config.voucher
         if section is None:
+            return
+        if section.backend == "dotnet":
+            from ybplug.dotnet import DotnetSection, DotnetVoucher
+
+            assert section.dotnet_type is not None  # VoucherSection checks it
+            self._voucher = DotnetVoucher(
+                section.library,
+                section.dotnet_type,
+                method=section.dotnet_method,
+                timeout=section.timeout,
+                scan_timeout=section.scan_timeout,
+                runtime=host.config.dotnet or DotnetSection(),
+            )
             return
         from ybplug.binding import Voucher, VoucherConfig
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ybplug.dotnet import DotnetSection
 from ybplug.wire import WireConfig
 
 
@@ -47,7 +48,7 @@ class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     library: str
     convention: Literal["auto", "stdcall", "cdecl"] = "auto"
-    backend: Literal["thread", "process"] = "process"
+    backend: Literal["thread", "process", "dotnet"] = "process"
     buffer_size: int = 65536
     timeout: float = 15.0
     scan_timeout: float = 120.0
@@ -55,6 +56,13 @@ class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     workdir: str | None = None
     org_id: str | None = None
     district_no: str | None = None
+    dotnet_type: str | None = None
+    """backend = "dotnet": the class holding EcTrans (``library`` is then the .NET assembly)."""
+    dotnet_method: str = "EcTrans"
+
+    def __post_init__(self) -> None:
+        if self.backend == "dotnet" and not self.dotnet_type:
+            raise ValueError('backend = "dotnet" needs dotnet_type, the .NET class holding EcTrans')
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -79,6 +87,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plugins: list[str] = msgspec.field(default_factory=list)
     wire: WireSection = msgspec.field(default_factory=WireSection)
     voucher: VoucherSection | None = None
+    dotnet: DotnetSection | None = None
 
     def __post_init__(self) -> None:
         if upload_time(self.upload) is None and self.upload != "immediate":
@@ -112,6 +121,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         journal = Path(config.journal)
         if not journal.is_absolute():
             config.journal = str(base / journal)
+        if config.dotnet is not None:
+            config.dotnet = config.dotnet.resolve(base)
+        if config.voucher is not None and config.voucher.backend == "dotnet" and not Path(config.voucher.library).is_absolute():
+            config.voucher.library = str(base / config.voucher.library)  # an assembly path, not a loader name
         return config
 
     @classmethod

@@ -149,6 +149,12 @@ class Host:
                 self._register(importlib.import_module(module), module)
             except ImportError as exc:
                 raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
+        if self.config.dotnet is not None and self.config.dotnet.plugins:
+            from ybplug.dotnet import plugins_from_config
+
+            entries = [e for e in self.config.dotnet.plugins if allowed is None or e.plugin_name in allowed]
+            for name, plugin in plugins_from_config(entries, runtime=self.config.dotnet):
+                self._register(plugin, name)
         for plugin in self._extra_plugins:
             self._register(plugin, _stable_name(plugin))
         try:
