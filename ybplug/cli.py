@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.command == "run":
+        # SIGTERM while still starting (before the worker listens for it) is a clean stop too.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         code: int = anyio.run(args.func, args)
         return code

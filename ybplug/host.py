@@ -15,6 +15,7 @@ being silently ignored.  ``YBPLUG_PLUGINS=name,name`` limits which plugins load 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -111,6 +112,8 @@ class Host:
         )
         self.journal = Journal(self.config.journal, subscribers=self.caller.implementations, lease=self.config.lease)
         self._journal_lock = anyio.CapacityLimiter(1)
+        self._journal_queue: list[_JournalOp] = []
+        self._journal_busy = False
         self._transport: Transport | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
@@ -180,8 +183,8 @@ class Host:
                 raise PluginError("no plugin supplied a transport (is ybplug.transport excluded by YBPLUG_PLUGINS?)")
             self._transport = transport
             stack.push_async_callback(transport.aclose)
-            await self.run_journal(self.journal.open)
-            stack.push_async_callback(self.run_journal, self.journal.close)
+            await anyio.to_thread.run_sync(self.journal.open, limiter=self._journal_lock)
+            stack.push_async_callback(self._close_journal)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._task_group.cancel_scope.cancel)
             if self.background:
@@ -222,12 +225,53 @@ class Host:
         return self._transport
 
     async def run_journal(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a journal method on a worker thread, one at a time: fsync never blocks the loop."""
+        """Run a journal method on a worker thread, so fsync never blocks the event loop.
 
-        def call() -> T:
-            return func(*args, **kwargs)
+        Group commit: what tasks ask for while a commit is on its way to disk is written
+        together in the next transaction (one fsync for all).  The first waiting task leads
+        each round; leadership passes on, so no background task is needed.
+        """
+        op = _JournalOp(functools.partial(func, *args, **kwargs))
+        self._journal_queue.append(op)
+        if self._journal_busy:
+            try:
+                await op.ready.wait()
+            except BaseException:
+                if op in self._journal_queue:  # never ran: as if never asked
+                    self._journal_queue.remove(op)
+                if op.lead:  # was handed the lead while being cancelled: pass it on
+                    self._journal_busy = False
+                    self._pass_journal_lead()
+                raise
+            if not op.lead:
+                return op.outcome()  # type: ignore[no-any-return]
+        self._journal_busy = True
+        try:
+            batch, self._journal_queue = self._journal_queue, []
+            with anyio.CancelScope(shield=True):
+                try:
+                    results = await anyio.to_thread.run_sync(
+                        self.journal.run_group, [o.call for o in batch], limiter=self._journal_lock
+                    )
+                except Exception as exc:
+                    results = [(False, exc)] * len(batch)
+            for o, result in zip(batch, results, strict=True):
+                o.result, o.lead = result, False
+                o.ready.set()
+        finally:
+            self._journal_busy = False
+            self._pass_journal_lead()
+        return op.outcome()  # type: ignore[no-any-return]
 
-        return await anyio.to_thread.run_sync(call, limiter=self._journal_lock)
+    async def _close_journal(self) -> None:
+        await anyio.to_thread.run_sync(self.journal.close, limiter=self._journal_lock)
+
+    def _pass_journal_lead(self) -> None:
+        if self._journal_queue and not self._journal_busy:
+            self._journal_busy = True
+            following = self._journal_queue[0]
+            following.lead = True
+            following.ready.set()
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:
         """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...).
@@ -460,6 +504,25 @@ class Host:
             with anyio.move_on_after(wait):
                 await self._deliveries_waiting.wait()
             self._deliveries_waiting = anyio.Event()
+
+class _JournalOp:
+    """One journal call waiting for its group commit."""
+
+    __slots__ = ("call", "ready", "result", "lead")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.ready = anyio.Event()
+        self.result: tuple[bool, Any] | None = None
+        self.lead = False
+
+    def outcome(self) -> Any:
+        assert self.result is not None
+        ok, value = self.result
+        if not ok:
+            raise value
+        return value
+
 
 def _decode_outcome(error: Exception) -> Outcome:
     """How a failed EcTrans call is journaled: refused (flag 0), unknown (timeout), or failed."""

@@ -194,6 +194,7 @@ class Journal:
         self.lease = lease
         self.clock = clock
         self._db: sqlite3.Connection | None = None
+        self._in_group = False
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -221,15 +222,52 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write; IMMEDIATE so claims by two processes cannot interleave."""
+        """One atomic write; IMMEDIATE so claims by two processes cannot interleave.
+
+        Inside :meth:`run_group` it is a savepoint of the group's transaction instead: atomic
+        on its own, durable with the group's single commit.
+        """
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        begin, undo, end = (
+            ("SAVEPOINT op", "ROLLBACK TO op; RELEASE op", "RELEASE op")
+            if self._in_group
+            else ("BEGIN IMMEDIATE", "ROLLBACK", "COMMIT")
+        )
+        db.execute(begin)
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            for statement in undo.split("; "):
+                db.execute(statement)
             raise
-        db.execute("COMMIT")
+        db.execute(end)
+
+    def run_group(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run several operations in one transaction: one fsync makes them all durable.
+
+        This is group commit: while one commit is on its way to disk, the host queues what
+        other tasks want to write, then writes all of it at once.  Each operation keeps its own
+        atomicity (a savepoint) and its own outcome, ``(True, value)`` or ``(False, error)``;
+        if the commit itself fails, every operation fails with that error.
+        """
+        db = self.db
+        results: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        self._in_group = True
+        try:
+            for operation in operations:
+                try:
+                    results.append((True, operation()))
+                except Exception as exc:  # one caller's error is that caller's, not the group's
+                    results.append((False, exc))
+        finally:
+            self._in_group = False
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            return [(False, exc)] * len(operations)
+        return results
 
     # --- events ---------------------------------------------------------------------------------
 
