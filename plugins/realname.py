@@ -16,7 +16,7 @@ import anyio
 import msgspec
 
 from ybplug.hooks import hookimpl
-from ybplug.journal import BirthRow, Outcome
+from ybplug.journal import Outcome
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
 from ybplug.wire import WireError
 
@@ -69,7 +69,7 @@ class RealName:
                 rows = await host.run_journal(host.journal.awaiting_realname, after, host.config.realname_batch)
                 if not rows:
                     break
-                after = rows[-1].id
+                after = rows[-1][0]
                 await self._batch(host, rows, counts)
                 if len(rows) < host.config.realname_batch:
                     break
@@ -77,8 +77,8 @@ class RealName:
             await host.run_journal(host.journal.run_finished, "realname", counts)
         return counts
 
-    async def _batch(self, host: Host, rows: list[BirthRow], counts: dict[str, int]) -> None:
-        by_number = {row.registration_number: row for row in rows if row.registration_number}
+    async def _batch(self, host: Host, rows: list[tuple[int, str]], counts: dict[str, int]) -> None:
+        by_number = dict((number, birth_id) for birth_id, number in rows)
         query = RealNameQuery.of(list(by_number))
         exchange_id, result = await host.transact(REALNAME, query)
         counts["realname_checked"] += len(by_number)
@@ -86,17 +86,17 @@ class RealName:
             await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, None, result.cause)
             log.warning("real-name query refused: %s", result.cause)
             return
-        updates: list[tuple[BirthRow, RealNameRecord]] = []
+        updates: list[tuple[int, RealNameRecord]] = []
         for record in result.records:
-            row = by_number.get(str(record.registration_number))
-            if row is None:
+            birth_id = by_number.get(str(record.registration_number))
+            if birth_id is None:
                 continue
             if record.voided:
                 counts["voided_at_centre"] += 1
-                updates.append((row, record))
+                updates.append((birth_id, record))
             elif record.real_named:
                 counts["real_named"] += 1
-                updates.append((row, record))
+                updates.append((birth_id, record))
         await host.run_journal(host.journal.realname_answered, exchange_id, msgspec.json.encode(result), updates)
         if updates:
             host.deliveries_waiting()

@@ -33,6 +33,7 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _PROVINCES = frozenset(
     "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 "
     "61 62 63 64 65 71 81 82".split()
@@ -133,7 +134,7 @@ class Checker:
             if required:
                 self.fail(attr, "is required")
             return None
-        if any(ord(c) < 32 for c in value):
+        if _CONTROL.search(value):
             self.fail(attr, "must not contain control characters")
             return None
         charset = wire_charset.get()
@@ -205,8 +206,11 @@ class Checker:
         if len(text) != 14:
             self.fail(attr, f"must be YYYYMMDDHHMMSS (14 digits), got {text}")
             return
-        try:
-            moment = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TIME)
+        try:  # by hand: strptime costs more than the rest of a Birth's checks
+            moment = datetime(
+                int(text[0:4]), int(text[4:6]), int(text[6:8]),
+                int(text[8:10]), int(text[10:12]), int(text[12:14]), tzinfo=CHINA_TIME,
+            )
         except ValueError:
             self.fail(attr, f"{text} is not a real date and time (YYYYMMDDHHMMSS)")
             return

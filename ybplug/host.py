@@ -342,10 +342,7 @@ class Host:
             office_name=office_name,
         )
         request = QrRequest(data=data, idcode=idcode)
-        # The QR code is a secret: the journal keeps the request with idcode masked, no reply.
-        journaled = msgspec.json.encode(msgspec.structs.replace(request, idcode=mask(idcode)))
-        exchange_id = await self.run_journal(self.journal.begin_exchange, "EcTrans", journaled)
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         outcome, error = Outcome.UNKNOWN, "cancelled"
         try:
             identity = await self._first("ybplug_decode_qr", host=self, request=request)
@@ -356,9 +353,15 @@ class Host:
             outcome, error = _decode_outcome(exc), str(exc)
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.run_journal(self.journal.finish_exchange, exchange_id, outcome, None, error or None)
-                await self._observe("EcTrans", outcome, time.perf_counter() - started, exchange_id)
+            # Audit without making the person at the counter wait for a disk write: decoding
+            # changes nothing at the centre, so there is no "about to leave" mark to keep.
+            # The QR code is a secret: the journal keeps the request with idcode masked, no reply.
+            journaled = msgspec.json.encode(msgspec.structs.replace(request, idcode=mask(idcode)))
+            self.start_soon(
+                functools.partial(
+                    self._audit, "EcTrans", journaled, outcome, error or None, started_at, time.perf_counter() - started
+                )
+            )
         assert isinstance(identity, QrIdentity)
         for delivery in await self.caller.call_each(
             "qr_decoded", identity=identity, request=request, event_id=uuid.uuid4().hex
@@ -417,6 +420,20 @@ class Host:
             raise
         await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
         return exchange_id, result
+
+    async def _audit(
+        self, funid: str, request: bytes, outcome: Outcome, error: str | None, started_at: float, elapsed: float
+    ) -> None:
+        """Journal a finished read-only exchange and tell the observers (shielded: it outlives exit)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                exchange_id = await self.run_journal(
+                    self.journal.record_exchange, funid, request, outcome, error, started_at, elapsed
+                )
+            except Exception:
+                log.exception("could not journal a %s exchange", funid)
+                return
+            await self._observe(funid, outcome, elapsed, exchange_id)
 
     def is_duplicate(self, cause: str | None) -> bool:
         """Whether a refusal means "already registered" (the centre's words are configurable)."""

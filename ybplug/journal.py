@@ -382,6 +382,18 @@ class Journal:
             )
             return int(cursor.lastrowid or 0)
 
+    def record_exchange(
+        self, funid: str, request: bytes | None, outcome: Outcome, error: str | None, started_at: float, elapsed: float
+    ) -> int:
+        """Record a finished exchange in one write (read-only calls such as EcTrans, which need
+        no "about to leave" mark because repeating them changes nothing)."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO exchanges (funid, request, outcome, error, started_at, elapsed) VALUES (?, ?, ?, ?, ?, ?)",
+                (funid, request, outcome, error, started_at, elapsed),
+            )
+            return int(cursor.lastrowid or 0)
+
     def _finish_exchange(
         self, db: sqlite3.Connection, exchange_id: int, outcome: Outcome, reply: bytes | None, error: str | None
     ) -> None:
@@ -441,35 +453,40 @@ class Journal:
                 (attempts, now + backoff.delay(attempts), error, now, row.id),
             )
 
-    def awaiting_realname(self, after_id: int, limit: int) -> list[BirthRow]:
+    def awaiting_realname(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """``(birth id, baz726)`` of registered, not yet real-named newborns after ``after_id``.
+
+        Only the numbers: a sweep asks about thousands, and decoding each record would cost more
+        than the query (the few that turn out real-named are loaded when recorded).
+        """
         rows = self.db.execute(
-            "SELECT id, record, state, registration_number, reason, attempts FROM births"
-            " WHERE state = 'registered' AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, registration_number FROM births WHERE state = 'registered' AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [self._row(r) for r in rows]
+        return [(int(r[0]), str(r[1])) for r in rows]
 
-    def realname_answered(self, exchange_id: int, reply: bytes, updates: list[tuple[BirthRow, RealNameRecord]]) -> None:
+    def realname_answered(self, exchange_id: int, reply: bytes, updates: list[tuple[int, RealNameRecord]]) -> None:
         """Record a yb04.13.01.24 answer: newly real-named and centre-voided newborns, one commit."""
         now = self.clock()
         with self._write() as db:
             self._finish_exchange(db, exchange_id, Outcome.OK, reply, None)
-            for row, record in updates:
+            for birth_id, record in updates:
                 if record.voided:
                     db.execute(
                         "UPDATE births SET state = 'voided', reason = ?, updated_at = ? WHERE id = ? AND state = 'registered'",
-                        ("voided at the centre", now, row.id),
+                        ("voided at the centre", now, birth_id),
                     )
                     event: events.Event = events.Voided(
-                        registration_number=str(record.registration_number), reason="voided at the centre", birth_id=row.id
+                        registration_number=str(record.registration_number), reason="voided at the centre", birth_id=birth_id
                     )
                 else:
                     db.execute(
                         "UPDATE births SET state = 'real_named', updated_at = ? WHERE id = ? AND state = 'registered'",
-                        (now, row.id),
+                        (now, birth_id),
                     )
-                    event = events.RealNamed(birth=row.birth, record=record, birth_id=row.id)
-                self._emit(db, event, row.id)
+                    birth = self._birth_where(db, "id = ?", (birth_id,)).birth
+                    event = events.RealNamed(birth=birth, record=record, birth_id=birth_id)
+                self._emit(db, event, birth_id)
 
     def voided(self, exchange_id: int, reply: bytes, registration_number: str, reason: str) -> int | None:
         """Record a successful yb04.13.01.22 and its event; returns the birth id if it is ours."""
