@@ -72,6 +72,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     upload: str = "daily at 02:00"
     realname_interval: float = 86400.0
     realname_batch: int = 100
+    realname_concurrency: int = 4
     upload_batch: int = 50
     upload_concurrency: int = 8
     hook_timeout: float = 30.0
@@ -92,7 +93,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         if upload_time(self.upload) is None and self.upload != "immediate":
             raise ValueError(f"upload must be 'immediate' or 'daily at HH:MM', got {self.upload!r}")
-        for name in ("realname_interval", "hook_timeout", "lease", "realname_batch", "upload_batch", "delivery_attempts"):
+        for name in ("realname_interval", "hook_timeout", "lease", "realname_batch", "realname_concurrency",
+                     "upload_batch", "upload_concurrency", "delivery_attempts"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.realname_batch > 99999:

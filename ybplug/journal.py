@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS births (
 );
 CREATE INDEX IF NOT EXISTS births_state ON births (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS births_registration ON births (registration_number);
+CREATE INDEX IF NOT EXISTS births_sweep ON births (state, id);
 CREATE TABLE IF NOT EXISTS exchanges (
     id INTEGER PRIMARY KEY,
     funid TEXT NOT NULL,
