@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from ybplug.fields import trusted
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
@@ -69,5 +70,7 @@ def encode(event: Event) -> bytes:
 
 
 def decode(payload: bytes) -> Event:
-    event: Event = _decoder.decode(payload)
+    """An event as journaled; its messages were validated before they were recorded."""
+    with trusted():
+        event: Event = _decoder.decode(payload)
     return event

@@ -11,9 +11,11 @@ than sent as ``?``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
@@ -25,6 +27,24 @@ from ybplug.privacy import mask
 
 #: The centre's database character set; ``gb18030`` where the peer accepts it.
 wire_charset: contextvars.ContextVar[str] = contextvars.ContextVar("wire_charset", default="gbk")
+
+#: Set while decoding records this process validated before it journaled them: checks already ran.
+_trusted: contextvars.ContextVar[bool] = contextvars.ContextVar("trusted", default=False)
+
+
+@contextlib.contextmanager
+def trusted() -> Iterator[None]:
+    """Decode without re-running the checks (for the journal's own records, read back often)."""
+    token = _trusted.set(True)
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def checks_skipped() -> bool:
+    return _trusted.get()
+
 
 #: China Standard Time: birth times are the HIS's local wall clock, whatever the server's zone.
 CHINA_TIME = timezone(timedelta(hours=8), "CST")

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from ybplug import events
+from ybplug.fields import trusted
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
@@ -318,7 +319,9 @@ class Journal:
         return self._row(row)
 
     def _row(self, row: tuple[Any, ...], in_doubt: bool = False) -> BirthRow:
-        return BirthRow(row[0], _decode_birth(row[1]), BirthState(row[2]), row[3], row[4], row[5], in_doubt)
+        with trusted():  # validated before it was recorded
+            birth = _decode_birth(row[1])
+        return BirthRow(row[0], birth, BirthState(row[2]), row[3], row[4], row[5], in_doubt)
 
     def birth(self, birth_id: int) -> BirthRow:
         return self._birth_where(self.db, "id = ?", (birth_id,))

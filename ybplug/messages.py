@@ -22,7 +22,7 @@ from ybplug.codes import (
     Sex,
     VoidFlag,
 )
-from ybplug.fields import Checker, InvalidMessage, Message
+from ybplug.fields import Checker, InvalidMessage, Message, checks_skipped
 
 __all__ = [
     "Birth",
@@ -120,6 +120,8 @@ class Birth(
     data_source: str = ""
 
     def __post_init__(self) -> None:
+        if checks_skipped():
+            return
         check = Checker(self)
         check.text("medical_serial", 20)
         check.text("his_serial", 50)
