@@ -123,7 +123,9 @@ class Collection:
                 raise
             return None
         duplicate = not result.ok and host.is_duplicate(result.cause)
-        return await host.run_journal(host.journal.upload_answered, row, exchange_id, result, duplicate=duplicate)
+        state, claimed = await host.run_journal(host.journal.upload_answered, row, exchange_id, result, duplicate=duplicate)
+        host.deliver_soon(claimed)
+        return state
 
 
 def _progress(counts: dict[str, int]) -> str:

@@ -38,7 +38,7 @@ from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrap
 from ybplug.config import Config
 from ybplug.fields import wire_charset
 from ybplug.hooks import PROJECT, specs
-from ybplug.journal import Backoff, BirthState, Journal, Outcome
+from ybplug.journal import Backoff, BirthState, Delivery, Journal, Outcome
 from ybplug.messages import (
     Birth,
     QrIdentity,
@@ -120,6 +120,8 @@ class Host:
         self._births_waiting = anyio.Event()
         self._deliveries_waiting = anyio.Event()
         self._delivery_lock = anyio.Lock()
+        self._inline_deliveries = 0
+        self._inline_idle = anyio.Event()
         self.delivery_backoff = Backoff(self.config.delivery_backoff, self.config.delivery_backoff_cap)
         self.upload_backoff = Backoff(self.config.upload_backoff, self.config.upload_backoff_cap)
 
@@ -378,6 +380,8 @@ class Host:
                 raise outcome.error
             for key, value in (outcome.value or {}).items():
                 summary[key] = summary.get(key, 0) + value
+        while self._inline_deliveries:  # answers delivered as they came
+            await self._inline_idle.wait()
         summary["delivered"] = await self.deliver_due()
         return summary
 
@@ -474,38 +478,62 @@ class Host:
 
     async def _deliver_batches(self, batch: int) -> int:
         delivered = 0
-        names = {self.pm.get_name(p) for p in self.pm.get_plugins()}
+        names = [name for name in (self.pm.get_name(p) for p in self.pm.get_plugins()) if name]
         while True:
-            due = await self.run_journal(self.journal.claim_deliveries, batch, [n for n in names if n])
+            due = await self.run_journal(self.journal.claim_deliveries, batch, names)
             if not due:
                 return delivered
-            by_event: dict[str, list[Any]] = {}
-            for delivery in due:
-                by_event.setdefault(delivery.event_id, []).append(delivery)
-            results: list[tuple[Any, str | None]] = []
+            delivered += await self.deliver(due)
 
-            async def deliver(deliveries: list[Any]) -> None:
-                first = deliveries[0]
-                outcomes = await self.caller.call_each(
-                    first.hook,
-                    only=[d.plugin for d in deliveries],
-                    event_id=first.event_id,
-                    **first.event.arguments(),
-                )
-                errors = {o.plugin: o.error for o in outcomes}
-                for d in deliveries:
-                    error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
-                    results.append((d, None if error is None else f"{type(error).__name__}: {error}"))
+    async def deliver(self, due: list[Delivery]) -> int:
+        """Make claimed deliveries (each event's plugins in one call) and journal how each went;
+        returns how many succeeded."""
+        by_event: dict[str, list[Delivery]] = {}
+        for delivery in due:
+            by_event.setdefault(delivery.event_id, []).append(delivery)
+        results: list[tuple[Delivery, str | None]] = []
 
-            async with anyio.create_task_group() as tg:
-                for deliveries in by_event.values():
-                    tg.start_soon(deliver, deliveries)
-            parked = await self.run_journal(
-                self.journal.deliveries_done, results, max_attempts=self.config.delivery_attempts, backoff=self.delivery_backoff
+        async def one_event(deliveries: list[Delivery]) -> None:
+            first = deliveries[0]
+            outcomes = await self.caller.call_each(
+                first.hook, only=[d.plugin for d in deliveries], event_id=first.event_id, **first.event.arguments()
             )
-            delivered += sum(1 for _, error in results if error is None)
-            if parked:
-                log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
+            errors = {o.plugin: o.error for o in outcomes}
+            for d in deliveries:
+                error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
+                results.append((d, None if error is None else f"{type(error).__name__}: {error}"))
+
+        async with anyio.create_task_group() as tg:
+            for deliveries in by_event.values():
+                tg.start_soon(one_event, deliveries)
+        parked = await self.run_journal(
+            self.journal.deliveries_done, results, max_attempts=self.config.delivery_attempts, backoff=self.delivery_backoff
+        )
+        if parked:
+            log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
+        return sum(1 for _, error in results if error is None)
+
+    def deliver_soon(self, due: list[Delivery]) -> None:
+        """Deliver events a journal write just claimed, without waiting for the delivery loop.
+
+        ``sync`` waits for these too.
+        """
+        if not due:
+            return
+        self._inline_deliveries += 1
+
+        async def run() -> None:
+            try:
+                await self.deliver(due)
+            except Exception:  # the deliveries stay claimed; their lease runs out and the loop retries
+                log.exception("hook delivery failed")
+            finally:
+                self._inline_deliveries -= 1
+                if self._inline_deliveries == 0:
+                    self._inline_idle.set()
+                    self._inline_idle = anyio.Event()
+
+        self.start_soon(run)
 
     async def _delivery_loop(self) -> None:
         """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""

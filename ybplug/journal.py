@@ -273,8 +273,15 @@ class Journal:
 
     # --- events ---------------------------------------------------------------------------------
 
-    def _emit(self, db: sqlite3.Connection, event: events.Event, birth_id: int | None) -> str:
-        """Store ``event`` and a pending delivery per subscribed plugin, inside the caller's write."""
+    def _emit(
+        self, db: sqlite3.Connection, event: events.Event, birth_id: int | None, claimed: list[Delivery] | None = None
+    ) -> str:
+        """Store ``event`` and a pending delivery per subscribed plugin, inside the caller's write.
+
+        With ``claimed``, deliveries this process can make right away (no earlier delivery of
+        the same birth to the same plugin still pending) are claimed in the same write and
+        appended there, so the caller delivers them without another round trip to the journal.
+        """
         event_id = uuid.uuid4().hex
         hook = events.hook_of(event)
         now = self.clock()
@@ -282,11 +289,27 @@ class Journal:
             "INSERT INTO events (id, hook, birth_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
             (event_id, hook, birth_id, events.encode(event), now),
         )
-        db.executemany(
-            "INSERT INTO deliveries (event_id, plugin, next_attempt_at) VALUES (?, ?, ?)",
-            [(event_id, plugin, now) for plugin in self.subscribers(hook)],
-        )
+        for plugin in self.subscribers(hook):
+            owner, lease = None, None
+            if claimed is not None and (birth_id is None or not self._earlier_pending(db, birth_id, plugin)):
+                owner, lease = self.owner, now + self.lease
+                claimed.append(Delivery(event_id, plugin, hook, event, 0))
+            db.execute(
+                "INSERT INTO deliveries (event_id, plugin, next_attempt_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?)",
+                (event_id, plugin, now, owner, lease),
+            )
         return event_id
+
+    @staticmethod
+    def _earlier_pending(db: sqlite3.Connection, birth_id: int, plugin: str) -> bool:
+        return (
+            db.execute(
+                "SELECT 1 FROM events e JOIN deliveries d ON d.event_id = e.id"
+                " WHERE e.birth_id = ? AND d.plugin = ? AND d.state = 'pending' LIMIT 1",
+                (birth_id, plugin),
+            ).fetchone()
+            is not None
+        )
 
     # --- births -----------------------------------------------------------------------------------
 
@@ -412,8 +435,9 @@ class Journal:
 
     def upload_answered(
         self, row: BirthRow, exchange_id: int, result: CollectionResult, *, duplicate: bool
-    ) -> BirthState:
-        """Record the centre's answer to yb04.13.01.21 and its event, in one commit."""
+    ) -> tuple[BirthState, list[Delivery]]:
+        """Record the centre's answer to yb04.13.01.21 and its event, in one commit; returns the
+        new state and the event's deliveries claimed for this process to make now."""
         now = self.clock()
         reply = _encode(result)
         with self._write() as db:
@@ -443,8 +467,9 @@ class Journal:
                 " WHERE id = ?",
                 (state, number, getattr(result, "eligibility", None), reason, now, row.id),
             )
-            self._emit(db, event, row.id)
-        return state
+            claimed: list[Delivery] = []
+            self._emit(db, event, row.id, claimed)
+        return state, claimed
 
     def upload_failed(self, row: BirthRow, error: str, backoff: Backoff) -> None:
         """No answer: release the birth for a later attempt after the backoff."""
