@@ -73,7 +73,7 @@ class Collection:
         """Upload every birth due now, ``upload_concurrency`` at a time, until none is left."""
         counts = {"uploaded": 0, "refused": 0, "needs_review": 0, "upload_failed": 0}
         async with self._running:
-            await host.run_journal(host.journal.run_started, "upload")
+            started_at = time.time()
             limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
             auth_error: list[AuthenticationFailed] = []
             while not auth_error:
@@ -104,7 +104,8 @@ class Collection:
                 if len(rows) < host.config.upload_batch:
                     break
                 log.info("upload in progress: %s", _progress(counts))
-            await host.run_journal(host.journal.run_finished, "upload", counts)
+            if sum(counts.values()):  # immediate mode wakes often; remember runs that did something
+                await host.run_journal(host.journal.run_finished, "upload", counts, started_at)
         if sum(counts.values()):
             log.info("upload done: %s", _progress(counts))
         if auth_error:
@@ -114,7 +115,7 @@ class Collection:
     async def upload_one(self, host: Host, row: BirthRow) -> BirthState | None:
         """One birth: send, then record the answer (or the failure) with its event."""
         try:
-            exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id)
+            exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id, exchange_id=row.exchange_id)
         except WireError as exc:
             await host.run_journal(host.journal.upload_failed, row, str(exc), host.upload_backoff)
             host.births_waiting()

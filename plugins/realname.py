@@ -75,7 +75,7 @@ class RealName:
                 in_flight.release()
 
         async with self._running:
-            await host.run_journal(host.journal.run_started, "realname")
+            started_at = time.time()
             after, batches = 0, 0
             async with anyio.create_task_group() as tg:
                 while True:
@@ -90,7 +90,7 @@ class RealName:
                     batches += 1
                     if batches % 20 == 0:
                         log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
-            await host.run_journal(host.journal.run_finished, "realname", counts)
+            await host.run_journal(host.journal.run_finished, "realname", counts, started_at)
         return counts
 
     async def _batch(self, host: Host, rows: list[tuple[int, str]], counts: dict[str, int]) -> None:

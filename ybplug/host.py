@@ -404,6 +404,7 @@ class Host:
         request: RequestT,
         *,
         birth_id: int | None = None,
+        exchange_id: int | None = None,
     ) -> tuple[int, ResultT]:
         """Journal that ``request`` is leaving, exchange it, tell the observers.
 
@@ -411,8 +412,9 @@ class Host:
         record with its state change.  On a :class:`WireError` the failure is recorded here
         and the error, carrying ``exchange_id``, is raised.
         """
-        payload = msgspec.json.encode(request)
-        exchange_id = await self.run_journal(self.journal.begin_exchange, transaction.funid, payload, birth_id)
+        if exchange_id is None:  # else the caller committed the "about to leave" mark already
+            payload = msgspec.json.encode(request)
+            exchange_id = await self.run_journal(self.journal.begin_exchange, transaction.funid, payload, birth_id)
         started = time.perf_counter()
         try:
             result = await exchange(self.transport, transaction, request)

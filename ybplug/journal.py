@@ -19,6 +19,7 @@ on a worker thread under a limiter of one so the event loop never waits on ``fsy
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -139,6 +140,8 @@ class BirthRow:
     reason: str | None
     attempts: int
     in_doubt: bool = False
+    #: The exchange committed with the claim ("about to leave"), for the upload to use.
+    exchange_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,10 @@ class Journal:
     def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
         """Claim up to ``limit`` births due for upload, with a lease; ``in_doubt`` if sent before.
 
+        The same commit marks each one's upload as about to leave (an exchange row), saving a
+        commit per birth: a worker that dies before sending leaves that mark, and the retry then
+        treats a "duplicate" answer with the caution an unknown outcome calls for.
+
         With ``recorded_before``, new births recorded after that time are left for the next
         scheduled run; births already attempted are retried whenever their backoff allows.
         """
@@ -398,7 +405,16 @@ class Journal:
                     ids,
                 )
             }
-        return [self._row(r, r[0] in doubtful) for r in rows]
+            exchanges = [
+                int(db.execute(
+                    "INSERT INTO exchanges (funid, birth_id, started_at) VALUES ('yb04.13.01.21', ?, ?)", (birth_id, now)
+                ).lastrowid or 0)
+                for birth_id in ids
+            ]
+        return [
+            dataclasses.replace(self._row(r, r[0] in doubtful), exchange_id=exchange_id)
+            for r, exchange_id in zip(rows, exchanges, strict=True)
+        ]
 
     def begin_exchange(self, funid: str, request: bytes | None, birth_id: int | None = None) -> int:
         """Commit that a request is about to leave: from here on its outcome may be unknown."""
@@ -621,18 +637,14 @@ class Journal:
 
     # --- runs and status ----------------------------------------------------------------------
 
-    def run_started(self, job: str) -> None:
+    def run_finished(self, job: str, summary: dict[str, int], started_at: float) -> None:
+        """Remember the last run of a scheduled job (what ``status`` shows, when the next is due)."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (job, started_at) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET started_at = excluded.started_at",
-                (job, self.clock()),
-            )
-
-    def run_finished(self, job: str, summary: dict[str, int]) -> None:
-        with self._write() as db:
-            db.execute(
-                "UPDATE runs SET finished_at = ?, summary = ? WHERE job = ?",
-                (self.clock(), _encode(summary).decode(), job),
+                "INSERT INTO runs (job, started_at, finished_at, summary) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET started_at = excluded.started_at,"
+                " finished_at = excluded.finished_at, summary = excluded.summary",
+                (job, started_at, self.clock(), _encode(summary).decode()),
             )
 
     def status(self) -> dict[str, Any]:
