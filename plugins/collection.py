@@ -36,6 +36,7 @@ def last_slot(hour: int, minute: int, now: datetime | None = None) -> datetime:
 class Collection:
     def __init__(self) -> None:
         self._running = anyio.Lock()
+        self._last_recorded = 0.0
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
@@ -56,7 +57,7 @@ class Collection:
         while True:
             slot = None if daily is None else last_slot(*daily)
             try:
-                await self.upload_due(host, recorded_before=None if slot is None else slot.timestamp())
+                await self.upload_due(host, None if slot is None else slot.timestamp(), often=slot is None)
             except AuthenticationFailed as exc:
                 log.error("upload stopped: %s", exc)
             except Exception:
@@ -69,8 +70,11 @@ class Collection:
             # Woken early by a new birth (immediate mode) or a failed upload (a new retry time).
             await host.wait_for_births(retry_in)
 
-    async def upload_due(self, host: Host, recorded_before: float | None = None) -> dict[str, int]:
-        """Upload every birth due now, ``upload_concurrency`` at a time, until none is left."""
+    async def upload_due(self, host: Host, recorded_before: float | None = None, often: bool = False) -> dict[str, int]:
+        """Upload every birth due now, ``upload_concurrency`` at a time, until none is left.
+
+        ``often``: called per birth (immediate mode), so the run is remembered once a minute.
+        """
         counts = {"uploaded": 0, "refused": 0, "needs_review": 0, "upload_failed": 0}
         async with self._running:
             started_at = time.time()
@@ -104,7 +108,9 @@ class Collection:
                 if len(rows) < host.config.upload_batch:
                     break
                 log.info("upload in progress: %s", _progress(counts))
-            if sum(counts.values()):  # immediate mode wakes often; remember runs that did something
+            # Remember runs that did something; in immediate mode (a run per birth) once a minute.
+            if sum(counts.values()) and (not often or started_at - self._last_recorded >= 60):
+                self._last_recorded = started_at
                 await host.run_journal(host.journal.run_finished, "upload", counts, started_at)
         if sum(counts.values()):
             log.info("upload done: %s", _progress(counts))

@@ -302,7 +302,8 @@ class Host:
         [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
         if created:
             self.births_waiting()
-            self.deliveries_waiting()
+            if self.caller.implementations("birth_recorded"):
+                self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
 
     async def void(self, registration_number: str, reason: str) -> VoidResult:

@@ -117,6 +117,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (event_id, plugin)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_claimed ON deliveries (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS births_claimed ON births (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS runs (
     job TEXT PRIMARY KEY,
     started_at REAL,
@@ -200,6 +202,7 @@ class Journal:
         self.clock = clock
         self._db: sqlite3.Connection | None = None
         self._in_group = False
+        self._checked_claims: dict[str, float] = {}
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -359,10 +362,17 @@ class Journal:
             return None
 
     def _release_dead_claims(self, db: sqlite3.Connection, table: str, now: float) -> None:
-        """Expire leases held by processes on this machine that no longer exist (killed workers)."""
+        """Expire leases held by processes on this machine that no longer exist (killed workers).
+
+        Checked at most once a second per table: claims are frequent, dead workers are not.
+        """
+        if now - self._checked_claims.get(table, 0.0) < 1.0:
+            return
+        self._checked_claims[table] = now
         host = socket.gethostname()
         owners = db.execute(
-            f"SELECT DISTINCT claimed_by FROM {table} WHERE lease_until >= ? AND claimed_by != ?", (now, self.owner)
+            f"SELECT DISTINCT claimed_by FROM {table} WHERE claimed_by IS NOT NULL AND claimed_by != ? AND lease_until >= ?",
+            (self.owner, now),
         ).fetchall()
         for (owner,) in owners:
             owner_host, _, pid = str(owner).rpartition(":")
