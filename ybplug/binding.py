@@ -68,6 +68,7 @@ Limits
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import functools
@@ -726,6 +727,8 @@ class _Job:
         self.code = 0
         self.raw = b""
         self.error: VoucherError | None = None
+        #: Called by the library thread once ``done`` is set (wakes the event loop directly).
+        self.notify: Any = None
 
 
 class _LibraryThread:
@@ -769,6 +772,7 @@ class _LibraryThread:
         with job.lock:
             if job.abandoned:  # its caller timed out while it queued: never run it
                 job.done.set()
+                _notify(job)
                 return
             job.started = time.monotonic()
             self.current = job
@@ -798,6 +802,7 @@ class _LibraryThread:
             with job.lock:
                 self.current = None
             job.done.set()
+            _notify(job)
 
     def _output(self, size: int) -> ctypes.Array[ctypes.c_char]:
         """The reused output buffer, grown (never shrunk) to ``size`` plus the guard zone."""
@@ -817,6 +822,14 @@ def _library_thread(path: str, convention: str) -> _LibraryThread:
         if thread is None:
             thread = _library_threads[key] = _LibraryThread(path, convention)
         return thread
+
+
+def _notify(job: _Job) -> None:
+    if job.notify is not None:
+        try:
+            job.notify()
+        except RuntimeError:  # the caller's event loop is closed: nobody is waiting any more
+            pass
 
 
 class _ThreadBackend:
@@ -855,11 +868,19 @@ class _ThreadBackend:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)
         started = False
+        # One hop: the library thread wakes the event loop itself when the call is done, instead
+        # of an anyio worker thread waiting for it (a second thread switch per call).
+        loop = asyncio.get_running_loop()
+        finished = anyio.Event()
+        job.notify = lambda: loop.call_soon_threadsafe(finished.set)
         try:
             with anyio.move_on_after(timeout):
-                await anyio.to_thread.run_sync(
-                    self._submit_and_wait, job, abandon_on_cancel=True, limiter=self._limiter
-                )
+                async with self._limiter:
+                    stuck = self._library.stuck_for()
+                    if stuck is not None:
+                        raise self._busy(stuck)
+                    self._library.submit(job)
+                    await finished.wait()
         finally:
             if not job.done.is_set():
                 with job.lock:

@@ -157,6 +157,11 @@ class Checker:
         if _CONTROL.search(value):
             self.fail(attr, "must not contain control characters")
             return None
+        if value.isascii():  # one byte a character in GBK and GB18030: nothing to encode
+            if len(value) > limit:
+                self.fail(attr, f"is {len(value)} bytes in {wire_charset.get().upper()}, over the varchar2({limit}) limit")
+                return None
+            return value
         charset = wire_charset.get()
         try:
             size = len(value.encode(charset))

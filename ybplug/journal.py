@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS births (
 CREATE INDEX IF NOT EXISTS births_state ON births (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS births_registration ON births (registration_number);
 CREATE INDEX IF NOT EXISTS births_sweep ON births (state, id);
+-- The births waiting for upload in id order, so a claim reads its batch instead of sorting the
+-- whole backlog (a week of births after an outage).
+CREATE INDEX IF NOT EXISTS births_waiting ON births (id) WHERE state IN ('pending', 'uploading');
 CREATE TABLE IF NOT EXISTS exchanges (
     id INTEGER PRIMARY KEY,
     funid TEXT NOT NULL,
@@ -394,7 +397,7 @@ class Journal:
         with self._write() as db:
             self._release_dead_claims(db, "births", now)
             rows = db.execute(
-                "SELECT id, record, state, registration_number, reason, attempts FROM births"
+                "SELECT id, record, state, registration_number, reason, attempts FROM births INDEXED BY births_waiting"
                 " WHERE state IN ('pending', 'uploading') AND next_attempt_at <= ?"
                 " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?) ORDER BY id LIMIT ?",
                 (now, now, cutoff, limit),
@@ -579,7 +582,7 @@ class Journal:
                 f" AND d.plugin IN ({marks})"
                 " AND NOT EXISTS (SELECT 1 FROM events e2 JOIN deliveries d2 ON d2.event_id = e2.id"
                 "   WHERE e2.birth_id = e.birth_id AND e2.rowid < e.rowid AND d2.plugin = d.plugin AND d2.state = 'pending')"
-                " ORDER BY e.rowid LIMIT ?",
+                " ORDER BY d.next_attempt_at, d.rowid LIMIT ?",  # the order of deliveries_due: no sort
                 (now, now, *names, limit),
             ).fetchall()
             db.executemany(
