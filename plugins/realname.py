@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
-
 from ybplug.hooks import hookimpl
+
 from ybplug.journal import Outcome
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
+from ybplug.privacy import scrub
 from ybplug.wire import WireError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class RealName:
         counts["realname_checked"] += len(by_number)
         if not result.ok:
             await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, None, result.cause)
-            log.warning("real-name query refused: %s", result.cause)
+            log.warning("real-name query refused: %s", scrub(result.cause or ""))
             return
         updates: list[tuple[int, RealNameRecord]] = []
         for record in result.records:

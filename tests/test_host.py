@@ -376,3 +376,23 @@ async def test_daily_mode_leaves_new_births_for_the_next_run_but_retries_failed_
         await anyio.sleep(0.3)
         # recorded after today's slot: waits for tomorrow's run (or host.sync)
         assert (await host.run_journal(host.journal.birth, fresh.birth_id)).state == BirthState.PENDING
+
+
+class LeaksInItsError:
+    @hookimpl
+    def collection_result(self, birth: ybplug.Birth) -> None:
+        raise RuntimeError(f"duplicate key (mother)=({birth.mother_id_number}), phone 13800138000")
+
+
+@pytest.mark.anyio
+async def test_a_plugin_error_quoting_personal_data_is_logged_masked(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    async with Host(config(tmp_path, sandbox), plugins=[LeaksInItsError()], entry_points=False) as host:
+        await host.record_birth(birth(90))
+        await host.sync("upload")
+    from ybplug.sandbox import SEED_MOTHERS
+
+    assert "duplicate key" in caplog.text  # the error is reported...
+    assert SEED_MOTHERS["local"] not in caplog.text and "13800138000" not in caplog.text  # ...masked

@@ -95,7 +95,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ybplug.fields import InvalidMessage, Problem
 from ybplug.messages import QrIdentity, QrReply, QrRequest, QrRequestData
-from ybplug.privacy import mask
+from ybplug.privacy import mask, scrub
 
 __all__ = [
     "Voucher",
@@ -308,7 +308,6 @@ _GB18030_BOM = b"\x84\x31\x95\x33"
 # multibyte character; outside, at a string, a bracket or a multibyte character.
 _IN_STRING = re.compile(rb'["\\\x00-\x1f\x80-\xff]')
 _OUTSIDE = re.compile(rb'["{}\[\]\x80-\xff]')
-_ID_LIKE = re.compile(r"\d{15,}[\dXx]?")
 
 
 def decode_reply(raw: bytes) -> QrReply:
@@ -478,7 +477,7 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, mask(secret))
-    return _ID_LIKE.sub(lambda m: mask(m.group()), text)
+    return scrub(text)
 
 
 def _identity(code: int, raw: bytes, *, buffer_size: int, secrets: Iterable[str]) -> QrIdentity:

@@ -41,6 +41,7 @@ import inspect
 import logging
 import os
 import time
+import traceback
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import EllipsisType
@@ -59,6 +60,8 @@ __all__ = [
     "PluginError",
     "check_no_wrappers",
 ]
+
+from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.hooks")
 trace_log = logging.getLogger("ybplug.trace")
@@ -287,11 +290,10 @@ class AsyncHookCaller:
             if isinstance(error, HookTimeout):
                 log.error("hook %s: %s", hook, error)
             else:
-                log.error(
-                    "hook %s: plugin %r failed: %s: %s",
-                    hook, name, type(error).__name__, error,
-                    exc_info=error if not isinstance(error, PluginError) else None,
-                )
+                # Scrubbed: a plugin's error text may quote an ID or phone number.
+                log.error("hook %s: plugin %r failed: %s: %s", hook, name, type(error).__name__, scrub(str(error)))
+                if not isinstance(error, PluginError) and log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s", scrub("".join(traceback.format_exception(error))))
         if self.trace:
             trace_log.info(
                 "hook=%s plugin=%s elapsed=%.3fs %s",

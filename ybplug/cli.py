@@ -54,6 +54,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     from ybplug.journal import Journal
+    from ybplug.privacy import scrub
 
     config = _config(args)
     if not Path(config.journal).exists():
@@ -67,9 +68,9 @@ async def _status(args: argparse.Namespace) -> int:
     print("births:      " + (", ".join(f"{k} {v}" for k, v in sorted(status["births"].items())) or "none"))
     print("deliveries:  " + (", ".join(f"{k} {v}" for k, v in sorted(status["deliveries"].items())) or "none"))
     for item in status["needs_review"]:
-        print(f"needs review: birth #{item['birth_id']}: {item['reason']}")
+        print(f"needs review: birth #{item['birth_id']}: {scrub(item['reason'] or '')}")
     for item in status["parked"]:
-        print(f"parked:      {item['hook']} -> {item['plugin']} event {item['event_id']} after {item['attempts']} attempts: {item['error']}")
+        print(f"parked:      {item['hook']} -> {item['plugin']} event {item['event_id']} after {item['attempts']} attempts: {scrub(item['error'] or '')}")
     from datetime import datetime
 
     for job, run in sorted(status["runs"].items()):

@@ -6,6 +6,7 @@ clear.  Messages mask themselves in ``repr``; log calls and the CLI go through :
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -26,3 +27,13 @@ def mask(value: Any) -> str:
     if n >= 2:
         return text[0] + "*" * (n - 1)
     return "*"
+
+
+#: Runs of digits as long as a mobile number or longer (ID numbers end in a digit or X).
+_NUMBER_LIKE = re.compile(r"(?<![\dA-Za-z])1[3-9]\d{9}(?!\d)|\d{15,}[\dXx]?")
+
+
+def scrub(text: str) -> str:
+    """Text from elsewhere (a centre's cause, a plugin's error) with ID and phone numbers masked,
+    before it goes to a log line."""
+    return _NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
