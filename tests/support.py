@@ -5,13 +5,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from ybplug.config import Config, WireSection
 from ybplug.fields import CHINA_TIME
 from ybplug.messages import Birth, QrIdentity
-from ybplug.sandbox import SEED_MOTHERS
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Sandbox
 
 # Every birth made here is a distinct second counted back from a fixed moment two hours before the
 # session started: never in the future, never a duplicate of another birth made here, recent enough
@@ -84,3 +86,22 @@ SPEC_EXAMPLE_IDENTITY = QrIdentity(
     card_number="K001934831",
     personal_code="1010010101001",
 )
+
+
+def host_config(
+    tmp_path: Path, sandbox: Sandbox, *, hook_timeout: float = 2.0, read_timeout: float = 2.0, **overrides: Any
+) -> Config:
+    """A host's config for tests: journal in ``tmp_path``, the sandbox, retries within a second,
+    uploads only when a test asks (``daily`` at an hour the test never reaches)."""
+    values: dict[str, Any] = {
+        "journal": str(tmp_path / "journal.db"),
+        "upload": "daily at 02:00",
+        "delivery_backoff": 0.05,
+        "delivery_backoff_cap": 0.2,
+        "upload_backoff": 0.05,
+        "upload_backoff_cap": 0.2,
+        "hook_timeout": hook_timeout,
+        "wire": WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=read_timeout),
+    }
+    values.update(overrides)
+    return Config(**values)

@@ -26,11 +26,12 @@ from typing import Any, NoReturn
 
 import anyio
 import pytest
+import support
 
 import ybplug
 from ybplug.caller import PluginError
 from ybplug.binding import VoucherBusy, VoucherCallFailed, VoucherRefused, VoucherTimeout
-from ybplug.config import Config, WireSection
+from ybplug.config import Config
 from ybplug.dotnet import (
     DotnetAssemblyNotFound,
     DotnetError,
@@ -50,7 +51,7 @@ from ybplug.dotnet import (
 from ybplug.hooks import hookimpl
 from ybplug.host import Host
 from ybplug.messages import QrIdentity, QrRequest, QrRequestData, load
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Sandbox
+from ybplug.sandbox import Sandbox
 
 from support import birth_record
 
@@ -119,18 +120,8 @@ def store(assemblies: Path) -> list[dict[str, str]]:
 
 
 def host_config(tmp_path: Path, sandbox: Sandbox, **overrides: Any) -> Config:
-    values: dict[str, Any] = {
-        "journal": str(tmp_path / "journal.db"),
-        "upload": "daily at 02:00",
-        "delivery_backoff": 0.05,
-        "delivery_backoff_cap": 0.2,
-        "upload_backoff": 0.05,
-        "upload_backoff_cap": 0.2,
-        "hook_timeout": 20.0,
-        "wire": WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=10.0),
-    }
-    values.update(overrides)
-    return Config(**values)
+    """Generous timeouts: the .NET runtime's first calls are slow."""
+    return support.host_config(tmp_path, sandbox, hook_timeout=20.0, read_timeout=10.0, **overrides)
 
 
 def his_plugin(assemblies: Path, runtime: DotnetRuntime, type_name: str = HIS, name: str = "st_mary_dotnet") -> DotnetPlugin:

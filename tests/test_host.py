@@ -13,34 +13,21 @@ import pytest
 
 import ybplug
 from ybplug.caller import PluginError
-from ybplug.config import Config, WireSection
 from ybplug.hooks import hookimpl
 from ybplug.host import Host, Refused
 from ybplug.journal import BirthState
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Fault, Sandbox
+from ybplug.sandbox import Fault, Sandbox
 from ybplug.wire import AuthenticationFailed
 
 from support import birth_record as birth
+from support import host_config
 
 COLLECT = "yb04.13.01.21"
 
 
 
 
-def config(tmp_path: Path, sandbox: Sandbox, **overrides: Any) -> Config:
-    values: dict[str, Any] = {
-        "journal": str(tmp_path / "journal.db"),
-        "upload": "daily at 02:00",
-        "realname_interval": 86400.0,
-        "delivery_backoff": 0.05,
-        "delivery_backoff_cap": 0.2,
-        "upload_backoff": 0.05,
-        "upload_backoff_cap": 0.2,
-        "hook_timeout": 2.0,
-        "wire": WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=2.0),
-    }
-    values.update(overrides)
-    return Config(**values)
+config = host_config
 
 
 class Recorder:
