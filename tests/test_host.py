@@ -383,3 +383,35 @@ async def test_a_plugin_error_quoting_personal_data_is_logged_masked(
 
     assert "duplicate key" in caplog.text  # the error is reported...
     assert SEED_MOTHERS["local"] not in caplog.text and "13800138000" not in caplog.text  # ...masked
+
+
+class Hospital:
+    """The same hospital plugin across two hosts: the first hangs, the second works."""
+
+    ybplug_name = "hospital"
+
+    def __init__(self, hangs: bool) -> None:
+        self.hangs = hangs
+        self.got: list[str] = []
+
+    @hookimpl
+    async def collection_result(self, event_id: str) -> None:
+        if self.hangs:
+            await anyio.sleep_forever()
+        self.got.append(event_id)
+
+
+@pytest.mark.anyio
+async def test_a_host_restarted_in_the_same_process_takes_over_claims_at_once(tmp_path: Path, sandbox: Sandbox) -> None:
+    first = Hospital(hangs=True)
+    async with Host(config(tmp_path, sandbox, hook_timeout=30.0), plugins=[first], entry_points=False) as host:
+        await host.record_birth(birth(95))
+        # host.sync would wait for the stuck delivery; run only the upload job
+        await host.caller.call_each("ybplug_sync", timeout=None, host=host, job="upload")
+        await anyio.sleep(0.2)  # the answer's delivery is now stuck in the hanging plugin
+    second = Hospital(hangs=False)
+    async with Host(config(tmp_path, sandbox), plugins=[second], entry_points=False) as host:
+        with anyio.fail_after(5):  # not the 120 s lease
+            while not second.got:
+                await host.deliver_due()
+                await anyio.sleep(0.05)

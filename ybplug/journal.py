@@ -172,8 +172,9 @@ class Backoff:
 
 
 def default_owner() -> str:
-    """``host:pid``: lets a restarted worker see that a claim's owner on this machine is dead."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:tag``: the pid lets a restarted worker see that a claim's owner on this machine
+    is dead; the tag keeps two hosts in one process (a HIS reloading its config) apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _alive(pid: int) -> bool:
@@ -221,7 +222,11 @@ class Journal:
         return self
 
     def close(self) -> None:
+        """Give back this journal's claims (a host in the same process may start next), then close."""
         if self._db is not None:
+            with self._write() as db:
+                for table in ("births", "deliveries"):
+                    db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (self.owner,))
             self._db.close()
             self._db = None
 
@@ -378,7 +383,7 @@ class Journal:
             (self.owner, now),
         ).fetchall()
         for (owner,) in owners:
-            owner_host, _, pid = str(owner).rpartition(":")
+            owner_host, pid = (str(owner).split(":") + ["", ""])[:2]
             if owner_host == host and pid.isdigit() and not _alive(int(pid)):
                 db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
 
