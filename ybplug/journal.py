@@ -240,31 +240,28 @@ class Journal:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One atomic write; IMMEDIATE so claims by two processes cannot interleave.
 
-        Inside :meth:`run_group` it is a savepoint of the group's transaction instead: atomic
-        on its own, durable with the group's single commit.
+        Inside :meth:`run_group` it is part of the group's transaction instead.
         """
         db = self.db
-        begin, undo, end = (
-            ("SAVEPOINT op", "ROLLBACK TO op; RELEASE op", "RELEASE op")
-            if self._in_group
-            else ("BEGIN IMMEDIATE", "ROLLBACK", "COMMIT")
-        )
-        db.execute(begin)
+        if self._in_group:
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield db
         except BaseException:
-            for statement in undo.split("; "):
-                db.execute(statement)
+            db.execute("ROLLBACK")
             raise
-        db.execute(end)
+        db.execute("COMMIT")
 
     def run_group(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
         """Run several operations in one transaction: one fsync makes them all durable.
 
         This is group commit: while one commit is on its way to disk, the host queues what
-        other tasks want to write, then writes all of it at once.  Each operation keeps its own
-        atomicity (a savepoint) and its own outcome, ``(True, value)`` or ``(False, error)``;
-        if the commit itself fails, every operation fails with that error.
+        other tasks want to write, then writes all of it at once.  Each operation gets its own
+        outcome, ``(True, value)`` or ``(False, error)``.  If one fails, the group is rolled back
+        and each operation runs again in a transaction of its own, so one caller's error never
+        takes another's write with it (operations touch only the database, so a rerun is safe).
         """
         db = self.db
         results: list[tuple[bool, Any]] = []
@@ -272,10 +269,11 @@ class Journal:
         self._in_group = True
         try:
             for operation in operations:
-                try:
-                    results.append((True, operation()))
-                except Exception as exc:  # one caller's error is that caller's, not the group's
-                    results.append((False, exc))
+                results.append((True, operation()))
+        except Exception:
+            self._in_group = False
+            db.execute("ROLLBACK")
+            return [self._alone(operation) for operation in operations]
         finally:
             self._in_group = False
         try:
@@ -284,6 +282,22 @@ class Journal:
             db.execute("ROLLBACK")
             return [(False, exc)] * len(operations)
         return results
+
+    def _alone(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
+        """One operation in a transaction of its own (the slow path of :meth:`run_group`)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        self._in_group = True
+        try:
+            value = operation()
+        except Exception as exc:
+            self._in_group = False
+            db.execute("ROLLBACK")
+            return (False, exc)
+        finally:
+            self._in_group = False
+        db.execute("COMMIT")
+        return (True, value)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -298,12 +312,15 @@ class Journal:
         """
         event_id = uuid.uuid4().hex
         hook = events.hook_of(event)
+        plugins = self.subscribers(hook)
+        if not plugins:  # nobody to deliver to: the state change itself is the record
+            return event_id
         now = self.clock()
         db.execute(
             "INSERT INTO events (id, hook, birth_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
             (event_id, hook, birth_id, events.encode(event), now),
         )
-        for plugin in self.subscribers(hook):
+        for plugin in plugins:
             owner, lease = None, None
             if claimed is not None and (birth_id is None or not self._earlier_pending(db, birth_id, plugin)):
                 owner, lease = self.owner, now + self.lease
