@@ -510,9 +510,12 @@ class Host:
                 error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
                 results.append((d, None if error is None else f"{type(error).__name__}: {error}"))
 
-        async with anyio.create_task_group() as tg:
-            for deliveries in by_event.values():
-                tg.start_soon(one_event, deliveries)
+        if len(by_event) == 1:  # an upload's answer: no task group needed
+            await one_event(next(iter(by_event.values())))
+        else:
+            async with anyio.create_task_group() as tg:
+                for deliveries in by_event.values():
+                    tg.start_soon(one_event, deliveries)
         parked = await self.run_journal(
             self.journal.deliveries_done, results, max_attempts=self.config.delivery_attempts, backoff=self.delivery_backoff
         )
