@@ -127,21 +127,31 @@ def check_exactly_once(tmp_path: Path, sandbox: Sandbox, count: int) -> None:
 async def test_sigkill_at_random_points_loses_nothing_and_registers_nothing_twice(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    count = 40
+    count = 80
     write_config(tmp_path, sandbox)
     await record(tmp_path, count)
-    sandbox.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.1))
+    sandbox.inject(Fault(kind="latency", funid=COLLECT, times=None, seconds=0.15))
     rng = random.Random(20261125)
     mid_batch = 0
+    def answered() -> int:
+        states = journal_counts(tmp_path)[0]
+        return states.get("registered", 0) + states.get("needs_review", 0)
+
     for _ in range(6):
+        before = answered()
+        if before == count:
+            break
         worker = await start_worker(tmp_path)
-        await anyio.sleep(rng.uniform(0.5, 1.2))
+        with anyio.fail_after(30):  # kill only once this worker is uploading: mid-batch, whatever the machine's speed
+            while answered() == before and worker.returncode is None:
+                await anyio.sleep(0.01)
+        await anyio.sleep(rng.uniform(0.0, 0.3))
         worker.kill()
         await worker.wait()
         states, _ = journal_counts(tmp_path)
         if states.get("pending", 0) + states.get("uploading", 0) and states.get("registered", 0):
             mid_batch += 1
-    assert mid_batch >= 2, "the kills should land while a batch is being uploaded"
+    assert mid_batch >= 3, "the kills should land while a batch is being uploaded"
     sandbox.clear_faults()
     await run_until_settled(tmp_path, count)
     check_exactly_once(tmp_path, sandbox, count)
