@@ -14,9 +14,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+
+if TYPE_CHECKING:
+    from ybplug.host import Host
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -28,6 +31,13 @@ def _config(args: argparse.Namespace) -> Any:
     if Path("ybplug.toml").exists():
         return Config.load("ybplug.toml")
     return Config()
+
+
+def _one_shot(args: argparse.Namespace) -> Host:
+    """A host for one command: no schedule or delivery loop; the command does its work itself."""
+    from ybplug.host import Host
+
+    return Host(_config(args), background=False)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -84,18 +94,14 @@ def _print_summary(summary: dict[str, int]) -> None:
 
 
 async def _sync(args: argparse.Namespace) -> int:
-    from ybplug.host import Host
-
-    async with Host(_config(args), background=False) as host:
+    async with _one_shot(args) as host:
         summary = await host.sync(args.job)
     _print_summary(summary)
     return 0
 
 
 async def _retry(args: argparse.Namespace) -> int:
-    from ybplug.host import Host
-
-    async with Host(_config(args), background=False) as host:
+    async with _one_shot(args) as host:
         count = await host.replay(args.event, args.plugin)
         print(f"re-queued {count} parked deliveries; waiting uploads are due now")
         summary = await host.sync("upload")
@@ -104,19 +110,16 @@ async def _retry(args: argparse.Namespace) -> int:
 
 
 async def _void(args: argparse.Namespace) -> int:
-    from ybplug.host import Host
-
-    async with Host(_config(args), background=False) as host:
+    async with _one_shot(args) as host:
         result = await host.void(args.baz726, args.reason)
     print(f"voided {result.registration_number}")
     return 0
 
 
 async def _decode(args: argparse.Namespace) -> int:
-    from ybplug.host import Host
     from ybplug.privacy import mask
 
-    async with Host(_config(args), background=False) as host:
+    async with _one_shot(args) as host:
         identity = await host.decode_qr(
             business_type=args.business_type, idcode=args.idcode, org_id=args.org_id, district_no=args.district_no
         )
