@@ -81,7 +81,7 @@ async def test_bad_requests_name_the_field_before_anything_is_called(
 async def test_process_backend_survives_a_crash_and_a_hang_in_the_same_host(
     tmp_path: Path, sandbox: Sandbox, fake_library: Path
 ) -> None:
-    config = qr_config(tmp_path, sandbox, fake_library, timeout=1.0)
+    config = qr_config(tmp_path, sandbox, fake_library, timeout=2.0)
     async with Host(config, entry_points=False) as host:
         with pytest.raises(VoucherCrashed):
             await host.decode_qr(business_type="101", idcode="mode:segv::Q1")
@@ -89,7 +89,7 @@ async def test_process_backend_survives_a_crash_and_a_hang_in_the_same_host(
         started = time.monotonic()
         with pytest.raises(VoucherTimeout):
             await host.decode_qr(business_type="101", idcode="mode:hang::Q2")
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 5.0  # the timeout, with room for a loaded machine
         assert (await host.decode_qr(business_type="110", idcode=IDCODE)).name == "张三"
         with pytest.raises(VoucherRefused):
             await host.decode_qr(business_type="101", idcode="mode:refuse::Q3")
