@@ -231,7 +231,7 @@ class Host:
         return self._transport
 
     async def run_journal(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a journal method on a worker thread, so fsync never blocks the event loop.
+        """Run a journal method on the journal's thread, so fsync never blocks the event loop.
 
         Group commit: what tasks ask for while a commit is on its way to disk is written
         together in the next transaction (one fsync for all).  The first waiting task leads
