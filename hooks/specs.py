@@ -97,7 +97,8 @@ async def ybplug_decode_qr(host: Host, request: QrRequest) -> QrIdentity | None:
 def ybplug_transaction(funid: str, outcome: str, elapsed: float, transaction_id: int) -> None:
     """Called after every transaction with the centre, for audit, metrics and tracing.
 
-    ``outcome`` is ``ok``, ``refused``, ``not_delivered``, ``unknown`` or ``auth_failed``;
+    ``outcome`` is ``ok``, ``refused``, ``not_delivered``, ``unknown``, ``auth_failed`` or
+    ``failed`` (an EcTrans call that broke);
     ``elapsed`` is seconds on the wire; ``transaction_id`` is the journal row holding request and
     reply.  Observers must be quick; failures are logged and ignored.
     """

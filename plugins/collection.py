@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("ybplug.collection")
 
 
+_COUNTED_AS: dict[BirthState | None, str] = {
+    BirthState.REGISTERED: "uploaded",
+    BirthState.REFUSED: "refused",
+    BirthState.NEEDS_REVIEW: "needs_review",
+}
+
+
 def last_slot(hour: int, minute: int, now: datetime | None = None) -> datetime:
     """The most recent daily ``hour:minute`` at or before ``now`` (China time)."""
     now = now or datetime.now(CHINA_TIME)
@@ -94,12 +101,7 @@ class Collection:
                         except AuthenticationFailed as exc:
                             auth_error.append(exc)
                             state = None
-                        key = {
-                            BirthState.REGISTERED: "uploaded",
-                            BirthState.REFUSED: "refused",
-                            BirthState.NEEDS_REVIEW: "needs_review",
-                        }.get(state, "upload_failed") if state else "upload_failed"
-                        counts[key] += 1
+                        counts[_COUNTED_AS.get(state, "upload_failed")] += 1
 
                 async with anyio.create_task_group() as tg:
                     for row in rows:

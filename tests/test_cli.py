@@ -58,6 +58,14 @@ def test_a_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert "ybplug.toml" in line and "uplaod" in line
 
 
+def test_a_journal_path_that_cannot_hold_a_journal_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("", encoding="utf-8")
+    (tmp_path / "ybplug.toml").write_text('journal = "not-a-folder/journal.db"\n', encoding="utf-8")
+    done = run("sync", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "not-a-folder/journal.db: cannot open it" in done.stderr.strip().splitlines()[-1]
+
+
 def test_an_unreachable_centre_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "ybplug.toml").write_text('[wire]\nurl = "http://127.0.0.1:9"\nusr = "his"\n', encoding="utf-8")
     done = run("void", "XSE2611250000001", "--reason", "重复上传", "-c", "ybplug.toml", cwd=tmp_path)

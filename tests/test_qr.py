@@ -93,6 +93,9 @@ async def test_process_backend_survives_a_crash_and_a_hang_in_the_same_host(
         assert (await host.decode_qr(business_type="110", idcode=IDCODE)).name == "张三"
         with pytest.raises(VoucherRefused):
             await host.decode_qr(business_type="101", idcode="mode:refuse::Q3")
+    outcomes = [row[0] for row in sqlite3.connect(tmp_path / "journal.db").execute(
+        "SELECT outcome FROM exchanges WHERE funid = 'EcTrans' ORDER BY id")]
+    assert sorted(outcomes) == sorted(["failed", "ok", "unknown", "ok", "refused"])
 
 
 @pytest.mark.anyio

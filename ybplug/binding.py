@@ -140,6 +140,9 @@ _WIRE_CHARSET = "gbk"
 class VoucherError(Exception):
     """Base of every EcTrans failure.  Messages never contain personal data."""
 
+    #: How the journal records the failed call (as :attr:`ybplug.wire.WireError.outcome`).
+    outcome: str = "failed"
+
 
 class VoucherLibraryError(VoucherError):
     """The library cannot be used: not found, wrong bitness, no ``EcTrans`` export, no worker."""
@@ -165,6 +168,8 @@ class VoucherCallFailed(VoucherError):
 class VoucherRefused(VoucherError):
     """The voucher service answered flag 0: the QR code was not decoded.  ``cause`` says why."""
 
+    outcome = "refused"
+
     def __init__(self, cause: str) -> None:
         self.cause = cause
         super().__init__(f"the voucher service refused the QR code: {cause or '(no cause given)'}")
@@ -172,6 +177,8 @@ class VoucherRefused(VoucherError):
 
 class VoucherTimeout(VoucherError, TimeoutError):
     """``EcTrans`` did not answer within ``timeout`` seconds."""
+
+    outcome = "unknown"
 
     def __init__(self, message: str, timeout: float) -> None:
         self.timeout = timeout
@@ -902,20 +909,6 @@ class _ThreadBackend:
         raise VoucherBusy(
             f"waited {timeout:g} s but the voucher library was busy with another call the whole time"
         )
-
-    def _submit_and_wait(self, job: _Job) -> None:
-        """Runs in an anyio worker thread, one at a time (the limiter).
-
-        Waits in slices so that, once its caller has given up, this worker returns within 50 ms
-        even if EcTrans never does: only the daemon library thread stays blocked.
-        """
-        stuck = self._library.stuck_for()
-        if stuck is not None:
-            raise self._busy(stuck)
-        self._library.submit(job)
-        while not job.done.wait(0.05):
-            if job.abandoned:
-                return
 
 
 class _ProcessBackend:

@@ -44,15 +44,13 @@ async def _run(args: argparse.Namespace) -> int:
     from ybplug.host import Host
 
     config = _config(args)
-    async with Host(config) as host:
-        logging.getLogger("ybplug").info(
-            "worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url
-        )
+    log = logging.getLogger("ybplug")
+    async with Host(config):  # the schedule and the deliveries run in the host's task group
+        log.info("worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                logging.getLogger("ybplug").info("stopping")
+                log.info("stopping")
                 break
-        del host
     return 0
 
 
@@ -170,9 +168,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ybplug.config import ConfigError
     from ybplug.fields import InvalidMessage
     from ybplug.host import Refused
+    from ybplug.journal import JournalError
     from ybplug.wire import WireError
 
-    errors: list[type[BaseException]] = [ConfigError, PluginError, InvalidMessage, Refused, WireError]
+    errors: list[type[BaseException]] = [ConfigError, PluginError, InvalidMessage, Refused, WireError, JournalError]
     try:
         from ybplug.binding import VoucherError
 

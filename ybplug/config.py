@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -128,13 +128,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if config.voucher is not None and config.voucher.backend == "dotnet" and not Path(config.voucher.library).is_absolute():
             config.voucher.library = str(base / config.voucher.library)  # an assembly path, not a loader name
         return config
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> Config:
-        try:
-            return msgspec.convert(values, cls)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"configuration: {_readable(exc)}") from None
 
 
 def _readable(exc: msgspec.ValidationError) -> str:

@@ -280,7 +280,6 @@ class DotnetCall:
         self._result: Any = None
         self._error: BaseException | None = None
         self._finished = threading.Event()
-        self.submitted = time.monotonic()
         self.started: float | None = None
         self._wake = _wakeup() if asynchronous else None
         self._event = anyio.Event() if asynchronous else None

@@ -53,10 +53,6 @@ class RealNamed(Event, frozen=True, tag="realname_resolved"):
 
 AnyEvent = BirthRecorded | CollectionAnswered | NeedsReview | Voided | RealNamed
 
-EVENT_HOOKS: tuple[str, ...] = tuple(
-    str(t.__struct_config__.tag) for t in (BirthRecorded, CollectionAnswered, NeedsReview, Voided, RealNamed)
-)
-
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
 

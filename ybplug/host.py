@@ -628,12 +628,10 @@ class _JournalOp:
 
 
 def _decode_outcome(error: Exception) -> Outcome:
-    """How a failed EcTrans call is journaled: refused (flag 0), unknown (timeout), or failed."""
-    if type(error).__name__ == "VoucherRefused":
-        return Outcome.REFUSED
-    if isinstance(error, TimeoutError):
-        return Outcome.UNKNOWN
-    return Outcome.FAILED
+    """How a failed EcTrans call is journaled: the error's own ``outcome`` (a VoucherError or a
+    WireError says refused, unknown...), else failed."""
+    outcome = getattr(error, "outcome", "failed")
+    return Outcome(outcome) if outcome in Outcome._value2member_map_ else Outcome.FAILED
 
 
 def _stable_name(plugin: object) -> str:

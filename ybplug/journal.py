@@ -39,6 +39,10 @@ from ybplug.fields import trusted
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
+class JournalError(Exception):
+    """The journal cannot be used where the configuration puts it."""
+
+
 class BirthState(StrEnum):
     PENDING = "pending"
     UPLOADING = "uploading"
@@ -211,13 +215,18 @@ class Journal:
     # --- connection ---------------------------------------------------------------------------
 
     def open(self) -> Journal:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=30000")
-        db.executescript(SCHEMA)
+        """Open (or create) the journal; a path that cannot hold one is a :class:`JournalError`."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise JournalError(f"journal {self.path}: cannot open it ({reason}); check `journal` in ybplug.toml") from None
         self._db = db
         return self
 
@@ -379,12 +388,6 @@ class Journal:
 
     def birth(self, birth_id: int) -> BirthRow:
         return self._birth_where(self.db, "id = ?", (birth_id,))
-
-    def birth_by_registration(self, registration_number: str) -> BirthRow | None:
-        try:
-            return self._birth_where(self.db, "registration_number = ?", (registration_number,))
-        except LookupError:
-            return None
 
     def _release_dead_claims(self, db: sqlite3.Connection, table: str, now: float) -> None:
         """Expire leases held by processes on this machine that no longer exist (killed workers).
