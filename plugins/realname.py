@@ -16,7 +16,7 @@ import anyio
 import msgspec
 from ybplug.hooks import hookimpl
 
-from ybplug.journal import Outcome
+from ybplug.errors import Outcome
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
 from ybplug.privacy import scrub
 from ybplug.wire import WireError

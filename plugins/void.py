@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ybplug.hooks import hookimpl
-from ybplug.journal import Outcome
+from ybplug.errors import Outcome
 from ybplug.messages import VOID, VoidRequest, VoidResult
 
 if TYPE_CHECKING:

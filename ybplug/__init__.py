@@ -1,19 +1,33 @@
 """ybplug: the Xiamen medical-insurance newborn interface for a Python HIS.
 
-The messages are importable from here; the host, the transport and the sandbox live in their own
-modules so that ``import ybplug`` stays light.
+The messages, the code tables and the error root are importable from here.  ``Host``, ``Config``
+and ``hookimpl`` are too, but loaded on first use (module ``__getattr__``), so ``import ybplug``
+stays light::
+
+    import ybplug
+
+    @ybplug.hookimpl
+    async def collection_result(result, birth_id, event_id): ...
+
+    try:
+        async with ybplug.Host(ybplug.Config.load("ybplug.toml")) as host: ...
+    except ybplug.Error as exc: ...
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ybplug.codes import (
     CertificateType,
     DataSource,
     Eligibility,
+    Funid,
     MedicalCategory,
     QrBusinessType,
     RealNameFlag,
     Sex,
     VoidFlag,
 )
+from ybplug.errors import Error, Outcome
 from ybplug.fields import InvalidMessage, Problem
 from ybplug.messages import (
     COLLECT,
@@ -40,5 +54,24 @@ __all__ = [
     "RealNameRecord", "RealNameResult", "QrRequest", "QrRequestData", "QrIdentity", "QrReply",
     "Transaction", "COLLECT", "VOID", "REALNAME", "InvalidMessage", "Problem", "load",
     "CertificateType", "DataSource", "Eligibility", "MedicalCategory", "QrBusinessType",
-    "RealNameFlag", "Sex", "VoidFlag",
+    "RealNameFlag", "Sex", "VoidFlag", "Funid", "Error", "Outcome", "Host", "Config", "hookimpl",
 ]
+
+if TYPE_CHECKING:
+    from ybplug.config import Config
+    from ybplug.hooks import hookimpl
+    from ybplug.host import Host
+
+_LAZY = {"Host": "ybplug.host", "Config": "ybplug.config", "hookimpl": "ybplug.hooks"}
+
+
+def __getattr__(name: str) -> Any:
+    """``Host``, ``Config`` and ``hookimpl`` are imported when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ybplug' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -93,6 +93,7 @@ import anyio.to_thread
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ybplug.errors import Error, Outcome
 from ybplug.fields import InvalidMessage, Problem
 from ybplug.messages import QrIdentity, QrReply, QrRequest, QrRequestData
 from ybplug.privacy import mask, scrub
@@ -137,11 +138,11 @@ _WIRE_CHARSET = "gbk"
 # Errors
 
 
-class VoucherError(Exception):
+class VoucherError(Error):
     """Base of every EcTrans failure.  Messages never contain personal data."""
 
     #: How the journal records the failed call (as :attr:`ybplug.wire.WireError.outcome`).
-    outcome: str = "failed"
+    outcome: Outcome = Outcome.FAILED
 
 
 class VoucherLibraryError(VoucherError):
@@ -168,7 +169,7 @@ class VoucherCallFailed(VoucherError):
 class VoucherRefused(VoucherError):
     """The voucher service answered flag 0: the QR code was not decoded.  ``cause`` says why."""
 
-    outcome = "refused"
+    outcome = Outcome.REFUSED
 
     def __init__(self, cause: str) -> None:
         self.cause = cause
@@ -178,7 +179,7 @@ class VoucherRefused(VoucherError):
 class VoucherTimeout(VoucherError, TimeoutError):
     """``EcTrans`` did not answer within ``timeout`` seconds."""
 
-    outcome = "unknown"
+    outcome = Outcome.UNKNOWN
 
     def __init__(self, message: str, timeout: float) -> None:
         self.timeout = timeout

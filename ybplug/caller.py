@@ -61,6 +61,7 @@ __all__ = [
     "check_no_wrappers",
 ]
 
+from ybplug.errors import Error
 from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.hooks")
@@ -69,7 +70,7 @@ trace_log = logging.getLogger("ybplug.trace")
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 
 
-class PluginError(Exception):
+class PluginError(Error):
     """A plugin is not usable as written (for example it implements a hook as a wrapper)."""
 
     def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
@@ -78,7 +79,7 @@ class PluginError(Exception):
         self.hook = hook
 
 
-class HookError(Exception):
+class HookError(Error):
     """An implementation of ``hook`` in ``plugin`` failed; the original error is ``__cause__``."""
 
     def __init__(self, message: str, *, plugin: str, hook: str) -> None:
@@ -87,7 +88,7 @@ class HookError(Exception):
         self.hook = hook
 
 
-class HookTimeout(TimeoutError):
+class HookTimeout(Error, TimeoutError):
     """An implementation did not finish within the caller's timeout."""
 
     def __init__(self, plugin: str, hook: str, timeout: float, *, abandoned_thread: bool = False) -> None:

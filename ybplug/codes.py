@@ -33,6 +33,17 @@ class Code(StrEnum):
         return value in cls._value2member_map_
 
 
+class Funid(Code):
+    """The centre's transactions this interface uses (function ids), with the spec's titles.
+
+    The only place a transaction id is written: everything else names them through this table.
+    """
+
+    COLLECT = "yb04.13.01.21", "新生儿信息采集"
+    VOID = "yb04.13.01.22", "新生儿采集信息作废"
+    REALNAME = "yb04.13.01.24", "新生儿实名信息查询"
+
+
 class MedicalCategory(Code):
     """AKA130 医疗类别.  V0.33 adds 35 for newborn settlement ("【通用收费】固定上传 35")."""
 

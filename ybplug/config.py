@@ -25,10 +25,11 @@ from typing import Literal
 import msgspec
 
 from ybplug.dotnet import DotnetSection
+from ybplug.errors import Error
 from ybplug.wire import WireConfig
 
 
-class ConfigError(Exception):
+class ConfigError(Error):
     """A configuration a person wrote is wrong; the message says where and how."""
 
 

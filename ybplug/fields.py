@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ybplug.codes import Code
+from ybplug.errors import Error
 from ybplug.privacy import mask
 
 #: The centre's database character set; ``gb18030`` where the peer accepts it.
@@ -83,7 +84,7 @@ class Problem:
         return f"{self.field} {self.label}: {self.rule}"
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(Error, ValueError):
     """A message broke the spec's rules; ``problems`` lists each field and rule."""
 
     def __init__(self, message_type: str, problems: list[Problem]) -> None:

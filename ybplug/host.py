@@ -40,7 +40,9 @@ from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrap
 from ybplug.config import Config
 from ybplug.fields import wire_charset
 from ybplug.hooks import PROJECT, specs
-from ybplug.journal import Backoff, BirthState, Delivery, Journal, Outcome
+from ybplug.codes import Funid
+from ybplug.errors import Error, Outcome
+from ybplug.journal import Backoff, BirthState, Delivery, Journal
 from ybplug.messages import (
     Birth,
     QrIdentity,
@@ -69,8 +71,10 @@ BUILTIN_PLUGINS = (
 )
 
 
-class Refused(Exception):
+class Refused(Error):
     """The centre answered ``flag`` 0: the request was understood and refused."""
+
+    outcome = Outcome.REFUSED
 
     def __init__(self, funid: str, cause: str | None) -> None:
         self.funid = funid
@@ -314,10 +318,10 @@ class Host:
         """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""
         result = await self._first("ybplug_void", host=self, registration_number=registration_number, reason=reason)
         if result is None:
-            raise PluginError("no plugin carries out yb04.13.01.22 (is ybplug.void excluded?)")
+            raise PluginError(f"no plugin carries out {Funid.VOID} (is ybplug.void excluded?)")
         assert isinstance(result, VoidResult)
         if not result.ok:
-            raise Refused("yb04.13.01.22", result.cause)
+            raise Refused(Funid.VOID, result.cause)
         await self.deliver_due()
         return result
 
@@ -425,8 +429,7 @@ class Host:
             result = await exchange(self.transport, transaction, request)
         except WireError as exc:
             exc.exchange_id = exchange_id
-            outcome = Outcome(exc.outcome)
-            await self.run_journal(self.journal.finish_exchange, exchange_id, outcome, None, exc.reason)
+            await self.run_journal(self.journal.finish_exchange, exchange_id, exc.outcome, None, exc.reason)
             await self._observe(transaction.funid, exc.outcome, time.perf_counter() - started, exchange_id)
             raise
         await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
@@ -630,8 +633,7 @@ class _JournalOp:
 def _decode_outcome(error: Exception) -> Outcome:
     """How a failed EcTrans call is journaled: the error's own ``outcome`` (a VoucherError or a
     WireError says refused, unknown...), else failed."""
-    outcome = getattr(error, "outcome", "failed")
-    return Outcome(outcome) if outcome in Outcome._value2member_map_ else Outcome.FAILED
+    return (error.outcome if isinstance(error, Error) else None) or Outcome.FAILED
 
 
 def _stable_name(plugin: object) -> str:

@@ -35,11 +35,13 @@ from typing import Any
 import msgspec
 
 from ybplug import events
+from ybplug.codes import Funid
+from ybplug.errors import Error, Outcome
 from ybplug.fields import trusted
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
-class JournalError(Exception):
+class JournalError(Error):
     """The journal cannot be used where the configuration puts it."""
 
 
@@ -51,18 +53,6 @@ class BirthState(StrEnum):
     NEEDS_REVIEW = "needs_review"
     VOIDED = "voided"
     REAL_NAMED = "real_named"
-
-
-class Outcome(StrEnum):
-    """How an exchange with the centre ended (``sent``: no answer recorded yet)."""
-
-    SENT = "sent"
-    OK = "ok"
-    REFUSED = "refused"
-    NOT_DELIVERED = "not_delivered"
-    UNKNOWN = "unknown"
-    AUTH_FAILED = "auth_failed"
-    FAILED = "failed"
 
 
 SCHEMA = """
@@ -438,14 +428,14 @@ class Journal:
             doubtful = {
                 r[0]
                 for r in db.execute(
-                    f"SELECT DISTINCT birth_id FROM exchanges WHERE funid = 'yb04.13.01.21'"
+                    f"SELECT DISTINCT birth_id FROM exchanges WHERE funid = ?"
                     f" AND outcome IN ('sent', 'unknown') AND birth_id IN ({marks})",
-                    ids,
+                    (Funid.COLLECT, *ids),
                 )
             }
             exchanges = [
                 int(db.execute(
-                    "INSERT INTO exchanges (funid, birth_id, started_at) VALUES ('yb04.13.01.21', ?, ?)", (birth_id, now)
+                    "INSERT INTO exchanges (funid, birth_id, started_at) VALUES (?, ?, ?)", (Funid.COLLECT, birth_id, now)
                 ).lastrowid or 0)
                 for birth_id in ids
             ]

@@ -17,6 +17,7 @@ from ybplug.codes import (
     CertificateType,
     DataSource,
     Eligibility,
+    Funid,
     QrBusinessType,
     RealNameFlag,
     Sex,
@@ -442,9 +443,9 @@ class Transaction(Generic[RequestT, ResultT]):
         return f"<Transaction {self.funid} {self.title}>"
 
 
-COLLECT = Transaction("yb04.13.01.21", "新生儿信息采集", Birth, CollectionResult)
-VOID = Transaction("yb04.13.01.22", "新生儿采集信息作废", VoidRequest, VoidResult)
-REALNAME = Transaction("yb04.13.01.24", "新生儿实名信息查询", RealNameQuery, RealNameResult)
+COLLECT = Transaction(Funid.COLLECT, Funid.COLLECT.label, Birth, CollectionResult)
+VOID = Transaction(Funid.VOID, Funid.VOID.label, VoidRequest, VoidResult)
+REALNAME = Transaction(Funid.REALNAME, Funid.REALNAME.label, RealNameQuery, RealNameResult)
 
 MessageT = TypeVar("MessageT", bound=Message)
 

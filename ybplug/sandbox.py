@@ -53,6 +53,7 @@ import msgspec
 from aiohttp import web
 
 from ybplug.codes import CertificateType, Eligibility, RealNameFlag, Sex, VoidFlag
+from ybplug.errors import Error
 from ybplug.fields import CHINA_TIME, InvalidMessage, id_check_digit, with_check_digit
 from ybplug.messages import COLLECT, REALNAME, VOID, Birth, RealNameQuery, VoidRequest, load
 from ybplug.privacy import mask
@@ -190,7 +191,7 @@ _SQL_LIST = (
 )
 
 
-class SandboxError(ValueError):
+class SandboxError(Error, ValueError):
     """An administrative request the sandbox cannot honour (unknown registration, bad date...)."""
 
 

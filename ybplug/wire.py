@@ -28,6 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import msgspec
 
+from ybplug.codes import Funid
+from ybplug.errors import Error, Outcome
 from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
 
 log = logging.getLogger("ybplug.wire")
@@ -37,12 +39,12 @@ BUSINESS_PATH = "sieaf/business_handle/"
 SIGN_IN_PATH = "sieaf/authorization/"
 
 
-class WireError(Exception):
+class WireError(Error):
     """A transaction failed on the way; ``may_have_applied`` says what the journal must assume."""
 
     may_have_applied: bool = True
-    #: Outcome name recorded in the journal and passed to observers.
-    outcome: str = "unknown"
+    #: What the journal records and the observers are told.
+    outcome: Outcome = Outcome.UNKNOWN
 
     def __init__(self, funid: str, reason: str) -> None:
         self.funid = funid
@@ -56,7 +58,7 @@ class NotDelivered(WireError):
     """The request surely did not reach the centre; sending it again is safe."""
 
     may_have_applied = False
-    outcome = "not_delivered"
+    outcome = Outcome.NOT_DELIVERED
 
 
 class AuthenticationFailed(WireError):
@@ -67,7 +69,7 @@ class AuthenticationFailed(WireError):
     """
 
     may_have_applied = False
-    outcome = "auth_failed"
+    outcome = Outcome.AUTH_FAILED
 
 
 class OutcomeUnknown(WireError):
@@ -105,7 +107,7 @@ async def exchange(transport: Transport, transaction: Transaction[RequestT, Resu
         result = msgspec.convert(merged, transaction.result, strict=False)
     except msgspec.ValidationError as exc:
         raise OutcomeUnknown(transaction.funid, f"reply does not match the spec: {exc}") from None
-    if result.ok and transaction.funid == "yb04.13.01.21" and not getattr(result, "registration_number", ""):
+    if result.ok and transaction.funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
         raise OutcomeUnknown(transaction.funid, "flag 1 without baz726 新生儿登记流水号")
     return result
 
