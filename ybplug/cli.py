@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ybplug.errors import Error
+
 if TYPE_CHECKING:
     from ybplug.host import Host
 
@@ -162,25 +164,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are a person's to fix: reported in one line, no traceback."""
-    from ybplug.caller import PluginError
-    from ybplug.config import ConfigError
-    from ybplug.fields import InvalidMessage
-    from ybplug.host import Refused
-    from ybplug.journal import JournalError
-    from ybplug.wire import WireError
-
-    errors: list[type[BaseException]] = [ConfigError, PluginError, InvalidMessage, Refused, WireError, JournalError]
-    try:
-        from ybplug.binding import VoucherError
-
-        errors.append(VoucherError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] == "sandbox":
@@ -202,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return 130
-    except _user_errors() as exc:
+    except Error as exc:  # a person's to fix: one line, no traceback
         print(f"ybplug {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -38,6 +38,7 @@ from ybplug import events
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
 from ybplug.fields import trusted
+from ybplug.system import process_alive
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
@@ -169,16 +170,6 @@ def default_owner() -> str:
     """``host:pid:tag``: the pid lets a restarted worker see that a claim's owner on this machine
     is dead; the tag keeps two hosts in one process (a HIS reloading its config) apart."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Journal:
@@ -394,7 +385,7 @@ class Journal:
         ).fetchall()
         for (owner,) in owners:
             owner_host, pid = (str(owner).split(":") + ["", ""])[:2]
-            if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
                 db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
 
     def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:

@@ -7,6 +7,7 @@ clear.  Messages mask themselves in ``repr``; log calls and the CLI go through :
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -33,7 +34,10 @@ def mask(value: Any) -> str:
 _NUMBER_LIKE = re.compile(r"(?<![\dA-Za-z])1[3-9]\d{9}(?!\d)|\d{15,}[\dXx]?")
 
 
-def scrub(text: str) -> str:
-    """Text from elsewhere (a centre's cause, a plugin's error) with ID and phone numbers masked,
-    before it goes to a log line."""
+def scrub(text: str, secrets: Iterable[object] = ()) -> str:
+    """Text from elsewhere (a centre's cause, a plugin's error, a library's message) made fit for
+    a log line: each of ``secrets`` (the personal values of the record at hand: names, a QR code)
+    masked wherever it appears, then ID and phone numbers masked.  The one scrubber of ybplug."""
+    for secret in sorted({str(s) for s in secrets if s is not None and str(s)}, key=len, reverse=True):
+        text = text.replace(secret, mask(secret))
     return _NUMBER_LIKE.sub(lambda m: mask(m.group()), text)

@@ -52,6 +52,7 @@ from typing import Any, NoReturn
 import msgspec
 from aiohttp import web
 
+from ybplug import envelope
 from ybplug.codes import CertificateType, Eligibility, RealNameFlag, Sex, VoidFlag
 from ybplug.errors import Error
 from ybplug.fields import CHINA_TIME, InvalidMessage, id_check_digit, with_check_digit
@@ -82,9 +83,6 @@ SANDBOX_PWD = "sandbox"
 #: Port of ``ybplug sandbox`` without ``--port`` (and the default URL of ``WireConfig``).
 DEFAULT_PORT = 8721
 
-# Paths of the vendor agent; the same strings as ybplug.wire (not imported, to keep them visible).
-BUSINESS_PATH = "/sieaf/business_handle/"
-SIGN_IN_PATH = "/sieaf/authorization/"
 
 #: The refusal of a repeated birth.  It names the rule, never the existing ``baz726``.
 DUPLICATE_CAUSE = "重复申报: duplicate of an existing registration (多胞胎序号+出生时间)"
@@ -247,23 +245,6 @@ class _Armed:
         return self.left is not None and self.left <= 0
 
 
-class _Envelope(msgspec.Struct):
-    inputValue: str
-    outputLen: int | None = None
-
-
-class _Inner(msgspec.Struct):
-    funid: str
-    usr: str = ""
-    pwd: str = ""
-    data: Any = None
-
-
-class _Credentials(msgspec.Struct):
-    usr: str = ""
-    pwd: str = ""
-
-
 class _MotherIn(msgspec.Struct):
     id_number: str
     kind: str
@@ -280,9 +261,6 @@ class _RealNameIn(msgspec.Struct):
 
 
 _encoder = msgspec.json.Encoder()
-_decode_envelope = msgspec.json.Decoder(_Envelope, strict=False).decode
-_decode_inner = msgspec.json.Decoder(_Inner, strict=False).decode
-_decode_credentials = msgspec.json.Decoder(_Credentials, strict=False).decode
 _decode_any = msgspec.json.Decoder().decode
 
 _CERTIFICATE_LABELS = {m.value: m.label for m in CertificateType}
@@ -436,8 +414,8 @@ class Sandbox:
             raise RuntimeError(f"sandbox already listening on {self.url}")
         self._connection()
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post(BUSINESS_PATH, self._business)
-        app.router.add_post(SIGN_IN_PATH, self._sign_in)
+        app.router.add_post("/" + envelope.BUSINESS_PATH, self._business)
+        app.router.add_post("/" + envelope.SIGN_IN_PATH, self._sign_in)
         app.router.add_get("/admin/registrations", self._admin_registrations)
         app.router.add_post("/admin/mothers", self._admin_mother)
         app.router.add_post("/admin/real_name", self._admin_real_name)
@@ -583,9 +561,7 @@ class Sandbox:
     # -- the wire ----------------------------------------------------------------------------
 
     def _envelope(self, inner: dict[str, Any], status: int = 200) -> web.Response:
-        text = _encoder.encode(inner).decode()
-        body = _encoder.encode({"data": {"outputValue": text}})
-        return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+        return web.Response(body=envelope.encode_reply(inner), status=status, content_type="application/json", charset="utf-8")
 
     def _authorised(self, usr: str, pwd: str) -> bool:
         usr_ok = secrets.compare_digest(usr.encode(), self._usr)
@@ -613,7 +589,7 @@ class Sandbox:
     async def _business(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
-            inner = _decode_inner(_decode_envelope(body).inputValue)
+            inner = envelope.decode_request(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return self._envelope(_refusal(f"malformed request envelope: {exc}"), status=400)
         funid = inner.funid
@@ -744,7 +720,7 @@ class Sandbox:
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
         try:
-            credentials = _decode_credentials(await request.read())
+            credentials = envelope.decode_credentials(await request.read())
         except (msgspec.DecodeError, msgspec.ValidationError):
             return web.json_response({"flag": "0", "cause": "malformed sign-in request"}, status=400)
         self.sign_ins += 1

@@ -28,15 +28,14 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import msgspec
 
+from ybplug import envelope
 from ybplug.codes import Funid
+from ybplug.envelope import BUSINESS_PATH, OUTPUT_LEN, SIGN_IN_PATH, CentreReply
 from ybplug.errors import Error, Outcome
 from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
 
 log = logging.getLogger("ybplug.wire")
 
-# Relative, so that a vendor agent mounted under a prefix (http://host/agent/) keeps it.
-BUSINESS_PATH = "sieaf/business_handle/"
-SIGN_IN_PATH = "sieaf/authorization/"
 
 
 class WireError(Error):
@@ -74,14 +73,6 @@ class AuthenticationFailed(WireError):
 
 class OutcomeUnknown(WireError):
     """The request may have been applied: the reply was lost, late or unreadable."""
-
-
-class CentreReply(msgspec.Struct, frozen=True):
-    """The inner reply as it arrives: ``flag`` (often a string), ``cause`` and the ``data`` node."""
-
-    flag: int = 0
-    cause: str | None = None
-    data: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -122,7 +113,7 @@ class WireConfig:
     sign_in: bool = False
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    output_len: int = 20000
+    output_len: int = OUTPUT_LEN
     max_connections: int = 64
 
     @classmethod
@@ -136,27 +127,6 @@ class WireConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-
-class _Envelope(msgspec.Struct):
-    inputValue: str
-    outputLen: int
-
-
-class _Outer(msgspec.Struct):
-    data: dict[str, Any]
-
-
-def _inner(outer: _Outer) -> CentreReply:
-    """``outputValue`` is a JSON string by the vendor's convention; accept an object too."""
-    value = outer.data["outputValue"]
-    if isinstance(value, str):
-        return _decode_inner(value)
-    return msgspec.convert(value, CentreReply, strict=False)
-
-
-_encode = msgspec.json.Encoder().encode
-_decode_outer = msgspec.json.Decoder(_Outer).decode
-_decode_inner = msgspec.json.Decoder(CentreReply, strict=False).decode
 
 
 class HttpTransport:
@@ -188,14 +158,14 @@ class HttpTransport:
 
     async def sign_in(self) -> None:
         """``/sieaf/authorization/`` with ``usr``/``pwd``; raises :class:`AuthenticationFailed`."""
-        body = _encode({"usr": self.config.usr, "pwd": self.config.pwd})
+        body = envelope.encode_credentials(self.config.usr, self.config.pwd)
         status, payload = await self._post("sign-in", SIGN_IN_PATH, body)
         if status in (401, 403):
             raise AuthenticationFailed("sign-in", f"the centre refused usr {self.config.usr!r} (HTTP {status})")
         if status != 200:
             raise NotDelivered("sign-in", f"HTTP {status} from {SIGN_IN_PATH}")
         try:
-            reply = msgspec.json.decode(payload, type=CentreReply, strict=False)
+            reply = envelope.decode_sign_in_reply(payload)
         except msgspec.DecodeError:
             raise NotDelivered("sign-in", "unreadable sign-in reply") from None
         if not reply.flag == 1:
@@ -205,8 +175,7 @@ class HttpTransport:
     async def call(self, funid: str, data: dict[str, Any]) -> CentreReply:
         if self.config.sign_in and not self._signed_in:
             await self.sign_in()
-        inner = _encode({"funid": funid, "usr": self.config.usr, "pwd": self.config.pwd, "data": data})
-        body = _encode(_Envelope(inputValue=inner.decode(), outputLen=self.config.output_len))
+        body = envelope.encode_request(funid, self.config.usr, self.config.pwd, data, self.config.output_len)
         started = time.perf_counter()
         status, payload = await self._post(funid, BUSINESS_PATH, body)
         if status in (401, 403):
@@ -217,7 +186,7 @@ class HttpTransport:
         if status != 200:
             raise NotDelivered(funid, f"HTTP {status} from {self.config.url.rstrip('/')}/{BUSINESS_PATH}")
         try:
-            reply = _inner(_decode_outer(payload))
+            reply = envelope.decode_reply(payload)
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
             raise OutcomeUnknown(funid, f"malformed reply ({type(exc).__name__})") from None
         log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)
