@@ -16,7 +16,8 @@ import anyio
 from ybplug.config import upload_time
 from ybplug.fields import CHINA_TIME
 from ybplug.hooks import hookimpl
-from ybplug.journal import BirthRow, BirthState
+from ybplug.errors import Error
+from ybplug.journal import Backoff, BirthRow, BirthState
 from ybplug.messages import COLLECT
 from ybplug.wire import AuthenticationFailed, WireError
 
@@ -61,15 +62,21 @@ class Collection:
         before the latest HH:MM (so a worker that was down at that time catches up at start-up).
         Either way, failed uploads are retried on their own backoff."""
         daily = upload_time(host.config.upload)
+        trouble = Backoff(1.0, 300.0)
+        failures = 0
         while True:
             slot = None if daily is None else last_slot(*daily)
             try:
                 await self.upload_due(host, None if slot is None else slot.timestamp(), often=slot is None)
-            except AuthenticationFailed as exc:
-                log.error("upload stopped: %s", exc)
-            except Exception:
-                log.exception("upload stopped by an error; the schedule goes on")
-            due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
+                due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
+                failures = 0
+            except Error as exc:
+                # A wrong password, a full disk, an unreadable journal: one line, then try again
+                # later (a lost journal stops the host instead: see Host.fail).
+                failures += 1
+                log.error("upload stopped: %s; trying again in %.0f s", exc, trouble.delay(failures))
+                await anyio.sleep(trouble.delay(failures))
+                continue
             retry_in = 3600.0 if due is None else max(0.05, due - time.time())
             if daily is not None:
                 next_slot = (last_slot(*daily) + timedelta(days=1)).timestamp() - time.time()
@@ -100,6 +107,9 @@ class Collection:
                             state = await self.upload_one(host, row)
                         except AuthenticationFailed as exc:
                             auth_error.append(exc)
+                            state = None
+                        except Error as exc:  # the journal refused the answer: the lease brings it back
+                            log.error("birth %d: %s", row.id, exc)
                             state = None
                         counts[_COUNTED_AS.get(state, "upload_failed")] += 1
 

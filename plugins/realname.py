@@ -16,10 +16,9 @@ import anyio
 import msgspec
 from ybplug.hooks import hookimpl
 
-from ybplug.errors import Outcome
+from ybplug.errors import Error, Outcome
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
 from ybplug.privacy import scrub
-from ybplug.wire import WireError
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -45,19 +44,16 @@ class RealName:
     async def _schedule(self, host: Host) -> None:
         interval = host.config.realname_interval
         while True:
-            status = await host.status()
-            last = (status["runs"].get("realname") or {}).get("finished_at") or 0.0
-            wait = last + interval - time.time()
-            if wait > 0:
-                await anyio.sleep(wait)
-                continue
             try:
+                status = await host.status()
+                last = (status["runs"].get("realname") or {}).get("finished_at") or 0.0
+                wait = last + interval - time.time()
+                if wait > 0:
+                    await anyio.sleep(wait)
+                    continue
                 await self.poll(host)
-            except WireError as exc:
+            except Error as exc:  # the centre or the journal: one line, then try again later
                 log.warning("real-name poll failed: %s; next try in %.0f s", exc, min(interval, 300))
-                await anyio.sleep(min(interval, 300))
-            except Exception:
-                log.exception("real-name poll stopped by an error; next try in %.0f s", min(interval, 300))
                 await anyio.sleep(min(interval, 300))
 
     async def poll(self, host: Host) -> dict[str, int]:
@@ -69,9 +65,13 @@ class RealName:
         counts = {"realname_checked": 0, "real_named": 0, "voided_at_centre": 0}
         in_flight = anyio.Semaphore(host.config.realname_concurrency)
 
+        failures: list[Error] = []
+
         async def batch(rows: list[tuple[int, str]]) -> None:
             try:
                 await self._batch(host, rows, counts)
+            except Error as exc:  # reported once, after the other batches: never an ExceptionGroup
+                failures.append(exc)
             finally:
                 in_flight.release()
 
@@ -79,7 +79,7 @@ class RealName:
             started_at = time.time()
             after, batches = 0, 0
             async with anyio.create_task_group() as tg:
-                while True:
+                while not failures:
                     rows = await host.run_journal(host.journal.awaiting_realname, after, host.config.realname_batch)
                     if not rows:
                         break
@@ -92,6 +92,8 @@ class RealName:
                     if batches % 20 == 0:
                         log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
             await host.run_journal(host.journal.run_finished, "realname", counts, started_at)
+        if failures:
+            raise failures[0]
         return counts
 
     async def _batch(self, host: Host, rows: list[tuple[int, str]], counts: dict[str, int]) -> None:
@@ -106,16 +108,15 @@ class RealName:
         updates: list[tuple[int, RealNameRecord]] = []
         for record in result.records:
             birth_id = by_number.get(str(record.registration_number))
-            if birth_id is None:
-                continue
-            if record.voided:
-                counts["voided_at_centre"] += 1
+            if birth_id is not None and (record.voided or record.real_named):
                 updates.append((birth_id, record))
-            elif record.real_named:
-                counts["real_named"] += 1
-                updates.append((birth_id, record))
-        await host.run_journal(host.journal.realname_answered, exchange_id, msgspec.json.encode(result), updates)
-        if updates:
+        real_named, voided = await host.run_journal(
+            host.journal.realname_answered, exchange_id, msgspec.json.encode(result), updates
+        )
+        # Counted only where this poll moved the birth: another poller may have got there first.
+        counts["real_named"] += real_named
+        counts["voided_at_centre"] += voided
+        if real_named or voided:
             host.deliveries_waiting()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -13,18 +14,30 @@ from ybplug.messages import VOID, VoidRequest, VoidResult
 if TYPE_CHECKING:
     from ybplug.host import Host
 
+log = logging.getLogger("ybplug.void")
+
 
 class Void:
     @hookimpl(trylast=True)
     async def ybplug_void(self, host: Host, registration_number: str, reason: str) -> VoidResult:
+        """Void, and journal it with its event.
+
+        A void whose reply was lost may have been applied: when the retry then hears "already
+        void", that is the success it means, recorded as such (else the birth would stay
+        registered here while void at the centre, and ``collection_voided`` would never fire).
+        """
         request = VoidRequest(registration_number=registration_number, reason=reason)
-        exchange_id, result = await host.transact(VOID, request)
+        birth_id = await host.run_journal(host.journal.birth_id_of, registration_number)
+        in_doubt = await host.run_journal(host.journal.void_in_doubt, registration_number)
+        exchange_id, result = await host.transact(VOID, request, birth_id=birth_id)
+        reply = msgspec.json.encode(result)
+        if not result.ok and in_doubt and host.cause_says(result.cause, host.config.already_void_markers):
+            log.info("%s: already void after a void whose reply was lost: recorded as voided", registration_number)
+            result = VoidResult(flag=1, cause=result.cause, registration_number=registration_number)
         if result.ok:
-            await host.run_journal(
-                host.journal.voided, exchange_id, msgspec.json.encode(result), registration_number, request.reason
-            )
+            await host.run_journal(host.journal.voided, exchange_id, reply, registration_number, request.reason)
         else:
-            await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, msgspec.json.encode(result), result.cause)
+            await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, reply, result.cause)
         return result
 
 

@@ -12,10 +12,12 @@ which walks ``hook.get_hookimpls()`` itself, the way pluggy's ``_multicall`` doe
   plus those of ``impl.kwargnames`` that the call provides), so a plugin written against an
   older hook signature keeps working when the host passes more.
 * **Async and sync**: an ``async def`` implementation is awaited on the event loop.  A plain
-  function runs in a worker thread (``anyio.to_thread.run_sync``) because hospital code blocks
-  (a database write, a file share); the threads are bounded by a
-  :class:`anyio.CapacityLimiter` of the caller's own, so plugins cannot exhaust the thread pool
-  the rest of the process uses.  A sync function that returns an awaitable has it awaited.
+  function runs in a worker thread because hospital code blocks (a database write, a file
+  share); the threads are bounded by a :class:`anyio.CapacityLimiter` of the caller's own, so
+  plugins cannot exhaust the thread pool the rest of the process uses.  They are daemon
+  threads of the caller's own (:class:`DaemonThreads`), not anyio's worker threads, which the
+  interpreter joins at exit: a hung implementation must not keep ``ybplug run`` alive after
+  it was told to stop.  A sync function that returns an awaitable has it awaited.
 * **Timeout**: each implementation is bounded by ``anyio.fail_after(timeout)``.  A hung async
   implementation is cancelled; a hung sync implementation's thread cannot be killed, so it is
   abandoned (it keeps running in the background and its limiter token is returned) and the
@@ -37,19 +39,22 @@ them.  Errors are logged on ``ybplug.hooks`` with the plugin, the hook and the e
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import logging
 import os
+import queue
+import threading
 import time
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 import pluggy
 
 __all__ = [
@@ -127,6 +132,65 @@ class ImplOutcome:
         return f"ImplOutcome(plugin={self.plugin!r}, {shown}, elapsed={self.elapsed:.3f})"
 
 
+class DaemonThreads:
+    """Daemon threads that run plugins' blocking functions and hand results back to the loop.
+
+    A thread whose call was abandoned (its caller timed out or was cancelled) finishes on its
+    own and its result is dropped; new calls get another thread meanwhile.  Idle threads wait
+    for work a while, then exit.
+    """
+
+    IDLE = 10.0
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Any]] = []
+        self._lock = threading.Lock()
+
+    async def run(self, func: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        context = contextvars.copy_context()
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="ybplug-hook", daemon=True).start()
+        inbox.put((context, func, loop, future))
+        return await future
+
+    def _serve(self, inbox: queue.SimpleQueue[Any]) -> None:
+        while True:
+            try:
+                context, func, loop, future = inbox.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:  # nobody can hand this thread work any more
+                        self._idle.remove(inbox)
+                        return
+                continue  # work is being handed over right now
+            try:
+                outcome: tuple[bool, Any] = (True, context.run(func))
+            except BaseException as exc:  # handed to the caller, who raises it
+                outcome = (False, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits
+            del context, func, loop, future, outcome
+            with self._lock:
+                self._idle.append(inbox)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return bool(impl.wrapper or impl.hookwrapper)
 
@@ -184,6 +248,7 @@ class AsyncHookCaller:
         self.pm = pm
         self.timeout = timeout
         self._thread_limiter = thread_limiter
+        self._threads = DaemonThreads()
         self.trace = _env_trace() if trace is None else trace
 
     @property
@@ -241,9 +306,8 @@ class AsyncHookCaller:
             def run() -> Any:
                 return function(*args, **extra)
 
-            result = await anyio.to_thread.run_sync(
-                run, limiter=self.thread_limiter, abandon_on_cancel=True
-            )
+            async with self.thread_limiter:
+                result = await self._threads.run(run)
         while inspect.isawaitable(result):
             result = await result
         return result

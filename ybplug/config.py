@@ -86,6 +86,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lease: float = 120.0
     charset: Literal["gbk", "gb18030"] = "gbk"
     duplicate_markers: list[str] = msgspec.field(default_factory=lambda: ["重复", "duplicate", "已存在"])
+    already_void_markers: list[str] = msgspec.field(default_factory=lambda: ["已作废", "already void"])
     plugins: list[str] = msgspec.field(default_factory=list)
     wire: WireSection = msgspec.field(default_factory=WireSection)
     voucher: VoucherSection | None = None

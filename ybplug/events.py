@@ -53,6 +53,11 @@ class RealNamed(Event, frozen=True, tag="realname_resolved"):
 
 AnyEvent = BirthRecorded | CollectionAnswered | NeedsReview | Voided | RealNamed
 
+#: The hooks whose events are journaled and delivered to durable subscribers.
+EVENT_HOOKS: tuple[str, ...] = tuple(
+    str(kind.__struct_config__.tag) for kind in (BirthRecorded, CollectionAnswered, NeedsReview, Voided, RealNamed)
+)
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
 

@@ -42,7 +42,7 @@ from ybplug.fields import wire_charset
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
-from ybplug.journal import Backoff, BirthState, Delivery, Journal
+from ybplug.journal import Backoff, BirthState, Delivery, Journal, JournalLost
 from ybplug.messages import (
     Birth,
     QrIdentity,
@@ -116,7 +116,7 @@ class Host:
             timeout=self.config.hook_timeout,
             thread_limiter=anyio.CapacityLimiter(self.config.hook_threads),
         )
-        self.journal = Journal(self.config.journal, subscribers=self.caller.implementations, lease=self.config.lease)
+        self.journal = Journal(self.config.journal, lease=self.config.lease)
         self._journal_thread = _JournalThread()
         self._journal_queue: list[_JournalOp] = []
         self._journal_busy = False
@@ -128,6 +128,9 @@ class Host:
         self._delivery_lock = anyio.Lock()
         self._inline_deliveries = 0
         self._inline_idle = anyio.Event()
+        #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
+        self.failed = anyio.Event()
+        self.failure: Exception | None = None
         self.delivery_backoff = Backoff(self.config.delivery_backoff, self.config.delivery_backoff_cap)
         self.upload_backoff = Backoff(self.config.upload_backoff, self.config.upload_backoff_cap)
 
@@ -139,13 +142,16 @@ class Host:
 
     def _load_plugins(self) -> None:
         allowed = _allowed_plugins()
+        offered: list[str] = []
         for name, module in BUILTIN_PLUGINS:
+            offered.append(name)
             if allowed is None or name in allowed:
                 self._register(importlib.import_module(module).plugin(), name)
         if self._entry_points:
             from importlib.metadata import entry_points
 
             for entry in entry_points(group=PROJECT):
+                offered.append(entry.name)
                 if allowed is not None and entry.name not in allowed:
                     continue
                 try:
@@ -154,6 +160,7 @@ class Host:
                     raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
                 self._register(loaded, entry.name)
         for module in self.config.plugins:
+            offered.append(module)
             if allowed is not None and module not in allowed:
                 continue
             try:
@@ -163,11 +170,19 @@ class Host:
         if self.config.dotnet is not None and self.config.dotnet.plugins:
             from ybplug.dotnet import plugins_from_config
 
+            offered.extend(e.plugin_name for e in self.config.dotnet.plugins)
             entries = [e for e in self.config.dotnet.plugins if allowed is None or e.plugin_name in allowed]
             for name, plugin in plugins_from_config(entries, runtime=self.config.dotnet):
                 self._register(plugin, name)
         for plugin in self._extra_plugins:
+            offered.append(_stable_name(plugin))
             self._register(plugin, _stable_name(plugin))
+        unknown = sorted((allowed or set()) - set(offered))
+        if unknown:
+            raise PluginError(
+                f"YBPLUG_PLUGINS names {', '.join(unknown)}, which no plugin is called here"
+                f" (plugins: {', '.join(offered)})"
+            )
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -193,12 +208,15 @@ class Host:
             stack.push_async_callback(transport.aclose)
             self._journal_thread.start()
             stack.callback(self._journal_thread.stop)
+            self.journal.loaded = frozenset(self.plugin_names())
             await self._journal_thread.call(self.journal.open)
             stack.push_async_callback(self._close_journal)
+            await self.run_journal(self.journal.subscribe, {h: self.caller.implementations(h) for h in events.EVENT_HOOKS})
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._task_group.cancel_scope.cancel)
             if self.background:
                 self._task_group.start_soon(self._delivery_loop)
+                self._task_group.start_soon(self._watch_other_processes)
             for outcome in await self.caller.call_each("ybplug_startup", host=self):
                 if not outcome.ok:
                     raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
@@ -268,10 +286,27 @@ class Host:
             for o, result in zip(batch, results, strict=True):
                 o.result, o.lead = result, False
                 o.ready.set()
+            lost = next((value for ok, value in results if not ok and isinstance(value, JournalLost)), None)
+            if lost is not None:
+                self.fail(lost)
         finally:
             self._journal_busy = False
             self._pass_journal_lead()
         return op.outcome()  # type: ignore[no-any-return]
+
+    def plugin_names(self) -> list[str]:
+        """The stable names of the plugins loaded in this host."""
+        return [name for name in (self.pm.get_name(p) for p in self.pm.get_plugins()) if name]
+
+    def fail(self, error: Exception) -> None:
+        """The host cannot go on (its journal is gone): stop the background work, say why once,
+        and let whoever runs the host (``ybplug run``) see :attr:`failed` and exit."""
+        if self.failure is None:
+            self.failure = error
+            log.error("%s", error)
+            self.failed.set()
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
 
     async def _close_journal(self) -> None:
         await self._journal_thread.call(self.journal.close)
@@ -451,7 +486,12 @@ class Host:
 
     def is_duplicate(self, cause: str | None) -> bool:
         """Whether a refusal means "already registered" (the centre's words are configurable)."""
-        return bool(cause) and any(marker in (cause or "") for marker in self.config.duplicate_markers)
+        return self.cause_says(cause, self.config.duplicate_markers)
+
+    @staticmethod
+    def cause_says(cause: str | None, markers: Sequence[str]) -> bool:
+        """Whether a refusal's cause holds one of ``markers`` (the centre's words for a case)."""
+        return bool(cause) and any(marker in (cause or "") for marker in markers)
 
     async def _observe(self, funid: str, outcome: str, elapsed: float, exchange_id: int) -> None:
         for result in await self.caller.call_each(
@@ -488,7 +528,7 @@ class Host:
 
     async def _deliver_batches(self, batch: int) -> int:
         delivered = 0
-        names = [name for name in (self.pm.get_name(p) for p in self.pm.get_plugins()) if name]
+        names = self.plugin_names()
         while True:
             due = await self.run_journal(self.journal.claim_deliveries, batch, names)
             if not due:
@@ -547,6 +587,20 @@ class Host:
                     self._inline_idle = anyio.Event()
 
         self.start_soon(run)
+
+    async def _watch_other_processes(self) -> None:
+        """Notice what other processes commit to the journal (the HIS recording a birth in its own
+        process, an operator's ``ybplug sync`` producing events for plugins loaded here) and wake
+        the uploader and the deliveries: immediate mode means immediate across processes too."""
+        while True:
+            await anyio.sleep(0.5)
+            try:
+                changed = await self.run_journal(self.journal.changed_elsewhere)
+            except Exception:
+                continue  # the loops that act on the journal report its errors
+            if changed:
+                self.births_waiting()
+                self.deliveries_waiting()
 
     async def _delivery_loop(self) -> None:
         """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""

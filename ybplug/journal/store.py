@@ -1,4 +1,4 @@
-"""The journal: SQLite on disk (WAL), the single source of truth of what happened.
+"""The journal on SQLite (WAL, synchronous=FULL): the single source of truth of what happened.
 
 Every birth with its state, every exchange with the centre (request, reply, timing) and every
 hook delivery per plugin.  The guarantees the host builds on:
@@ -12,6 +12,11 @@ hook delivery per plugin.  The guarantees the host builds on:
   its hook deliveries, nor the other way round.
 * Claims carry a lease: two workers never upload the same birth at once; a worker that died
   (SIGKILL) is detected by its pid on this machine, or its lease runs out.
+* Subscriptions are durable: an event gets a delivery for every plugin that ever subscribed to
+  its hook (until an operator forgets it), whether or not the producing process loaded it.
+* An event is emitted only by the transaction that changed the state it reports.
+* The journal knows itself (:mod:`ybplug.journal.identity`): a deleted, emptied or replaced
+  file is an error, never a silent fresh start.
 
 All methods are synchronous and must be called from one thread at a time; the host runs them
 on a worker thread under a limiter of one so the event loop never waits on ``fsync``.
@@ -20,211 +25,157 @@ on a worker thread under a limiter of one so the event loop never waits on ``fsy
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ybplug import events
+from ybplug import events, lifecycle
 from ybplug.codes import Funid
-from ybplug.errors import Error, Outcome
+from ybplug.errors import Outcome
 from ybplug.fields import trusted
-from ybplug.system import process_alive
+from ybplug.journal import identity
+from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError, JournalFull, default_owner
+from ybplug.journal.schema import migrate
+from ybplug.lifecycle import BirthState
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
+from ybplug.privacy import scrub
+from ybplug.system import private_dir, private_file, process_alive
 
-
-class JournalError(Error):
-    """The journal cannot be used where the configuration puts it."""
-
-
-class BirthState(StrEnum):
-    PENDING = "pending"
-    UPLOADING = "uploading"
-    REGISTERED = "registered"
-    REFUSED = "refused"
-    NEEDS_REVIEW = "needs_review"
-    VOIDED = "voided"
-    REAL_NAMED = "real_named"
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS births (
-    id INTEGER PRIMARY KEY,
-    mother_id TEXT NOT NULL,
-    birth_time INTEGER NOT NULL,
-    multiple_birth_number INTEGER NOT NULL,
-    record BLOB NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    registration_number TEXT,
-    eligibility TEXT,
-    reason TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    claimed_by TEXT,
-    lease_until REAL,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    UNIQUE (mother_id, birth_time, multiple_birth_number)
-);
-CREATE INDEX IF NOT EXISTS births_state ON births (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS births_registration ON births (registration_number);
-CREATE INDEX IF NOT EXISTS births_sweep ON births (state, id);
--- The births waiting for upload in id order, so a claim reads its batch instead of sorting the
--- whole backlog (a week of births after an outage).
-CREATE INDEX IF NOT EXISTS births_waiting ON births (id) WHERE state IN ('pending', 'uploading');
-CREATE TABLE IF NOT EXISTS exchanges (
-    id INTEGER PRIMARY KEY,
-    funid TEXT NOT NULL,
-    birth_id INTEGER,
-    request BLOB,
-    reply BLOB,
-    outcome TEXT NOT NULL DEFAULT 'sent',
-    error TEXT,
-    started_at REAL NOT NULL,
-    elapsed REAL
-);
-CREATE INDEX IF NOT EXISTS exchanges_birth ON exchanges (birth_id, funid);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    hook TEXT NOT NULL,
-    birth_id INTEGER,
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_birth ON events (birth_id);
-CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT NOT NULL REFERENCES events (id),
-    plugin TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    claimed_by TEXT,
-    lease_until REAL,
-    last_error TEXT,
-    delivered_at REAL,
-    PRIMARY KEY (event_id, plugin)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_claimed ON deliveries (claimed_by) WHERE claimed_by IS NOT NULL;
-CREATE INDEX IF NOT EXISTS births_claimed ON births (claimed_by) WHERE claimed_by IS NOT NULL;
-CREATE TABLE IF NOT EXISTS runs (
-    job TEXT PRIMARY KEY,
-    started_at REAL,
-    finished_at REAL,
-    summary TEXT
-);
-"""
 
 _encode = msgspec.json.Encoder().encode
 _decode_birth = msgspec.json.Decoder(Birth).decode
 
 
-@dataclass(frozen=True)
-class BirthRow:
-    """A birth as the journal holds it."""
-
-    id: int
-    birth: Birth
-    state: BirthState
-    registration_number: str | None
-    reason: str | None
-    attempts: int
-    in_doubt: bool = False
-    #: The exchange committed with the claim ("about to leave"), for the upload to use.
-    exchange_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One event due to one plugin."""
-
-    event_id: str
-    plugin: str
-    hook: str
-    event: events.Event
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff: ``base * 2**(attempt-1)``, at most ``cap`` seconds."""
-
-    base: float = 1.0
-    cap: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.cap, self.base * 2 ** max(0, attempt - 1)))
-
-
-def default_owner() -> str:
-    """``host:pid:tag``: the pid lets a restarted worker see that a claim's owner on this machine
-    is dead; the tag keeps two hosts in one process (a HIS reloading its config) apart."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class Journal:
-    """The durable store.  ``subscribers(hook)`` names the plugins an event must reach."""
+    """The durable store.
+
+    ``loaded`` names the plugins loaded in this process: an event's deliveries to them can be
+    claimed in the commit that creates it (the others wait for a host that has them).  ``new``
+    (``ybplug init --new-journal``) starts a new empty journal where the marker says one was.
+    """
 
     def __init__(
         self,
         path: str | Path,
         *,
-        subscribers: Callable[[str], list[str]] = lambda hook: [],
         owner: str | None = None,
         lease: float = 120.0,
         clock: Callable[[], float] = time.time,
+        new: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.subscribers = subscribers
+        self.loaded: frozenset[str] = frozenset()
         self.owner = owner or default_owner()
         self.lease = lease
         self.clock = clock
+        self.new = new
+        self.id = ""
         self._db: sqlite3.Connection | None = None
+        self._watch: identity.FileWatch | None = None
         self._in_group = False
         self._checked_claims: dict[str, float] = {}
+        self._data_version = 0
 
     # --- connection ---------------------------------------------------------------------------
 
     def open(self) -> Journal:
-        """Open (or create) the journal; a path that cannot hold one is a :class:`JournalError`."""
+        """Open (or create) the journal; a path that cannot hold one is a :class:`JournalError`,
+        a journal that was there and is gone or replaced a :class:`JournalLost`."""
+        expected = identity.check_before_open(self.path, new=self.new)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._cannot_open(exc) from None
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
-            db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise JournalError(f"journal {self.path}: cannot open it ({reason}); check `journal` in ybplug.toml") from None
+            migrate(db)
+            self.id = identity.settle(db, self.path, expected)
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise self._cannot_open(exc) from None
+            raise
+        for suffix in ("", "-wal", "-shm"):  # personal data: this user's only
+            private_file(self.path.with_name(self.path.name + suffix))
         self._db = db
+        self._watch = identity.FileWatch(self.path)
         return self
+
+    def _cannot_open(self, exc: BaseException) -> JournalError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in (
+            sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT,
+        ):
+            return JournalError(
+                f"journal {self.path} is damaged ({reason}): restore it from a backup, or start a new empty "
+                "journal with `ybplug init --new-journal`"
+            )
+        return JournalError(f"journal {self.path}: cannot open it ({reason}); check `journal` in ybplug.toml")
 
     def close(self) -> None:
         """Give back this journal's claims (a host in the same process may start next), then close."""
         if self._db is not None:
-            with self._write() as db:
-                for table in ("births", "deliveries"):
-                    db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (self.owner,))
-            self._db.close()
-            self._db = None
+            try:
+                with self._write() as db:
+                    for table in ("births", "deliveries"):
+                        db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (self.owner,))
+            except JournalError:
+                pass  # a lost or full journal: nothing to give back to
+            finally:
+                self._db.close()
+                self._db = None
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("journal is not open")
         return self._db
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (another process) committed since the last call: how a
+        worker notices a birth the HIS recorded in its own process."""
+        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        changed, self._data_version = version != self._data_version, version
+        return changed
+
+    def _commit(self, db: sqlite3.Connection) -> None:
+        """COMMIT, only while the file is still the journal; SQLite's errors as JournalErrors."""
+        try:
+            if self._watch is not None:
+                self._watch.check()
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(db)
+            raise self._translate(exc) from None
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """ROLLBACK if a transaction is open: SQLite ends some on its own (disk full), and a
+        second rollback would hide the real cause behind "no transaction is active"."""
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return JournalFull(
+                f"journal {self.path}: the disk is full ({exc}); the write was not made and nothing "
+                "acknowledged before was lost: free space, then try again"
+            )
+        return JournalError(f"journal {self.path}: {exc}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -236,13 +187,21 @@ class Journal:
         if self._in_group:
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(db)
+            raise self._translate(exc) from None
+        self._commit(db)
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        if self._watch is not None:
+            self._watch.check()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
 
     def run_group(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
         """Run several operations in one transaction: one fsync makes them all durable.
@@ -252,42 +211,96 @@ class Journal:
         outcome, ``(True, value)`` or ``(False, error)``.  If one fails, the group is rolled back
         and each operation runs again in a transaction of its own, so one caller's error never
         takes another's write with it (operations touch only the database, so a rerun is safe).
+        If the commit itself fails (disk full, journal lost), every operation gets that error.
         """
         db = self.db
         results: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._begin(db)
+        except BaseException as exc:
+            return [(False, exc)] * len(operations)
         self._in_group = True
         try:
             for operation in operations:
                 results.append((True, operation()))
         except Exception:
             self._in_group = False
-            db.execute("ROLLBACK")
+            self._rollback(db)
             return [self._alone(operation) for operation in operations]
         finally:
             self._in_group = False
         try:
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            db.execute("ROLLBACK")
+            self._commit(db)
+        except BaseException as exc:
             return [(False, exc)] * len(operations)
         return results
 
     def _alone(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
         """One operation in a transaction of its own (the slow path of :meth:`run_group`)."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._begin(db)
+        except BaseException as exc:
+            return (False, exc)
         self._in_group = True
         try:
             value = operation()
         except Exception as exc:
             self._in_group = False
-            db.execute("ROLLBACK")
-            return (False, exc)
+            self._rollback(db)
+            return (False, self._translate(exc))
         finally:
             self._in_group = False
-        db.execute("COMMIT")
+        try:
+            self._commit(db)
+        except BaseException as exc:
+            return (False, exc)
         return (True, value)
+
+    # --- subscriptions ----------------------------------------------------------------------------
+
+    def subscribe(self, plugins_by_hook: Mapping[str, Iterable[str]]) -> None:
+        """Remember that these plugins receive these event hooks (a host loaded them), from now
+        until an operator forgets them; refresh when each was last loaded."""
+        now = self.clock()
+        rows = [(plugin, hook, now, now) for hook, plugins in plugins_by_hook.items() for plugin in plugins]
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO subscriptions (plugin, hook, since, last_loaded_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (plugin, hook) DO UPDATE SET last_loaded_at = excluded.last_loaded_at,"
+                " since = CASE WHEN forgotten_at IS NULL THEN since ELSE excluded.since END, forgotten_at = NULL",
+                rows,
+            )
+
+    def forget(self, plugin: str, operator: str) -> tuple[int, int]:
+        """Drop a subscriber, as an operator's journaled act: its waiting and parked deliveries
+        are marked ``forgotten`` and it gets no new events.  Returns (hooks, deliveries) dropped."""
+        now = self.clock()
+        with self._write() as db:
+            hooks = db.execute(
+                "UPDATE subscriptions SET forgotten_at = ? WHERE plugin = ? AND forgotten_at IS NULL", (now, plugin)
+            ).rowcount
+            if not hooks:
+                known = [r[0] for r in db.execute(
+                    "SELECT DISTINCT plugin FROM subscriptions WHERE forgotten_at IS NULL ORDER BY plugin"
+                )]
+                raise JournalError(
+                    f"no subscriber named {plugin!r} in journal {self.path} (subscribers: {', '.join(known) or 'none'})"
+                )
+            dropped = db.execute(
+                "UPDATE deliveries SET state = 'forgotten', claimed_by = NULL, lease_until = NULL"
+                " WHERE plugin = ? AND state IN ('pending', 'parked')",
+                (plugin,),
+            ).rowcount
+            self._act(db, operator, "forget plugin", None, f"{plugin}: {hooks} hooks, {dropped} deliveries dropped")
+        return hooks, dropped
+
+    def _act(self, db: sqlite3.Connection, operator: str, action: str, birth_id: int | None, detail: str) -> None:
+        """Journal an operator's action: who did what, to which birth, when."""
+        db.execute(
+            "INSERT INTO actions (at, operator, action, birth_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (self.clock(), operator, action, birth_id, detail),
+        )
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -302,7 +315,9 @@ class Journal:
         """
         event_id = uuid.uuid4().hex
         hook = events.hook_of(event)
-        plugins = self.subscribers(hook)
+        plugins = [r[0] for r in db.execute(
+            "SELECT plugin FROM subscriptions WHERE hook = ? AND forgotten_at IS NULL ORDER BY plugin", (hook,)
+        )]
         if not plugins:  # nobody to deliver to: the state change itself is the record
             return event_id
         now = self.clock()
@@ -312,7 +327,11 @@ class Journal:
         )
         for plugin in plugins:
             owner, lease = None, None
-            if claimed is not None and (birth_id is None or not self._earlier_pending(db, birth_id, plugin)):
+            if (
+                claimed is not None
+                and plugin in self.loaded
+                and (birth_id is None or not self._earlier_pending(db, birth_id, plugin))
+            ):
                 owner, lease = self.owner, now + self.lease
                 claimed.append(Delivery(event_id, plugin, hook, event, 0))
             db.execute(
@@ -362,10 +381,10 @@ class Journal:
             raise LookupError(where)
         return self._row(row)
 
-    def _row(self, row: tuple[Any, ...], in_doubt: bool = False) -> BirthRow:
+    def _row(self, row: tuple[Any, ...]) -> BirthRow:
         with trusted():  # validated before it was recorded
             birth = _decode_birth(row[1])
-        return BirthRow(row[0], birth, BirthState(row[2]), row[3], row[4], row[5], in_doubt)
+        return BirthRow(row[0], birth, BirthState(row[2]), row[3], row[4], row[5])
 
     def birth(self, birth_id: int) -> BirthRow:
         return self._birth_where(self.db, "id = ?", (birth_id,))
@@ -389,7 +408,7 @@ class Journal:
                 db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
 
     def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
-        """Claim up to ``limit`` births due for upload, with a lease; ``in_doubt`` if sent before.
+        """Claim up to ``limit`` births due for upload, with a lease.
 
         The same commit marks each one's upload as about to leave (an exchange row), saving a
         commit per birth: a worker that dies before sending leaves that mark, and the retry then
@@ -416,14 +435,6 @@ class Journal:
                 f"UPDATE births SET state = 'uploading', claimed_by = ?, lease_until = ?, updated_at = ? WHERE id IN ({marks})",
                 (self.owner, now + self.lease, now, *ids),
             )
-            doubtful = {
-                r[0]
-                for r in db.execute(
-                    f"SELECT DISTINCT birth_id FROM exchanges WHERE funid = ?"
-                    f" AND outcome IN ('sent', 'unknown') AND birth_id IN ({marks})",
-                    (Funid.COLLECT, *ids),
-                )
-            }
             exchanges = [
                 int(db.execute(
                     "INSERT INTO exchanges (funid, birth_id, started_at) VALUES (?, ?, ?)", (Funid.COLLECT, birth_id, now)
@@ -431,7 +442,7 @@ class Journal:
                 for birth_id in ids
             ]
         return [
-            dataclasses.replace(self._row(r, r[0] in doubtful), exchange_id=exchange_id)
+            dataclasses.replace(self._row(r), exchange_id=exchange_id)
             for r, exchange_id in zip(rows, exchanges, strict=True)
         ]
 
@@ -472,39 +483,51 @@ class Journal:
         self, row: BirthRow, exchange_id: int, result: CollectionResult, *, duplicate: bool
     ) -> tuple[BirthState, list[Delivery]]:
         """Record the centre's answer to yb04.13.01.21 and its event, in one commit; returns the
-        new state and the event's deliveries claimed for this process to make now."""
+        birth's state and the event's deliveries claimed for this process to make now.
+
+        The state follows :func:`ybplug.lifecycle.after_upload`.  Only an answer that moves the
+        birth out of ``uploading`` emits an event: when another worker's answer for the same
+        birth got there first (an expired lease), this one is recorded as an exchange only.
+        """
         now = self.clock()
         reply = _encode(result)
         with self._write() as db:
+            earlier = [
+                lifecycle.Answer(r[0], r[1])
+                for r in db.execute(
+                    "SELECT outcome, error FROM exchanges WHERE birth_id = ? AND funid = ? AND id != ? ORDER BY id",
+                    (row.id, Funid.COLLECT, exchange_id),
+                )
+            ]
+            decision = lifecycle.after_upload(
+                ok=result.ok, cause=result.cause, ineligibility=result.ineligibility_reason,
+                duplicate=duplicate, earlier=earlier,
+            )
             outcome = Outcome.OK if result.ok else Outcome.REFUSED
             self._finish_exchange(db, exchange_id, outcome, reply, None if result.ok else result.cause)
-            if result.ok:
-                state = BirthState.REGISTERED
-                number: str | None = str(result.registration_number)
-                reason = result.ineligibility_reason
-                event: events.Event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=row.id)
-            elif duplicate:
-                state = BirthState.NEEDS_REVIEW
-                number = None
-                earlier = "an earlier upload whose answer was lost probably registered it" if row.in_doubt else (
-                    "it was probably registered outside this HIS (e.g. by hand in 定点机构管理系统)"
-                )
-                reason = f"the centre says duplicate ({result.cause}); {earlier}; look up its baz726 at the centre"
-                event = events.NeedsReview(birth=row.birth, reason=reason, birth_id=row.id)
-            else:
-                state = BirthState.REFUSED
-                number = None
-                reason = result.cause
-                event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=row.id)
-            db.execute(
+            changed = db.execute(
                 "UPDATE births SET state = ?, registration_number = ?, eligibility = ?, reason = ?,"
                 " attempts = attempts + 1, claimed_by = NULL, lease_until = NULL, last_error = NULL, updated_at = ?"
-                " WHERE id = ?",
-                (state, number, getattr(result, "eligibility", None), reason, now, row.id),
-            )
+                " WHERE id = ? AND state = 'uploading'",
+                (
+                    decision.state,
+                    str(result.registration_number) if result.ok else None,
+                    str(result.eligibility) if result.ok else None,
+                    decision.reason,
+                    now,
+                    row.id,
+                ),
+            ).rowcount
             claimed: list[Delivery] = []
+            if not changed:
+                return self._birth_where(db, "id = ?", (row.id,)).state, claimed
+            event: events.Event
+            if decision.review:
+                event = events.NeedsReview(birth=row.birth, reason=decision.reason or "", birth_id=row.id)
+            else:
+                event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=row.id)
             self._emit(db, event, row.id, claimed)
-        return state, claimed
+        return decision.state, claimed
 
     def upload_failed(self, row: BirthRow, error: str, backoff: Backoff) -> None:
         """No answer: release the birth for a later attempt after the backoff."""
@@ -529,41 +552,80 @@ class Journal:
         ).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
-    def realname_answered(self, exchange_id: int, reply: bytes, updates: list[tuple[int, RealNameRecord]]) -> None:
-        """Record a yb04.13.01.24 answer: newly real-named and centre-voided newborns, one commit."""
+    def realname_answered(
+        self, exchange_id: int, reply: bytes, updates: list[tuple[int, RealNameRecord]]
+    ) -> tuple[int, int]:
+        """Record a yb04.13.01.24 answer: newly real-named and centre-voided newborns, one commit.
+
+        A birth's event is emitted only if this answer moved it out of ``registered``: two
+        pollers asking at once both record their exchange, one of them emits.  Returns how many
+        births this answer moved to real-named and to voided.
+        """
         now = self.clock()
+        real_named = voided = 0
         with self._write() as db:
             self._finish_exchange(db, exchange_id, Outcome.OK, reply, None)
             for birth_id, record in updates:
+                event: events.Event
                 if record.voided:
-                    db.execute(
+                    changed = db.execute(
                         "UPDATE births SET state = 'voided', reason = ?, updated_at = ? WHERE id = ? AND state = 'registered'",
                         ("voided at the centre", now, birth_id),
-                    )
-                    event: events.Event = events.Voided(
+                    ).rowcount
+                    event = events.Voided(
                         registration_number=str(record.registration_number), reason="voided at the centre", birth_id=birth_id
                     )
                 else:
-                    db.execute(
+                    changed = db.execute(
                         "UPDATE births SET state = 'real_named', updated_at = ? WHERE id = ? AND state = 'registered'",
                         (now, birth_id),
-                    )
-                    birth = self._birth_where(db, "id = ?", (birth_id,)).birth
-                    event = events.RealNamed(birth=birth, record=record, birth_id=birth_id)
-                self._emit(db, event, birth_id)
+                    ).rowcount
+                    if changed:
+                        birth = self._birth_where(db, "id = ?", (birth_id,)).birth
+                        event = events.RealNamed(birth=birth, record=record, birth_id=birth_id)
+                if changed:
+                    voided += int(record.voided)
+                    real_named += int(not record.voided)
+                    self._emit(db, event, birth_id)
+        return real_named, voided
+
+    def birth_id_of(self, registration_number: str) -> int | None:
+        """The birth holding ``registration_number`` (the latest, should there be several)."""
+        found = self.db.execute(
+            "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC LIMIT 1", (registration_number,)
+        ).fetchone()
+        return int(found[0]) if found else None
+
+    def void_in_doubt(self, registration_number: str) -> bool:
+        """Whether an earlier yb04.13.01.22 for this number has an unknown outcome (its reply was
+        lost): the centre may have voided it, so its "already void" now means success."""
+        birth_id = self.birth_id_of(registration_number)
+        found = self.db.execute(
+            "SELECT 1 FROM exchanges WHERE funid = ? AND outcome IN ('sent', 'unknown')"
+            " AND (birth_id = ? OR instr(request, ?) > 0) LIMIT 1",
+            (Funid.VOID, birth_id, f'"{registration_number}"'.encode()),
+        ).fetchone()
+        return found is not None
 
     def voided(self, exchange_id: int, reply: bytes, registration_number: str, reason: str) -> int | None:
-        """Record a successful yb04.13.01.22 and its event; returns the birth id if it is ours."""
+        """Record a successful yb04.13.01.22 and its event; returns the birth id if it is ours.
+
+        The event is emitted only when this moves the birth to voided (a repeated void after a
+        lost reply, or one the real-name poll already saw, emits nothing twice).
+        """
         now = self.clock()
         with self._write() as db:
             self._finish_exchange(db, exchange_id, Outcome.OK, reply, None)
-            found = db.execute("SELECT id FROM births WHERE registration_number = ?", (registration_number,)).fetchone()
-            birth_id = int(found[0]) if found else None
+            birth_id = self.birth_id_of(registration_number)
+            changed = 1
             if birth_id is not None:
-                db.execute(
-                    "UPDATE births SET state = 'voided', reason = ?, updated_at = ? WHERE id = ?", (reason, now, birth_id)
-                )
-            self._emit(db, events.Voided(registration_number=registration_number, reason=reason, birth_id=birth_id), birth_id)
+                changed = db.execute(
+                    "UPDATE births SET state = 'voided', reason = ?, updated_at = ? WHERE id = ? AND state != 'voided'",
+                    (reason, now, birth_id),
+                ).rowcount
+            if changed:
+                event = events.Voided(registration_number=registration_number, reason=reason, birth_id=birth_id)
+                self._emit(db, event, birth_id)
         return birth_id
 
     # --- deliveries ---------------------------------------------------------------------------
@@ -667,23 +729,41 @@ class Journal:
             )
 
     def status(self) -> dict[str, Any]:
-        """Counts by state, deliveries by state, parked deliveries, and the last run of each job."""
+        """Counts by state, deliveries by state, parked deliveries, births in review, durable
+        subscribers with what waits for each, and the last run of each job.  Errors and reasons
+        are scrubbed of personal data: this is what people and monitors read."""
         db = self.db
         births = dict(db.execute("SELECT state, count(*) FROM births GROUP BY state").fetchall())
         deliveries = dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
         parked = [
-            {"event_id": r[0], "plugin": r[1], "hook": r[2], "attempts": r[3], "error": r[4]}
+            {"event_id": r[0], "plugin": r[1], "hook": r[2], "attempts": r[3], "error": scrub(r[4] or ""), "birth_id": r[5]}
             for r in db.execute(
-                "SELECT d.event_id, d.plugin, e.hook, d.attempts, d.last_error FROM deliveries d"
+                "SELECT d.event_id, d.plugin, e.hook, d.attempts, d.last_error, e.birth_id FROM deliveries d"
                 " JOIN events e ON e.id = d.event_id WHERE d.state = 'parked' ORDER BY e.created_at LIMIT 50"
             )
         ]
         review = [
-            {"birth_id": r[0], "reason": r[1]}
+            {"birth_id": r[0], "reason": scrub(r[1] or "")}
             for r in db.execute("SELECT id, reason FROM births WHERE state = 'needs_review' ORDER BY id LIMIT 50")
         ]
+        subscribers: dict[str, dict[str, Any]] = {}
+        for plugin, hook, since, loaded_at in db.execute(
+            "SELECT plugin, hook, since, last_loaded_at FROM subscriptions WHERE forgotten_at IS NULL ORDER BY plugin, hook"
+        ):
+            entry = subscribers.setdefault(plugin, {"hooks": [], "since": since, "last_loaded_at": loaded_at})
+            entry["hooks"].append(hook)
+            entry["since"] = min(entry["since"], since)
+            entry["last_loaded_at"] = max(entry["last_loaded_at"], loaded_at)
+        for plugin, state, count in db.execute(
+            "SELECT plugin, state, count(*) FROM deliveries WHERE state IN ('pending', 'parked') GROUP BY plugin, state"
+        ):
+            if plugin in subscribers:
+                subscribers[plugin][state] = count
         runs = {
             r[0]: {"started_at": r[1], "finished_at": r[2], "summary": msgspec.json.decode(r[3]) if r[3] else None}
             for r in db.execute("SELECT job, started_at, finished_at, summary FROM runs")
         }
-        return {"births": births, "deliveries": deliveries, "parked": parked, "needs_review": review, "runs": runs}
+        return {
+            "births": births, "deliveries": deliveries, "parked": parked, "needs_review": review, "runs": runs,
+            "subscribers": subscribers,
+        }

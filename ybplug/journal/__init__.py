@@ -1,0 +1,17 @@
+"""The journal: the durable record of every birth, exchange, event and delivery.
+
+:class:`Journal` is the SQLite implementation (:mod:`ybplug.journal.store`); its schema and
+migrations are in :mod:`ybplug.journal.schema`, how it knows itself in
+:mod:`ybplug.journal.identity`.  What a birth's state becomes after an answer is decided in
+:mod:`ybplug.lifecycle`, not here.
+"""
+
+from ybplug.errors import Outcome
+from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError, JournalFull, JournalLost, default_owner
+from ybplug.journal.store import Journal
+from ybplug.lifecycle import BirthState
+
+__all__ = [
+    "Backoff", "BirthRow", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
+    "Outcome", "default_owner",
+]

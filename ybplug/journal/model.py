@@ -1,0 +1,68 @@
+"""What the journal hands out: rows, deliveries, backoff, and its errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+from ybplug import events
+from ybplug.errors import Error
+from ybplug.lifecycle import BirthState
+from ybplug.messages import Birth
+
+
+class JournalError(Error):
+    """The journal cannot be used: where the configuration puts it, or any longer."""
+
+
+class JournalLost(JournalError):
+    """The journal file was deleted, emptied or replaced: the host stops rather than acknowledge
+    births into a file that is gone.  A new empty journal takes ``ybplug init --new-journal``."""
+
+
+class JournalFull(JournalError):
+    """The disk holding the journal is full; nothing already acknowledged was lost."""
+
+
+@dataclass(frozen=True)
+class BirthRow:
+    """A birth as the journal holds it."""
+
+    id: int
+    birth: Birth
+    state: BirthState
+    registration_number: str | None
+    reason: str | None
+    attempts: int
+    #: The exchange committed with the claim ("about to leave"), for the upload to use.
+    exchange_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event due to one plugin."""
+
+    event_id: str
+    plugin: str
+    hook: str
+    event: events.Event
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff: ``base * 2**(attempt-1)``, at most ``cap`` seconds."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2 ** max(0, attempt - 1)))
+
+
+def default_owner() -> str:
+    """``host:pid:tag``: the pid lets a restarted worker see that a claim's owner on this machine
+    is dead; the tag keeps two hosts in one process (a HIS reloading its config) apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,137 @@
+"""The journal's tables, as numbered migrations (``PRAGMA user_version`` says which ran).
+
+A journal written by an older ybplug is brought up to date when it is opened; a step never
+changes once released, a change is a new step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: births, exchanges, events, deliveries, runs.
+    """
+CREATE TABLE IF NOT EXISTS births (
+    id INTEGER PRIMARY KEY,
+    mother_id TEXT NOT NULL,
+    birth_time INTEGER NOT NULL,
+    multiple_birth_number INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    registration_number TEXT,
+    eligibility TEXT,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    claimed_by TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (mother_id, birth_time, multiple_birth_number)
+);
+CREATE INDEX IF NOT EXISTS births_state ON births (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS births_registration ON births (registration_number);
+CREATE INDEX IF NOT EXISTS births_sweep ON births (state, id);
+-- The births waiting for upload in id order, so a claim reads its batch instead of sorting the
+-- whole backlog (a week of births after an outage).
+CREATE INDEX IF NOT EXISTS births_waiting ON births (id) WHERE state IN ('pending', 'uploading');
+CREATE TABLE IF NOT EXISTS exchanges (
+    id INTEGER PRIMARY KEY,
+    funid TEXT NOT NULL,
+    birth_id INTEGER,
+    request BLOB,
+    reply BLOB,
+    outcome TEXT NOT NULL DEFAULT 'sent',
+    error TEXT,
+    started_at REAL NOT NULL,
+    elapsed REAL
+);
+CREATE INDEX IF NOT EXISTS exchanges_birth ON exchanges (birth_id, funid);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    hook TEXT NOT NULL,
+    birth_id INTEGER,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_birth ON events (birth_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT NOT NULL REFERENCES events (id),
+    plugin TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    claimed_by TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    delivered_at REAL,
+    PRIMARY KEY (event_id, plugin)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_claimed ON deliveries (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS births_claimed ON births (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE TABLE IF NOT EXISTS runs (
+    job TEXT PRIMARY KEY,
+    started_at REAL,
+    finished_at REAL,
+    summary TEXT
+);
+""",
+    # 2: the journal's identity, durable subscriptions, and the operators' actions.
+    """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Which plugin (by its stable name) receives which event hook, from the first time a host
+-- loaded it until an operator forgets it: events get a delivery for every subscriber, loaded
+-- in the producing process or not.
+CREATE TABLE subscriptions (
+    plugin TEXT NOT NULL,
+    hook TEXT NOT NULL,
+    since REAL NOT NULL,
+    last_loaded_at REAL NOT NULL,
+    forgotten_at REAL,
+    PRIMARY KEY (plugin, hook)
+);
+INSERT OR IGNORE INTO subscriptions (plugin, hook, since, last_loaded_at)
+    SELECT d.plugin, e.hook, min(e.created_at), max(e.created_at)
+    FROM deliveries d JOIN events e ON e.id = d.event_id GROUP BY d.plugin, e.hook;
+CREATE TABLE actions (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    operator TEXT NOT NULL,
+    action TEXT NOT NULL,
+    birth_id INTEGER,
+    detail TEXT
+);
+CREATE INDEX actions_birth ON actions (birth_id);
+CREATE INDEX deliveries_plugin ON deliveries (plugin, state);
+""",
+)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Run the steps this journal has not run yet, each in its own transaction."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= number:  # another process ran it
+                db.execute("ROLLBACK")
+                continue
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """The script's statements (``executescript`` would commit the migration's transaction)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
