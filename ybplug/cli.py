@@ -62,30 +62,78 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(Path(args.dir) if args.dir else None)
 
 
-async def _status(args: argparse.Namespace) -> int:
+def _open_journal(args: argparse.Namespace) -> Any:
+    """The configured journal, opened for a local read or an operator's act (no host needed);
+    None when there is none yet."""
     from ybplug.journal import Journal
-    from ybplug.privacy import scrub
+    from ybplug.journal.identity import marker_path
 
     config = _config(args)
-    if not Path(config.journal).exists():
+    path = Path(config.journal)
+    if not path.exists() and not marker_path(path).exists():
         print(f"no journal at {config.journal} yet")
+        return None
+    return Journal(path).open()
+
+
+def _china_time(timestamp: float) -> str:
+    from datetime import datetime
+
+    from ybplug.fields import CHINA_TIME
+
+    return datetime.fromtimestamp(timestamp, CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _status(args: argparse.Namespace) -> int:
+    journal = _open_journal(args)
+    if journal is None:
         return 0
-    journal = Journal(config.journal).open()
     try:
         status = journal.status()
     finally:
         journal.close()
     print("births:      " + (", ".join(f"{k} {v}" for k, v in sorted(status["births"].items())) or "none"))
     print("deliveries:  " + (", ".join(f"{k} {v}" for k, v in sorted(status["deliveries"].items())) or "none"))
+    for name, sub in sorted(status["subscribers"].items()):
+        waiting = sub.get("pending", 0)
+        parked = sub.get("parked", 0)
+        if waiting or parked:
+            print(
+                f"waiting:     {waiting} deliveries ({parked} parked) for plugin {name}, last loaded"
+                f" {_china_time(sub['last_loaded_at'])}: a host that has it delivers them"
+            )
     for item in status["needs_review"]:
-        print(f"needs review: birth #{item['birth_id']}: {scrub(item['reason'] or '')}")
+        print(f"needs review: birth #{item['birth_id']}: {item['reason']}")
     for item in status["parked"]:
-        print(f"parked:      {item['hook']} -> {item['plugin']} event {item['event_id']} after {item['attempts']} attempts: {scrub(item['error'] or '')}")
-    from datetime import datetime
-
+        print(
+            f"parked:      {item['hook']} of birth #{item['birth_id']} -> {item['plugin']} event {item['event_id']}"
+            f" after {item['attempts']} attempts: {item['error']}"
+        )
     for job, run in sorted(status["runs"].items()):
-        when = datetime.fromtimestamp(run["finished_at"] or run["started_at"]).isoformat(timespec="seconds")
+        when = _china_time(run["finished_at"] or run["started_at"])
         print(f"last {job}: {when} {run['summary'] or '(running or interrupted)'}")
+    return 0
+
+
+async def _init(args: argparse.Namespace) -> int:
+    from ybplug.journal import Journal, start_new_journal
+
+    config = _config(args)
+    journal = start_new_journal(config.journal) if args.new_journal else Journal(config.journal).open()
+    print(f"journal {journal.id} at {config.journal}")
+    journal.close()
+    return 0
+
+
+async def _forget(args: argparse.Namespace) -> int:
+    journal = _open_journal(args)
+    if journal is None:
+        return 1
+    try:
+        hooks, dropped = journal.forget(args.name, args.operator)
+    finally:
+        journal.close()
+    print(f"forgot plugin {args.name}: {hooks} hooks, {dropped} waiting deliveries dropped (journaled as {args.operator})")
     return 0
 
 
@@ -97,6 +145,9 @@ async def _sync(args: argparse.Namespace) -> int:
     async with _one_shot(args) as host:
         summary = await host.sync(args.job)
     _print_summary(summary)
+    if summary.get("upload_failed"):
+        print(f"ybplug sync: {summary['upload_failed']} uploads failed; they are retried (see `ybplug status`)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -131,6 +182,15 @@ async def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a service account without one)
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ybplug", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (personal data stays masked)")
@@ -139,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.set_defaults(func=func)
-        if name != "demo":
+        if name not in ("demo", "plugins"):
             p.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
         return p
 
@@ -160,6 +220,15 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("--business-type", required=True, help="用码业务类别: 101 挂号, 102 充值, ... 900 其他")
     decode.add_argument("--org-id", help="机构ID (default from [voucher] org_id)")
     decode.add_argument("--district-no", help="参保地行政区划 (default from [voucher] district_no)")
+    init = command("init", _init, "create the journal, or start a new empty one where one was lost")
+    init.add_argument("--new-journal", action="store_true",
+                      help="start a new empty journal where the old one is missing or damaged (never over a readable one)")
+    plugins = command("plugins", _forget, "the durable subscribers: `plugins forget NAME` drops one")
+    plugins_sub = plugins.add_subparsers(dest="plugins_command", required=True)
+    forget = plugins_sub.add_parser("forget", help="stop keeping events for a plugin that is gone for good (journaled)")
+    forget.add_argument("name", help="the plugin's name, as `ybplug status` shows it")
+    forget.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
+    forget.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
     sub.add_parser("sandbox", help="serve the simulated centre (see `ybplug sandbox --help`)", add_help=False)
     return parser
 
@@ -186,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Error as exc:  # a person's to fix: one line, no traceback
+        from ybplug.caller import PluginError
+        from ybplug.config import ConfigError
+
         print(f"ybplug {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, (ConfigError, PluginError)) else 1
 
 
 if __name__ == "__main__":

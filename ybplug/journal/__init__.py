@@ -8,10 +8,10 @@ migrations are in :mod:`ybplug.journal.schema`, how it knows itself in
 
 from ybplug.errors import Outcome
 from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError, JournalFull, JournalLost, default_owner
-from ybplug.journal.store import Journal
+from ybplug.journal.store import Journal, start_new_journal
 from ybplug.lifecycle import BirthState
 
 __all__ = [
     "Backoff", "BirthRow", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
-    "Outcome", "default_owner",
+    "Outcome", "default_owner", "start_new_journal",
 ]

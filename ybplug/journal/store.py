@@ -767,3 +767,30 @@ class Journal:
             "births": births, "deliveries": deliveries, "parked": parked, "needs_review": review, "runs": runs,
             "subscribers": subscribers,
         }
+
+
+def start_new_journal(path: str | Path) -> Journal:
+    """``ybplug init --new-journal``: a new empty journal where one was lost (the marker names
+    it) or is damaged; a damaged file is moved aside, never deleted.  A readable journal
+    holding births is never replaced (move it away first); an empty one is taken as it is."""
+    path = Path(path)
+    if identity.holds_a_journal(path):
+        try:
+            existing = Journal(path, new=True).open()
+        except JournalError:
+            stamp = time.strftime("%Y%m%d%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                old = path.with_name(path.name + suffix)
+                if old.exists():
+                    old.rename(old.with_name(f"{old.name}.damaged-{stamp}"))
+        else:
+            births = int(existing.db.execute("SELECT count(*) FROM births").fetchone()[0])
+            if not births:  # an empty journal: it becomes the journal (its marker was rewritten)
+                return existing
+            existing.close()
+            raise JournalError(
+                f"journal {path} is readable and holds {births} births: ybplug never starts a new journal "
+                "over one; move it away first if you really mean to"
+            )
+    return Journal(path, new=True).open()
+
