@@ -116,12 +116,19 @@ def birth_recorded(birth: Birth, birth_id: int, event_id: str) -> None:
 
 
 @hookspec
-def collection_result(birth: Birth, result: CollectionResult, birth_id: int, event_id: str) -> None:
-    """The centre answered yb04.13.01.21 for ``birth``.
+def collection_result(
+    birth: Birth, result: CollectionResult, birth_id: int, event_id: str, resolved_by: str | None
+) -> None:
+    """The centre answered yb04.13.01.21 for ``birth`` (or a person resolved its review).
 
     ``result.ok``: registered; ``result.registration_number`` is the ``baz726`` to keep, and
     ``result.eligible`` says whether the newborn may pre-enrol (``ineligibility_reason`` if not).
-    Not ``ok``: refused for good (``result.cause``); fix the record and record it again.
+    Not ``ok``: refused (``result.cause``); fix the record and record it again (the corrected
+    record replaces the refused one and is sent again), or ``host.amend_birth(birth_id, ...)``.
+    ``resolved_by`` names the operator who resolved a review with this result (found the
+    ``baz726`` in 定点机构管理系统, or found it refused); None when the centre answered.
+    After ``host.replace_birth`` the corrected birth gets its own ``collection_result`` under its
+    own ``birth_id``, the old registration a ``collection_voided``.
     """
 
 
@@ -130,7 +137,9 @@ def birth_needs_review(birth: Birth, reason: str, birth_id: int, event_id: str) 
     """The centre says the birth is a duplicate, but ybplug holds no registration number for it.
 
     Usually an earlier upload reached the centre and its reply was lost, or the birth was entered
-    by hand in 定点机构管理系统.  A person must look up the ``baz726`` there.
+    by hand in 定点机构管理系统.  A person must look up the ``baz726`` there and resolve it with
+    ``host.resolve_review`` (``ybplug review resolve``): registered with the number found, refused,
+    or sent again when the centre holds nothing.
     """
 
 

@@ -37,9 +37,9 @@ class RealName:
 
     @hookimpl
     async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:
-        if job not in ("realname", "all"):
+        if job not in ("realname", "stale", "all"):
             return None
-        return await self.poll(host)
+        return await self.poll(host, stale=job == "stale")
 
     async def _schedule(self, host: Host) -> None:
         interval = host.config.realname_interval
@@ -56,8 +56,12 @@ class RealName:
                 log.warning("real-name poll failed: %s; next try in %.0f s", exc, min(interval, 300))
                 await anyio.sleep(min(interval, 300))
 
-    async def poll(self, host: Host) -> dict[str, int]:
+    async def poll(self, host: Host, *, stale: bool = False) -> dict[str, int]:
         """Ask about every registered, not yet real-named newborn, in batches.
+
+        First, newborns past the horizon (``realname_horizon_days`` after registration) become
+        stale and are left out, so the daily sweep does not grow with the hospital's history;
+        ``stale=True`` asks about those instead, on demand.
 
         ``realname_concurrency`` batches are in flight at once, so the journal writes of one
         batch share their commit with another's (group commit) while the centre answers.
@@ -77,10 +81,16 @@ class RealName:
 
         async with self._running:
             started_at = time.time()
+            horizon = host.config.realname_horizon_days * 86400
+            if not stale and (went_stale := await host.run_journal(host.journal.mark_stale, horizon)):
+                counts["went_stale"] = went_stale
             after, batches = 0, 0
             async with anyio.create_task_group() as tg:
                 while not failures:
-                    rows = await host.run_journal(host.journal.awaiting_realname, after, host.config.realname_batch)
+                    rows = await host.run_journal(
+                        host.journal.awaiting_realname, after, host.config.realname_batch,
+                        state="stale" if stale else "registered",
+                    )
                     if not rows:
                         break
                     after = rows[-1][0]
@@ -91,7 +101,7 @@ class RealName:
                     batches += 1
                     if batches % 20 == 0:
                         log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
-            await host.run_journal(host.journal.run_finished, "realname", counts, started_at)
+            await host.run_journal(host.journal.run_finished, "stale" if stale else "realname", counts, started_at)
         if failures:
             raise failures[0]
         return counts

@@ -33,12 +33,13 @@ def make_birth(
     **overrides: Any,
 ) -> Birth:
     """A valid Birth for a seeded mother (a key of SEED_MOTHERS) or for any ID number."""
+    back = next(_seconds_back)
     if birth_time is None:
-        moment = _ANCHOR - timedelta(seconds=next(_seconds_back))
+        moment = _ANCHOR - timedelta(seconds=back)
         birth_time = int(moment.strftime("%Y%m%d%H%M%S"))
     fields: dict[str, Any] = {
         "medical_serial": "ZY2024000123",
-        "his_serial": "HIS-20240001",
+        "his_serial": f"HIS-{back:08d}",  # one serial, one newborn: the HIS's own identity
         "multiple_birth_number": multiple_birth_number,
         "newborn_sex": newborn_sex,
         "birth_time": birth_time,

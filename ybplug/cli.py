@@ -208,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", help="keep the demo's databases here (default: a new temporary folder)")
     command("status", _status, "births by state, parked deliveries, last runs")
     sync = command("sync", _sync, "upload and poll now, then deliver the hooks")
-    sync.add_argument("job", nargs="?", default="all", choices=["all", "upload", "realname"])
+    sync.add_argument("job", nargs="?", default="all", choices=["all", "upload", "realname", "stale"])
     retry = command("retry", _retry, "replay parked deliveries and retry waiting uploads now")
     retry.add_argument("--event", help="only this event id")
     retry.add_argument("--plugin", help="only deliveries to this plugin")

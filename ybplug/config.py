@@ -74,6 +74,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     realname_interval: float = 86400.0
     realname_batch: int = 100
     realname_concurrency: int = 4
+    #: Days after registration a newborn not yet real-named stops being polled daily (stale).
+    realname_horizon_days: float = 365.0
     upload_batch: int = 50
     upload_concurrency: int = 8
     hook_timeout: float = 30.0

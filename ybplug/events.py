@@ -31,6 +31,8 @@ class CollectionAnswered(Event, frozen=True, tag="collection_result"):
     birth: Birth
     result: CollectionResult
     birth_id: int
+    #: The operator who resolved a review with this result (None: the centre answered).
+    resolved_by: str | None = None
 
 
 class NeedsReview(Event, frozen=True, tag="birth_needs_review"):

@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -42,7 +43,8 @@ from ybplug.fields import wire_charset
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
-from ybplug.journal import Backoff, BirthState, Delivery, Journal, JournalLost
+from ybplug.journal import Backoff, BirthNotFound, BirthState, BirthStatus, Delivery, Journal, JournalLost
+from ybplug.lifecycle import ResolutionError
 from ybplug.messages import (
     Birth,
     QrIdentity,
@@ -58,6 +60,9 @@ from ybplug.privacy import mask
 from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
+
+#: A registration number as the centre issues them (XSE + 13 digits).
+_REGISTRATION = re.compile(r"^XSE\d{13}$")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -215,8 +220,9 @@ class Host:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._task_group.cancel_scope.cancel)
             if self.background:
-                self._task_group.start_soon(self._delivery_loop)
-                self._task_group.start_soon(self._watch_other_processes)
+                self.start_soon(self._delivery_loop, name="ybplug deliveries")
+                self.start_soon(self._watch_other_processes, name="ybplug journal watch")
+                self.start_soon(self.resume_replacements, name="ybplug replacements")
             for outcome in await self.caller.call_each("ybplug_startup", host=self):
                 if not outcome.ok:
                     raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
@@ -238,13 +244,26 @@ class Host:
             wire_charset.reset(self._charset_token)
 
     def start_soon(self, func: Callable[[], Coroutine[Any, Any, Any]], name: str | None = None) -> None:
-        """Run background work in the host's task group; it is cancelled when the host exits."""
+        """Run background work in the host's task group; it is cancelled when the host exits.
+
+        An ybplug error that ends the work is one log line, never an ``ExceptionGroup`` out of the
+        host (a lost journal stops the host: :meth:`fail`)."""
         if self._task_group is None:
             raise RuntimeError("the host is not running")
+
+        async def guarded() -> None:
+            try:
+                await func()
+            except Error as exc:
+                if isinstance(exc, JournalLost):
+                    self.fail(exc)
+                else:
+                    log.error("%s stopped: %s", name or "background work", exc)
+
         if threading.get_ident() == self._loop_thread:
-            self._task_group.start_soon(func, name=name)
+            self._task_group.start_soon(guarded, name=name)
         else:  # a plain (threaded) ybplug_startup implementation
-            anyio.from_thread.run_sync(self._task_group.start_soon, func)
+            anyio.from_thread.run_sync(self._task_group.start_soon, guarded)
 
     @property
     def transport(self) -> Transport:
@@ -349,6 +368,111 @@ class Host:
                 self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
 
+    async def birth(self, key: int | str, multiple_birth_number: int | None = None) -> BirthStatus:
+        """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
+        (``bke042``; ``multiple_birth_number`` picks a twin): state, registration number,
+        eligibility, attempts, the last error (masked) and its exchanges with the centre."""
+        ids = await self.run_journal(self.journal.find, key, multiple_birth_number)
+        if not ids:
+            raise BirthNotFound(f"no birth answers to {mask(key) if isinstance(key, str) and len(key) > 16 else key!r}")
+        statuses = [await self.run_journal(self.journal.lookup, birth_id) for birth_id in ids]
+        twins = {s.birth.multiple_birth_number for s in statuses}
+        if len(twins) > 1:
+            raise BirthNotFound(
+                f"HIS serial {key!r} names {len(twins)} newborns (bme027 {sorted(twins)}): give multiple_birth_number"
+            )
+        return statuses[0]
+
+    async def amend_birth(self, birth_id: int, corrected: Birth | dict[str, Any], *, operator: str = "HIS") -> BirthStatus:
+        """Correct a birth not yet answered by the centre, or refused by it, and send it again.
+
+        The old record is kept in the journal with who amended it.  A registered birth is
+        corrected with :meth:`replace_birth`.  Raises :class:`~ybplug.lifecycle.InvalidTransition`
+        (nothing changed) for a birth in another state, and
+        :class:`~ybplug.lifecycle.BirthConflict` when the corrected record is another birth's.
+        """
+        corrected = self._validated(corrected)
+        await self.run_journal(self.journal.amend, birth_id, corrected, operator)
+        self.births_waiting()
+        return await self.birth(birth_id)
+
+    async def replace_birth(
+        self, birth_id: int, corrected: Birth | dict[str, Any], reason: str, *, operator: str = "HIS"
+    ) -> BirthStatus:
+        """Correct a registered birth: the centre has no update, so void its registration
+        (yb04.13.01.22, with ``reason``) and register the corrected record as a new birth.
+
+        One journaled two-step operation: the intent is journaled first, and the corrected birth
+        is recorded in the same commit as the void.  A process killed in between carries on at
+        its next start (or ``sync``), so the newborn never ends with neither or both registrations
+        live.  Returns the corrected birth's status; the old one gets ``collection_voided``, the
+        new one ``birth_recorded`` then its own ``collection_result``.
+        """
+        corrected = self._validated(corrected)
+        replacement, number = await self.run_journal(self.journal.begin_replacement, birth_id, corrected, reason, operator)
+        await self._carry_on_replacement(replacement, number, reason)
+        status = await self.birth(birth_id)
+        assert status.replaced_by is not None
+        return await self.birth(status.replaced_by)
+
+    async def _carry_on_replacement(self, replacement: int, number: str, reason: str) -> None:
+        try:
+            await self.void(number, reason)
+        except Refused as exc:
+            await self.run_journal(self.journal.replacement_failed, replacement, str(exc))
+            raise
+        self.births_waiting()
+
+    async def resume_replacements(self) -> int:
+        """Carry on replacements whose void is not known done (a process stopped between the
+        steps); returns how many completed."""
+        done = 0
+        for replacement, number, reason in await self.run_journal(self.journal.replacements_under_way):
+            try:
+                await self._carry_on_replacement(replacement, number, reason)
+                done += 1
+            except Error as exc:
+                log.warning("replacement #%d: %s", replacement, exc)
+        return done
+
+    async def resolve_review(
+        self,
+        birth_id: int,
+        *,
+        operator: str,
+        registration_number: str | None = None,
+        eligible: bool | None = None,
+        refused: str | None = None,
+        send_again: bool = False,
+    ) -> BirthStatus:
+        """Resolve a birth in needs review, as the person who looked at the centre found it:
+
+        * ``registration_number="XSE...", eligible=True|False``: it is registered there; the
+          birth becomes registered, ``collection_result`` says who resolved it, and the real-name
+          poll asks about it;
+        * ``refused="cause"``: the centre refused it;
+        * ``send_again=True``: the centre holds nothing; upload it again (the doubt is cleared).
+
+        Journaled with ``operator`` and the time.
+        """
+        if registration_number is not None:
+            registration_number = registration_number.strip().upper()
+            if not _REGISTRATION.match(registration_number):
+                raise ResolutionError(
+                    f"baz726 新生儿登记流水号 {registration_number!r} is not a registration number (XSE and 13 digits)"
+                )
+        _, claimed = await self.run_journal(
+            self.journal.resolve_review, birth_id, operator=operator, registration_number=registration_number,
+            eligible=eligible, refused=refused, send_again=send_again,
+        )
+        self.deliver_soon(claimed)
+        if send_again:
+            self.births_waiting()
+        return await self.birth(birth_id)
+
+    def _validated(self, birth: Birth | dict[str, Any]) -> Birth:
+        return birth if isinstance(birth, Birth) else load(Birth, birth)
+
     async def void(self, registration_number: str, reason: str) -> VoidResult:
         """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""
         result = await self._first("ybplug_void", host=self, registration_number=registration_number, reason=reason)
@@ -417,8 +541,12 @@ class Host:
         return identity
 
     async def sync(self, job: str = "all") -> dict[str, int]:
-        """Run the scheduled jobs now (``upload``, ``realname`` or ``all``) and deliver their hooks."""
+        """Run the scheduled jobs now (``upload``, ``realname``, ``stale`` or ``all``) and deliver
+        their hooks.  ``stale`` polls, on demand, the births past the real-name horizon; it is not
+        part of ``all``.  Replacements a stopped process left half done are carried on first."""
         summary: dict[str, int] = {}
+        if job in ("upload", "all") and (resumed := await self.resume_replacements()):
+            summary["replacements_resumed"] = resumed
         for outcome in await self.caller.call_each("ybplug_sync", timeout=None, log_errors=False, host=self, job=job):
             if outcome.error is not None:
                 raise outcome.error

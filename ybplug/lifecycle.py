@@ -20,6 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ybplug.errors import Error
+from ybplug.messages import Birth
+from ybplug.privacy import mask
+
 
 class BirthState(StrEnum):
     PENDING = "pending"
@@ -29,6 +33,86 @@ class BirthState(StrEnum):
     NEEDS_REVIEW = "needs_review"
     VOIDED = "voided"
     REAL_NAMED = "real_named"
+    #: Registered, not real-named within the horizon: no longer polled daily (on demand only).
+    STALE = "stale"
+
+
+class Action(StrEnum):
+    """What a person (through the HIS, the CLI or the console) can do to a birth."""
+
+    AMEND = "amend"
+    REPLACE = "replace"
+    RESOLVE = "resolve review"
+    VOID = "void"
+    POLL_STALE = "poll stale"
+
+
+#: The states each action may start from; anything else is :class:`InvalidTransition`.
+ALLOWED: dict[Action, frozenset[BirthState]] = {
+    # Not yet answered by the centre (and not in doubt), or refused: nothing is registered.
+    Action.AMEND: frozenset({BirthState.PENDING, BirthState.REFUSED}),
+    # Registered: the centre has no update, so void it and register the corrected record.
+    Action.REPLACE: frozenset({BirthState.REGISTERED, BirthState.STALE}),
+    Action.RESOLVE: frozenset({BirthState.NEEDS_REVIEW}),
+    Action.VOID: frozenset({BirthState.REGISTERED, BirthState.STALE, BirthState.REAL_NAMED}),
+    Action.POLL_STALE: frozenset({BirthState.STALE}),
+}
+
+_ADVICE: dict[Action, str] = {
+    Action.AMEND: "amend is for a birth not yet answered by the centre, or refused by it"
+    " (a registered birth is corrected with replace)",
+    Action.REPLACE: "replace is for a registered birth (one not yet sent or refused is corrected with amend)",
+    Action.RESOLVE: "only a birth in needs review is resolved",
+    Action.VOID: "only a registration the centre holds can be voided",
+    Action.POLL_STALE: "only a stale birth (registered, not real-named within the horizon) is polled on demand",
+}
+
+
+class InvalidTransition(Error):
+    """An action on a birth in a state it does not apply to; nothing was changed."""
+
+    def __init__(self, action: Action, birth_id: int, state: BirthState, why: str = "") -> None:
+        self.action, self.birth_id, self.state = action, birth_id, state
+        super().__init__(f"cannot {action} birth #{birth_id}: it is {state}; {why or _ADVICE[action]}")
+
+
+class ResolutionError(Error):
+    """A review resolved in a way that does not hold together (two ways at once, no eligibility)."""
+
+
+def check(action: Action, birth_id: int, state: BirthState) -> None:
+    """Raise :class:`InvalidTransition` unless ``action`` applies to a birth in ``state``."""
+    if state not in ALLOWED[action]:
+        raise InvalidTransition(action, birth_id, state)
+
+
+class BirthConflict(Error):
+    """A birth matches a journaled one (the centre's key, or the HIS serial) with other data.
+
+    Never merged silently: ``differences`` names each differing field (wire name and Chinese
+    name; personal values masked), ``birth_id`` and ``state`` say which journaled birth it meets.
+    """
+
+    def __init__(self, birth_id: int, state: BirthState, matched_by: str, differences: list[str]) -> None:
+        self.birth_id, self.state, self.differences = birth_id, state, differences
+        super().__init__(
+            f"this birth conflicts with journaled birth #{birth_id} ({state}), which has the same {matched_by} "
+            f"but other data: {'; '.join(differences)}.  If the journaled record is wrong, correct it "
+            f"(amend_birth for a birth not yet registered, replace_birth for a registered one); if this is "
+            "another newborn, fix its bme027 多胞胎序号 / bke042 his流水号"
+        )
+
+
+def differences(old: Birth, new: Birth) -> list[str]:
+    """Each field whose value differs, as ``bkee30 新生儿姓名: 陈* -> 林*`` (personal values masked)."""
+    out = []
+    wire = dict(zip(Birth.__struct_fields__, Birth.__struct_encode_fields__, strict=True))
+    for name in Birth.__struct_fields__:
+        before, after = getattr(old, name), getattr(new, name)
+        if before != after:
+            show = mask if name in Birth.personal else repr
+            out.append(f"{wire[name]} {Birth.labels.get(wire[name], '')}: {show(before)} -> {show(after)}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -80,4 +164,7 @@ def after_upload(
     return UploadDecision(BirthState.REFUSED, cause or "refused without a cause")
 
 
-__all__ = ["Answer", "BirthState", "UploadDecision", "after_upload"]
+__all__ = [
+    "ALLOWED", "Action", "Answer", "BirthConflict", "BirthState", "InvalidTransition", "UploadDecision",
+    "after_upload", "check", "differences",
+]

@@ -7,11 +7,23 @@ migrations are in :mod:`ybplug.journal.schema`, how it knows itself in
 """
 
 from ybplug.errors import Outcome
-from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError, JournalFull, JournalLost, default_owner
+from ybplug.journal.model import (
+    ActionInfo,
+    Backoff,
+    BirthNotFound,
+    BirthRow,
+    BirthStatus,
+    Delivery,
+    ExchangeInfo,
+    JournalError,
+    JournalFull,
+    JournalLost,
+    default_owner,
+)
 from ybplug.journal.store import Journal, start_new_journal
 from ybplug.lifecycle import BirthState
 
 __all__ = [
-    "Backoff", "BirthRow", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
+    "ActionInfo", "Backoff", "BirthNotFound", "BirthRow", "BirthStatus", "ExchangeInfo", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
     "Outcome", "default_owner", "start_new_journal",
 ]

@@ -66,3 +66,55 @@ def default_owner() -> str:
     """``host:pid:tag``: the pid lets a restarted worker see that a claim's owner on this machine
     is dead; the tag keeps two hosts in one process (a HIS reloading its config) apart."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class ExchangeInfo:
+    """One exchange with the centre, as a lookup shows it (errors scrubbed)."""
+
+    funid: str
+    outcome: str
+    started_at: float
+    elapsed: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """One person's action on a birth."""
+
+    at: float
+    operator: str
+    action: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class BirthStatus:
+    """Where a birth stands, for the HIS, the CLI and the console: no caller needs the journal's
+    tables.  ``last_error`` and the exchanges' errors are scrubbed of personal data; ``birth``
+    masks itself in ``repr``."""
+
+    birth_id: int
+    birth: Birth
+    state: BirthState
+    registration_number: str | None
+    eligible: bool | None
+    reason: str | None
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    recorded_at: float
+    registered_at: float | None
+    replaces: int | None
+    replaced_by: int | None
+    exchanges: tuple[ExchangeInfo, ...]
+    actions: tuple[ActionInfo, ...]
+
+    @property
+    def his_serial(self) -> str:
+        return self.birth.his_serial
+
+
+class BirthNotFound(JournalError):
+    """No journaled birth answers to the id, serial or registration number given."""

@@ -109,6 +109,74 @@ CREATE TABLE actions (
 CREATE INDEX actions_birth ON actions (birth_id);
 CREATE INDEX deliveries_plugin ON deliveries (plugin, state);
 """,
+    # 3: a birth's whole life.  One live birth per centre key (a voided birth no longer holds
+    # it, so the newborn can be recorded again), the HIS serial and registration time as
+    # columns, the earlier versions of amended records, and replacements in progress.
+    """
+CREATE TABLE births_v3 (
+    id INTEGER PRIMARY KEY,
+    mother_id TEXT NOT NULL,
+    birth_time INTEGER NOT NULL,
+    multiple_birth_number INTEGER NOT NULL,
+    his_serial TEXT NOT NULL DEFAULT '',
+    record BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    registration_number TEXT,
+    eligibility TEXT,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    claimed_by TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    registered_at REAL,
+    -- Upload exchanges up to this id were cleared by a person ("found nothing: send again").
+    doubt_cleared_at INTEGER NOT NULL DEFAULT 0,
+    replaces INTEGER
+);
+INSERT INTO births_v3 (id, mother_id, birth_time, multiple_birth_number, his_serial, record, state,
+    registration_number, eligibility, reason, attempts, next_attempt_at, claimed_by, lease_until, last_error,
+    created_at, updated_at, registered_at)
+    SELECT id, mother_id, birth_time, multiple_birth_number, coalesce(json_extract(record, '$.bke042'), ''), record,
+        state, registration_number, eligibility, reason, attempts, next_attempt_at, claimed_by, lease_until,
+        last_error, created_at, updated_at,
+        CASE WHEN state IN ('registered', 'real_named') THEN updated_at END
+    FROM births;
+DROP TABLE births;
+ALTER TABLE births_v3 RENAME TO births;
+CREATE UNIQUE INDEX births_key ON births (mother_id, birth_time, multiple_birth_number) WHERE state != 'voided';
+CREATE INDEX births_serial ON births (his_serial, multiple_birth_number);
+CREATE INDEX births_state ON births (state, next_attempt_at);
+CREATE INDEX births_registration ON births (registration_number);
+CREATE INDEX births_sweep ON births (state, id);
+CREATE INDEX births_waiting ON births (id) WHERE state IN ('pending', 'uploading');
+CREATE INDEX births_claimed ON births (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE TABLE record_history (
+    birth_id INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    replaced_at REAL NOT NULL,
+    operator TEXT NOT NULL
+);
+CREATE INDEX record_history_birth ON record_history (birth_id);
+-- A correction of a registered birth: void the old registration, then record the new one.
+-- 'voiding' until the void is known to have happened (a restart carries it on), then 'done'
+-- (new_birth_id recorded in the same commit as the void) or 'failed' (the void was refused).
+CREATE TABLE replacements (
+    id INTEGER PRIMARY KEY,
+    old_birth_id INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'voiding',
+    new_birth_id INTEGER,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX replacements_state ON replacements (state);
+""",
 )
 
 

@@ -1,0 +1,363 @@
+"""The journal's connection: transactions and group commit, identity checks, events and
+their durable subscriptions.  The operations on births, exchanges and deliveries build on it
+(:mod:`ybplug.journal.births`, :mod:`ybplug.journal.store`)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import msgspec
+
+from ybplug import events
+from ybplug.fields import trusted
+from ybplug.journal import identity
+from ybplug.journal.model import BirthRow, Delivery, JournalError, JournalFull, default_owner
+from ybplug.journal.schema import migrate
+from ybplug.lifecycle import BirthState
+from ybplug.messages import Birth
+from ybplug.system import private_dir, private_file, process_alive
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_birth = msgspec.json.Decoder(Birth).decode
+
+
+class JournalBase:
+    """The durable store.
+
+    ``loaded`` names the plugins loaded in this process: an event's deliveries to them can be
+    claimed in the commit that creates it (the others wait for a host that has them).  ``new``
+    (``ybplug init --new-journal``) starts a new empty journal where the marker says one was.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        owner: str | None = None,
+        lease: float = 120.0,
+        clock: Callable[[], float] = time.time,
+        new: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.loaded: frozenset[str] = frozenset()
+        self.owner = owner or default_owner()
+        self.lease = lease
+        self.clock = clock
+        self.new = new
+        self.id = ""
+        self._db: sqlite3.Connection | None = None
+        self._watch: identity.FileWatch | None = None
+        self._in_group = False
+        self._checked_claims: dict[str, float] = {}
+        self._data_version = 0
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def open(self) -> Self:
+        """Open (or create) the journal; a path that cannot hold one is a :class:`JournalError`,
+        a journal that was there and is gone or replaced a :class:`JournalLost`."""
+        expected = identity.check_before_open(self.path, new=self.new)
+        try:
+            private_dir(self.path.parent)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._cannot_open(exc) from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            migrate(db)
+            self.id = identity.settle(db, self.path, expected)
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise self._cannot_open(exc) from None
+            raise
+        for suffix in ("", "-wal", "-shm"):  # personal data: this user's only
+            private_file(self.path.with_name(self.path.name + suffix))
+        self._db = db
+        self._watch = identity.FileWatch(self.path)
+        return self
+
+    def _cannot_open(self, exc: BaseException) -> JournalError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in (
+            sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT,
+        ):
+            return JournalError(
+                f"journal {self.path} is damaged ({reason}): restore it from a backup, or start a new empty "
+                "journal with `ybplug init --new-journal`"
+            )
+        return JournalError(f"journal {self.path}: cannot open it ({reason}); check `journal` in ybplug.toml")
+
+    def close(self) -> None:
+        """Give back this journal's claims (a host in the same process may start next), then close."""
+        if self._db is not None:
+            try:
+                with self._write() as db:
+                    for table in ("births", "deliveries"):
+                        db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (self.owner,))
+            except JournalError:
+                pass  # a lost or full journal: nothing to give back to
+            finally:
+                self._db.close()
+                self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (another process) committed since the last call: how a
+        worker notices a birth the HIS recorded in its own process."""
+        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        changed, self._data_version = version != self._data_version, version
+        return changed
+
+    def _commit(self, db: sqlite3.Connection) -> None:
+        """COMMIT, only while the file is still the journal; SQLite's errors as JournalErrors."""
+        try:
+            if self._watch is not None:
+                self._watch.check()
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(db)
+            raise self._translate(exc) from None
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """ROLLBACK if a transaction is open: SQLite ends some on its own (disk full), and a
+        second rollback would hide the real cause behind "no transaction is active"."""
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return JournalFull(
+                f"journal {self.path}: the disk is full ({exc}); the write was not made and nothing "
+                "acknowledged before was lost: free space, then try again"
+            )
+        return JournalError(f"journal {self.path}: {exc}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; IMMEDIATE so claims by two processes cannot interleave.
+
+        Inside :meth:`run_group` it is part of the group's transaction instead.
+        """
+        db = self.db
+        if self._in_group:
+            yield db
+            return
+        self._begin(db)
+        try:
+            yield db
+        except BaseException as exc:
+            self._rollback(db)
+            raise self._translate(exc) from None
+        self._commit(db)
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        if self._watch is not None:
+            self._watch.check()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+
+    def run_group(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run several operations in one transaction: one fsync makes them all durable.
+
+        This is group commit: while one commit is on its way to disk, the host queues what
+        other tasks want to write, then writes all of it at once.  Each operation gets its own
+        outcome, ``(True, value)`` or ``(False, error)``.  If one fails, the group is rolled back
+        and each operation runs again in a transaction of its own, so one caller's error never
+        takes another's write with it (operations touch only the database, so a rerun is safe).
+        If the commit itself fails (disk full, journal lost), every operation gets that error.
+        """
+        db = self.db
+        results: list[tuple[bool, Any]] = []
+        try:
+            self._begin(db)
+        except BaseException as exc:
+            return [(False, exc)] * len(operations)
+        self._in_group = True
+        try:
+            for operation in operations:
+                results.append((True, operation()))
+        except Exception:
+            self._in_group = False
+            self._rollback(db)
+            return [self._alone(operation) for operation in operations]
+        finally:
+            self._in_group = False
+        try:
+            self._commit(db)
+        except BaseException as exc:
+            return [(False, exc)] * len(operations)
+        return results
+
+    def _alone(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
+        """One operation in a transaction of its own (the slow path of :meth:`run_group`)."""
+        db = self.db
+        try:
+            self._begin(db)
+        except BaseException as exc:
+            return (False, exc)
+        self._in_group = True
+        try:
+            value = operation()
+        except Exception as exc:
+            self._in_group = False
+            self._rollback(db)
+            return (False, self._translate(exc))
+        finally:
+            self._in_group = False
+        try:
+            self._commit(db)
+        except BaseException as exc:
+            return (False, exc)
+        return (True, value)
+
+    # --- subscriptions ----------------------------------------------------------------------------
+
+    def subscribe(self, plugins_by_hook: Mapping[str, Iterable[str]]) -> None:
+        """Remember that these plugins receive these event hooks (a host loaded them), from now
+        until an operator forgets them; refresh when each was last loaded."""
+        now = self.clock()
+        rows = [(plugin, hook, now, now) for hook, plugins in plugins_by_hook.items() for plugin in plugins]
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO subscriptions (plugin, hook, since, last_loaded_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (plugin, hook) DO UPDATE SET last_loaded_at = excluded.last_loaded_at,"
+                " since = CASE WHEN forgotten_at IS NULL THEN since ELSE excluded.since END, forgotten_at = NULL",
+                rows,
+            )
+
+    def forget(self, plugin: str, operator: str) -> tuple[int, int]:
+        """Drop a subscriber, as an operator's journaled act: its waiting and parked deliveries
+        are marked ``forgotten`` and it gets no new events.  Returns (hooks, deliveries) dropped."""
+        now = self.clock()
+        with self._write() as db:
+            hooks = db.execute(
+                "UPDATE subscriptions SET forgotten_at = ? WHERE plugin = ? AND forgotten_at IS NULL", (now, plugin)
+            ).rowcount
+            if not hooks:
+                known = [r[0] for r in db.execute(
+                    "SELECT DISTINCT plugin FROM subscriptions WHERE forgotten_at IS NULL ORDER BY plugin"
+                )]
+                raise JournalError(
+                    f"no subscriber named {plugin!r} in journal {self.path} (subscribers: {', '.join(known) or 'none'})"
+                )
+            dropped = db.execute(
+                "UPDATE deliveries SET state = 'forgotten', claimed_by = NULL, lease_until = NULL"
+                " WHERE plugin = ? AND state IN ('pending', 'parked')",
+                (plugin,),
+            ).rowcount
+            self._act(db, operator, "forget plugin", None, f"{plugin}: {hooks} hooks, {dropped} deliveries dropped")
+        return hooks, dropped
+
+    def _act(self, db: sqlite3.Connection, operator: str, action: str, birth_id: int | None, detail: str) -> None:
+        """Journal an operator's action: who did what, to which birth, when."""
+        db.execute(
+            "INSERT INTO actions (at, operator, action, birth_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (self.clock(), operator, action, birth_id, detail),
+        )
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _emit(
+        self, db: sqlite3.Connection, event: events.Event, birth_id: int | None, claimed: list[Delivery] | None = None
+    ) -> str:
+        """Store ``event`` and a pending delivery per subscribed plugin, inside the caller's write.
+
+        With ``claimed``, deliveries this process can make right away (no earlier delivery of
+        the same birth to the same plugin still pending) are claimed in the same write and
+        appended there, so the caller delivers them without another round trip to the journal.
+        """
+        event_id = uuid.uuid4().hex
+        hook = events.hook_of(event)
+        plugins = [r[0] for r in db.execute(
+            "SELECT plugin FROM subscriptions WHERE hook = ? AND forgotten_at IS NULL ORDER BY plugin", (hook,)
+        )]
+        if not plugins:  # nobody to deliver to: the state change itself is the record
+            return event_id
+        now = self.clock()
+        db.execute(
+            "INSERT INTO events (id, hook, birth_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+            (event_id, hook, birth_id, events.encode(event), now),
+        )
+        for plugin in plugins:
+            owner, lease = None, None
+            if (
+                claimed is not None
+                and plugin in self.loaded
+                and (birth_id is None or not self._earlier_pending(db, birth_id, plugin))
+            ):
+                owner, lease = self.owner, now + self.lease
+                claimed.append(Delivery(event_id, plugin, hook, event, 0))
+            db.execute(
+                "INSERT INTO deliveries (event_id, plugin, next_attempt_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?)",
+                (event_id, plugin, now, owner, lease),
+            )
+        return event_id
+
+    @staticmethod
+    def _earlier_pending(db: sqlite3.Connection, birth_id: int, plugin: str) -> bool:
+        return (
+            db.execute(
+                "SELECT 1 FROM events e JOIN deliveries d ON d.event_id = e.id"
+                " WHERE e.birth_id = ? AND d.plugin = ? AND d.state = 'pending' LIMIT 1",
+                (birth_id, plugin),
+            ).fetchone()
+            is not None
+        )
+
+    def _birth_where(self, db: sqlite3.Connection, where: str, args: Iterable[Any]) -> BirthRow:
+        row = db.execute(
+            f"SELECT id, record, state, registration_number, reason, attempts FROM births WHERE {where}", tuple(args)
+        ).fetchone()
+        if row is None:
+            raise LookupError(where)
+        return self._row(row)
+
+    def _row(self, row: tuple[Any, ...]) -> BirthRow:
+        with trusted():  # validated before it was recorded
+            birth = _decode_birth(row[1])
+        return BirthRow(row[0], birth, BirthState(row[2]), row[3], row[4], row[5])
+
+    def birth(self, birth_id: int) -> BirthRow:
+        return self._birth_where(self.db, "id = ?", (birth_id,))
+
+    def _release_dead_claims(self, db: sqlite3.Connection, table: str, now: float) -> None:
+        """Expire leases held by processes on this machine that no longer exist (killed workers).
+
+        Checked at most once a second per table: claims are frequent, dead workers are not.
+        """
+        if now - self._checked_claims.get(table, 0.0) < 1.0:
+            return
+        self._checked_claims[table] = now
+        host = socket.gethostname()
+        owners = db.execute(
+            f"SELECT DISTINCT claimed_by FROM {table} WHERE claimed_by IS NOT NULL AND claimed_by != ? AND lease_until >= ?",
+            (self.owner, now),
+        ).fetchall()
+        for (owner,) in owners:
+            owner_host, pid = (str(owner).split(":") + ["", ""])[:2]
+            if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
+                db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
+
