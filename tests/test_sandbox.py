@@ -470,7 +470,11 @@ async def test_cli_serves_and_persists_after_kill(tmp_path: Path, birth_for: Any
         (["--port", "http"], "not a port number"),
         (["--port", "70000"], "not a port number"),
         (["--frobnicate"], "unrecognized arguments"),
-        (["--db", "/nonexistent-dir/x/centre.db"], "--db"),
+        # A folder cannot be made under a plain file (this test file), even by root.
+        (["--db", str(Path(__file__) / "x" / "centre.db")], "--db"),
+        (["--pwd", "secret"], "YBPLUG_SANDBOX_PWD"),
+        (["--pwd=secret"], "YBPLUG_SANDBOX_PWD"),
+        (["--pwd-file", str(Path(__file__).parent / "no-such-pwd-file")], "--pwd-file"),
     ],
 )
 def test_cli_bad_flag_is_one_line_and_exit_2(args: list[str], mentions: str) -> None:
