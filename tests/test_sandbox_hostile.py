@@ -18,7 +18,8 @@ import os
 import re
 import stat
 import sys
-from datetime import timedelta
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,30 @@ from ybplug.sandbox.server import _MotherIn, _RealNameIn
 
 from support import birth_record
 
+# No hypothesis deadline: on a shared machine one run in thousands meets a pause (GC, another
+# process) and hypothesis calls that flaky.  quickly() below holds each case to 100 ms instead.
 settings.register_profile(
-    "sandbox-quick", max_examples=300, deadline=timedelta(milliseconds=100),
+    "sandbox-quick", max_examples=300, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "sandbox-full", max_examples=10_000, deadline=timedelta(milliseconds=100),
+    "sandbox-full", max_examples=10_000, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 fuzz = settings.get_profile("sandbox-full" if os.environ.get("YBPLUG_FUZZ") == "full" else "sandbox-quick")
+CASE_LIMIT = 0.1  # seconds
+
+
+def quickly(check: Callable[[], None]) -> None:
+    """Run ``check`` (it asserts); over 100 ms, run it again: it fails only when slow three times
+    running (a slow parser is slow every time; a pause of the machine is not)."""
+    for _ in range(3):
+        start = time.perf_counter()
+        check()
+        elapsed = time.perf_counter() - start
+        if elapsed < CASE_LIMIT:
+            return
+    pytest.fail(f"a case took over {CASE_LIMIT * 1000:.0f} ms three times running (last {elapsed * 1000:.0f} ms)")
 
 YBPLUG = Path(sys.executable).parent / "ybplug"
 
@@ -155,16 +171,24 @@ def refused_cleanly(exc: BadRequest) -> None:
 
 
 def answered_cleanly(inner: envelope.Request) -> None:
-    """Whatever got through the parser, the rules answer it with a refusal, never an exception."""
+    """Whatever got through the parser, the rules answer it, never raise: a refusal naming the
+    reason or (a mutated record that is still valid, say one without an optional field) a success."""
     funid = inner.funid if isinstance(inner.funid, str) else ""
     reply = centre.dispatch(funid, inner.data)
-    assert reply["flag"] == "0" and isinstance(reply["cause"], str) and reply["cause"]
+    if reply["flag"] == "1":
+        assert funid in centre.rules and isinstance(reply["data"], dict) and reply["data"]
+    else:
+        assert reply["flag"] == "0" and isinstance(reply["cause"], str) and reply["cause"]
     envelope.encode_reply(reply)  # the server can always send it
 
 
 @fuzz
 @given(st.binary(max_size=4096))
 def test_random_bytes_are_refused(body: bytes) -> None:
+    quickly(lambda: random_bytes_case(body))
+
+
+def random_bytes_case(body: bytes) -> None:
     for parse in (parse_business, parse_credentials, lambda b: parse_admin(b, Fault | list[Fault])):
         try:
             value = parse(body)
@@ -177,6 +201,10 @@ def test_random_bytes_are_refused(body: bytes) -> None:
 @fuzz
 @given(hostile_bodies())
 def test_hostile_business_bodies_get_a_clean_refusal(body: bytes) -> None:
+    quickly(lambda: business_case(body))
+
+
+def business_case(body: bytes) -> None:
     try:
         inner = parse_business(body)
     except BadRequest as exc:
@@ -188,7 +216,10 @@ def test_hostile_business_bodies_get_a_clean_refusal(body: bytes) -> None:
 @fuzz
 @given(st.booleans().flatmap(json_text))
 def test_hostile_admin_and_sign_in_bodies_get_a_clean_refusal(text: str) -> None:
-    body = text.encode("utf-8", "surrogatepass")
+    quickly(lambda: admin_case(text.encode("utf-8", "surrogatepass")))
+
+
+def admin_case(body: bytes) -> None:
     for kind, act in [
         (_MotherIn, lambda m: centre.add_mother(m.id_number, m.kind, m.permit_start, m.permit_end)),
         (_RealNameIn, lambda r: centre.real_name(r.baz726, id_number=r.id_number, name=r.name, sex=r.sex,
