@@ -20,6 +20,7 @@ import anyio
 import msgspec
 import pytest
 
+from ybplug.codes import Funid
 from ybplug.fields import with_check_digit
 from ybplug.sandbox import (
     DUPLICATE_CAUSE,
@@ -31,9 +32,9 @@ from ybplug.sandbox import (
     parse_fault,
 )
 
-COLLECT = "yb04.13.01.21"
-VOID = "yb04.13.01.22"
-REALNAME = "yb04.13.01.24"
+COLLECT = Funid.COLLECT.value
+VOID = Funid.VOID.value
+REALNAME = Funid.REALNAME.value
 YBPLUG = Path(sys.executable).parent / "ybplug"
 BAZ726 = re.compile(r"^XSE\d{13}$")
 
@@ -137,6 +138,23 @@ async def test_malformed_envelope_is_http_400(sandbox: Sandbox) -> None:
             assert r.status == 400
             inner = json.loads((await r.json())["data"]["outputValue"])
             assert inner["flag"] == "0" and "malformed" in inner["cause"]
+
+
+def test_centre_rules_without_a_server(birth_for: Any) -> None:
+    """The rules are a plain class: no HTTP, no event loop, and importing them loads no aiohttp."""
+    from ybplug.sandbox.centre import Centre
+
+    centre = Centre()
+    data = wire(birth_for("short_permit"))
+    first = centre.dispatch(COLLECT, data)
+    assert first["flag"] == "1" and BAZ726.match(first["data"]["baz726"])
+    assert (first["data"]["bkee45"], first["data"]["bkee46"]) == ("0", "居住证未满一年")
+    assert centre.dispatch(COLLECT, data) == {"flag": "0", "cause": DUPLICATE_CAUSE, "data": {}}
+    assert centre.authorised("his", "sandbox") and not centre.authorised("his", "Sandbox")
+    centre.close()
+    code = "import sys, ybplug.sandbox.centre, ybplug.sandbox.faults, ybplug.sandbox.parse; print('aiohttp' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 # -- void ----------------------------------------------------------------------------------------
@@ -349,11 +367,11 @@ def test_fault_validation() -> None:
 
 def test_parse_fault() -> None:
     assert parse_fault("latency") == Fault("latency", times=None)
-    assert parse_fault("http_error:yb04.13.01.21,times=2,status=502") == Fault(
+    assert parse_fault(f"http_error:{COLLECT},times=2,status=502") == Fault(
         "http_error", funid=COLLECT, times=2, status=502
     )
     assert parse_fault("latency,seconds=1.5,times=all") == Fault("latency", seconds=1.5, times=None)
-    assert parse_fault("refuse:yb04.13.01.22,times=1,cause=停机, 请稍后") == Fault(
+    assert parse_fault(f"refuse:{VOID},times=1,cause=停机, 请稍后") == Fault(
         "refuse", funid=VOID, times=1, cause="停机, 请稍后"
     )
     for bad in ("nope", "latency,seconds=x", "latency,speed=2", "refuse,times", "http_error,status=200"):
@@ -470,7 +488,11 @@ async def test_cli_serves_and_persists_after_kill(tmp_path: Path, birth_for: Any
         (["--port", "http"], "not a port number"),
         (["--port", "70000"], "not a port number"),
         (["--frobnicate"], "unrecognized arguments"),
-        (["--db", "/nonexistent-dir/x/centre.db"], "--db"),
+        # A folder cannot be made under a plain file (this test file), even by root.
+        (["--db", str(Path(__file__) / "x" / "centre.db")], "--db"),
+        (["--pwd", "secret"], "YBPLUG_SANDBOX_PWD"),
+        (["--pwd=secret"], "YBPLUG_SANDBOX_PWD"),
+        (["--pwd-file", str(Path(__file__).parent / "no-such-pwd-file")], "--pwd-file"),
     ],
 )
 def test_cli_bad_flag_is_one_line_and_exit_2(args: list[str], mentions: str) -> None:

@@ -236,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] == "sandbox":
-        from ybplug.sandbox import main as sandbox_main
+        from ybplug.sandbox.cli import main as sandbox_main
 
         return sandbox_main(args_list[1:])
     args = _parser().parse_args(args_list)
