@@ -229,3 +229,30 @@ async def test_password_and_personal_data_never_logged(
     logged = "\n".join([r.getMessage() for r in caplog.records] + errors)
     for needle in (secret, birth.mother_id_number, "欧阳", "13712345678"):
         assert needle not in logged, f"{needle!r} leaked into logs"
+
+
+def test_config_file_and_transport_share_one_struct_that_hides_the_password(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ybplug.config import Config
+
+    secret = "Pa55-w0rd-7d1e"
+    path = tmp_path / "ybplug.toml"
+    path.write_text(f'[wire]\nurl = "http://10.1.2.3:8080"\nusr = "H35020001"\npwd = "{secret}"\nread_timeout = 7\n')
+    config = Config.load(path)
+    assert type(config.wire) is WireConfig and config.wire.read_timeout == 7.0
+    for text in (repr(config), str(config), repr(config.wire), str(config.wire), f"{config.wire_config()!r}"):
+        assert secret not in text and "pwd=***" in text
+    assert config.wire_config().pwd == secret  # what goes on the wire keeps it
+
+    monkeypatch.setenv("YBPLUG_PWD", "from-env")
+    monkeypatch.setenv("YBPLUG_USR", "env-usr")
+    monkeypatch.delenv("YBPLUG_URL", raising=False)
+    partial = Config.load(_write(tmp_path / "partial.toml", '[wire]\nusr = "H35020001"\n'))
+    filled = partial.wire_config()
+    assert (filled.url, filled.usr, filled.pwd) == ("http://127.0.0.1:8721", "H35020001", "from-env")
+
+
+def _write(path: Any, text: str) -> Any:
+    path.write_text(text)
+    return path

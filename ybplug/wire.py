@@ -20,9 +20,7 @@ Outcomes are typed because the journal's safety depends on them:
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -30,6 +28,7 @@ import msgspec
 
 from ybplug import envelope
 from ybplug.codes import Funid
+from ybplug.config import WireConfig
 from ybplug.envelope import BUSINESS_PATH, OUTPUT_LEN, SIGN_IN_PATH, CentreReply
 from ybplug.errors import Error, Outcome
 from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
@@ -103,32 +102,6 @@ async def exchange(transport: Transport, transaction: Transaction[RequestT, Resu
     return result
 
 
-@dataclass
-class WireConfig:
-    """Where the centre is and who we are.  ``pwd`` never appears in ``repr`` or logs."""
-
-    url: str = "http://127.0.0.1:8721"
-    usr: str = ""
-    pwd: str = field(default="", repr=False)
-    sign_in: bool = False
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    output_len: int = OUTPUT_LEN
-    max_connections: int = 64
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WireConfig:
-        """Defaults, then ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD``, then ``overrides``."""
-        values: dict[str, Any] = {}
-        for name in ("url", "usr", "pwd"):
-            env = os.environ.get(f"YBPLUG_{name.upper()}")
-            if env:
-                values[name] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-
 class HttpTransport:
     """The default transport: the vendor agent's envelope over one reused aiohttp session."""
 
@@ -147,7 +120,7 @@ class HttpTransport:
             )
             connector = aiohttp.TCPConnector(limit=self.config.max_connections)
             self._session = aiohttp.ClientSession(
-                base_url=self.config.url.rstrip("/") + "/", timeout=timeout, connector=connector
+                base_url=self.config.endpoint.rstrip("/") + "/", timeout=timeout, connector=connector
             )
         return self._session
 
@@ -184,7 +157,7 @@ class HttpTransport:
         if status >= 500:
             raise OutcomeUnknown(funid, f"HTTP {status} from the centre")
         if status != 200:
-            raise NotDelivered(funid, f"HTTP {status} from {self.config.url.rstrip('/')}/{BUSINESS_PATH}")
+            raise NotDelivered(funid, f"HTTP {status} from {self.config.endpoint.rstrip('/')}/{BUSINESS_PATH}")
         try:
             reply = envelope.decode_reply(payload)
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
@@ -199,9 +172,9 @@ class HttpTransport:
             async with self._client().post(path, data=body, headers=headers) as response:
                 return response.status, await response.read()
         except aiohttp.ConnectionTimeoutError:
-            raise NotDelivered(funid, f"no connection to {self.config.url} within {self.config.connect_timeout} s") from None
+            raise NotDelivered(funid, f"no connection to {self.config.endpoint} within {self.config.connect_timeout} s") from None
         except aiohttp.ClientConnectorError as exc:
-            raise NotDelivered(funid, f"cannot connect to {self.config.url}: {exc.os_error.strerror or exc}") from None
+            raise NotDelivered(funid, f"cannot connect to {self.config.endpoint}: {exc.os_error.strerror or exc}") from None
         except TimeoutError:
             raise OutcomeUnknown(funid, f"no reply within {self.config.read_timeout} s after sending") from None
         except aiohttp.ClientError as exc:
