@@ -175,6 +175,11 @@ class Reply(Message, frozen=True):
     def ok(self) -> bool:
         return self.flag == 1
 
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        """Every ``baz726`` the reply carries (each must be well formed for the reply to count)."""
+        return ()
+
 
 def _as_text(message: Message, attr: str) -> None:
     """``baz726`` is declared number(16) but holds ``XSE...``: keep it as text whatever arrives."""
@@ -204,6 +209,10 @@ class CollectionResult(Reply, frozen=True, rename={
     def __post_init__(self) -> None:
         _as_text(self, "registration_number")
         _as_text(self, "eligibility")
+
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return (str(self.registration_number),) if self.registration_number != "" else ()
 
     @property
     def eligible(self) -> bool:
@@ -246,6 +255,10 @@ class VoidResult(Reply, frozen=True, rename={"registration_number": "baz726"}):
 
     def __post_init__(self) -> None:
         _as_text(self, "registration_number")
+
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return (str(self.registration_number),) if self.registration_number != "" else ()
 
 
 class RealNameQueryItem(Message, frozen=True, rename={"registration_number": "baz726"}):
@@ -345,6 +358,10 @@ class RealNameResult(Reply, frozen=True, rename={"row_count": "rownum", "records
 
     row_count: int = 0
     records: list[RealNameRecord] = []
+
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return tuple(str(r.registration_number) for r in self.records)
 
 
 class QrRequestData(Message, frozen=True, rename="camel"):

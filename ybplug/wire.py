@@ -10,6 +10,10 @@ its own ``Transport`` through the ``ybplug_transport`` hook.
 Outcomes are typed because the journal's safety depends on them:
 
 * a business refusal (``flag`` 0) is an answer, returned as a result with ``ok`` false;
+* a reply is trusted only when well formed: ``flag`` exactly 0 or 1, and every ``baz726`` it
+  carries of the spec's shape (:func:`ybplug.fields.is_registration_number`); anything else
+  (no flag, flag 2, a flag-1 registration numbered ``"123"``, one malformed row of a .24 answer)
+  is an :class:`OutcomeUnknown`, never a refusal or a success;
 * :class:`NotDelivered`: the request surely never reached the centre (connection refused,
   connect timeout): safe to send again;
 * :class:`OutcomeUnknown`: it may have been applied (timeout after sending, connection lost,
@@ -29,8 +33,9 @@ import msgspec
 from ybplug import envelope
 from ybplug.codes import Funid
 from ybplug.config import WireConfig
-from ybplug.envelope import BUSINESS_PATH, OUTPUT_LEN, SIGN_IN_PATH, CentreReply
+from ybplug.envelope import BUSINESS_PATH, MAX_REPLY_BYTES, SIGN_IN_PATH, CentreReply, MalformedReply
 from ybplug.errors import Error, Outcome
+from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number, shown
 from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
 
 log = logging.getLogger("ybplug.wire")
@@ -45,6 +50,8 @@ class WireError(Error):
     outcome: Outcome = Outcome.UNKNOWN
 
     def __init__(self, funid: str, reason: str) -> None:
+        if len(reason) > 1000:  # a centre's cause or a library's message can be any length
+            reason = reason[:1000] + "…"
         self.funid = funid
         self.reason = reason
         #: The journal's exchange row, once the host has recorded the attempt.
@@ -88,17 +95,39 @@ class Transport(Protocol):
 
 
 async def exchange(transport: Transport, transaction: Transaction[RequestT, ResultT], request: RequestT) -> ResultT:
-    """One typed round trip: encode ``request`` with wire names, decode the reply leniently."""
-    reply = await transport.call(transaction.funid, msgspec.to_builtins(request))
+    """One typed round trip: encode ``request`` with wire names, decode the reply leniently, and
+    trust it only when well formed (else :class:`OutcomeUnknown`: the host retries, then sends the
+    record to review).
+
+    A .24 answer with one malformed ``<xsesmlb>`` row is unknown as a whole: a centre that garbles
+    one row may have garbled the others in ways that still look well formed.
+    """
+    funid = transaction.funid
+    reply = await transport.call(funid, msgspec.to_builtins(request))
+    if not isinstance(reply, CentreReply):
+        raise OutcomeUnknown(funid, f"the transport returned {type(reply).__name__}, not a CentreReply")
+    flag = reply.flag
+    if flag is None:
+        raise OutcomeUnknown(funid, "reply without flag 操作成功标志")
+    if type(flag) is not int or flag not in (0, 1):
+        raise OutcomeUnknown(funid, f"flag 操作成功标志 is {shown(flag)}, neither 0 nor 1")
+    if reply.data is not None and not isinstance(reply.data, dict):
+        raise OutcomeUnknown(funid, f"reply data is {type(reply.data).__name__}, not an object")
+    problem = envelope.shape_problem(reply.data)
+    if problem:
+        raise OutcomeUnknown(funid, f"reply data {problem}")
     merged: dict[str, Any] = dict(reply.data or {})
-    merged["flag"] = reply.flag
+    merged["flag"] = flag
     merged["cause"] = reply.cause
     try:
         result = msgspec.convert(merged, transaction.result, strict=False)
     except msgspec.ValidationError as exc:
-        raise OutcomeUnknown(transaction.funid, f"reply does not match the spec: {exc}") from None
-    if result.ok and transaction.funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
-        raise OutcomeUnknown(transaction.funid, "flag 1 without baz726 新生儿登记流水号")
+        raise OutcomeUnknown(funid, f"reply does not match the spec: {exc}") from None
+    if result.ok and funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
+        raise OutcomeUnknown(funid, "flag 1 without baz726 新生儿登记流水号")
+    for number in result.registration_numbers:
+        if not is_registration_number(number):
+            raise OutcomeUnknown(funid, f"baz726 新生儿登记流水号 {shown(number)}: {REGISTRATION_NUMBER_RULE}")
     return result
 
 
@@ -139,7 +168,7 @@ class HttpTransport:
             raise NotDelivered("sign-in", f"HTTP {status} from {SIGN_IN_PATH}")
         try:
             reply = envelope.decode_sign_in_reply(payload)
-        except msgspec.DecodeError:
+        except MalformedReply:
             raise NotDelivered("sign-in", "unreadable sign-in reply") from None
         if not reply.flag == 1:
             raise AuthenticationFailed("sign-in", f"sign-in refused: {reply.cause or 'no cause given'}")
@@ -160,17 +189,29 @@ class HttpTransport:
             raise NotDelivered(funid, f"HTTP {status} from {self.config.endpoint.rstrip('/')}/{BUSINESS_PATH}")
         try:
             reply = envelope.decode_reply(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
-            raise OutcomeUnknown(funid, f"malformed reply ({type(exc).__name__})") from None
+        except MalformedReply as exc:
+            raise OutcomeUnknown(funid, f"malformed reply: {exc}") from None
         log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)
         return reply
+
+    @staticmethod
+    async def _read(funid: str, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, up to :data:`ybplug.envelope.MAX_REPLY_BYTES` (a larger one is unknown)."""
+        if (response.content_length or 0) > MAX_REPLY_BYTES:
+            raise OutcomeUnknown(funid, f"reply of {response.content_length} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                raise OutcomeUnknown(funid, f"reply over the {MAX_REPLY_BYTES}-byte limit")
+        return bytes(body)
 
     async def _post(self, funid: str, path: str, body: bytes) -> tuple[int, bytes]:
         """POST and read the whole body, classifying every failure by what the centre may have seen."""
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
             async with self._client().post(path, data=body, headers=headers) as response:
-                return response.status, await response.read()
+                return response.status, await self._read(funid, response)
         except aiohttp.ConnectionTimeoutError:
             raise NotDelivered(funid, f"no connection to {self.config.endpoint} within {self.config.connect_timeout} s") from None
         except aiohttp.ClientConnectorError as exc:
