@@ -50,8 +50,8 @@ class WireError(Error):
     outcome: Outcome = Outcome.UNKNOWN
 
     def __init__(self, funid: str, reason: str) -> None:
-        if len(reason) > 1000:  # a centre's cause or a library's message can be any length
-            reason = reason[:1000] + "…"
+        if len(reason) > 600:  # a centre's cause or a library's message can be any length
+            reason = reason[:600] + "…"  # 600 characters: under 2 KB even if all are Chinese
         self.funid = funid
         self.reason = reason
         #: The journal's exchange row, once the host has recorded the attempt.
