@@ -35,7 +35,7 @@ from ybplug.codes import Funid
 from ybplug.config import Config
 from ybplug.envelope import CentreReply
 from ybplug.errors import Error
-from ybplug.fields import with_check_digit
+from ybplug.fields import CHINA_TIME, with_check_digit
 from ybplug.messages import COLLECT, REALNAME, VOID, Birth, RealNameQuery, VoidRequest, load
 from ybplug.wire import OutcomeUnknown, exchange
 
@@ -159,10 +159,22 @@ def records(draw: st.DrawFn) -> dict[Any, Any]:
     return record
 
 
+def _as_shown(value: Any) -> str | None:
+    """How a non-personal value may legitimately appear in a message (a datetime as its number)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            value = value.astimezone(CHINA_TIME)
+        return str(int(f"{value.year}{value.month:02}{value.day:02}{value.hour:02}{value.minute:02}{value.second:02}"))
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) or (isinstance(value, int) and -(10**20) < value < 10**20):
+        return str(value)
+    return None
+
+
 def split(record: dict[Any, Any]) -> tuple[list[str], list[str]]:
     personal = _personal_texts(v for k, v in record.items() if k in PERSONAL_WIRE)
-    public = [str(v) for k, v in record.items() if k not in PERSONAL_WIRE and isinstance(v, str | int) and not isinstance(v, bool)
-              and (not isinstance(v, int) or -(10**20) < v < 10**20)]
+    public = [shown for k, v in record.items() if k not in PERSONAL_WIRE and (shown := _as_shown(v)) is not None]
     return personal, public
 
 
