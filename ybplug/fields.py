@@ -208,8 +208,8 @@ def _describe(value: Any, personal: bool) -> str:
         return f"a {type(value).__name__}"
     if isinstance(value, int) and not -(10**20) < value < 10**20:
         return "a number of more than 20 digits"
-    if isinstance(value, str) and len(value) > 40:
-        return f"{len(value)} characters"
+    if isinstance(value, str) and (len(value) > 40 or not value.isprintable()):
+        return f"{len(value)} characters"  # no lone surrogate or control character in a message
     return mask(value)
 
 
