@@ -34,7 +34,7 @@ import anyio
 import common
 from common import Row, Stats
 
-from ybplug.config import Config, WireSection
+from ybplug.config import Config, WireConfig
 from ybplug.hooks import hookimpl
 from ybplug.host import Host
 from ybplug.messages import COLLECT
@@ -72,7 +72,7 @@ def host_config(folder: Path, url: str, concurrency: int, upload: str, **overrid
         "upload": upload,
         "upload_concurrency": concurrency,
         "realname_interval": 86400.0,
-        "wire": WireSection(url=url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
+        "wire": WireConfig(url=url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
     }
     values.update(overrides)
     return Config(**values)

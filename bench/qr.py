@@ -34,7 +34,7 @@ import common
 from common import Row
 
 from ybplug.binding import Voucher, VoucherConfig, encode_request
-from ybplug.config import Config, VoucherSection, WireSection
+from ybplug.config import Config, VoucherSection, WireConfig
 from ybplug.host import Host
 from ybplug.messages import QrRequest, QrRequestData
 
@@ -78,7 +78,7 @@ def request() -> QrRequest:
 def host_config(folder: Path, library: Path, backend: str) -> Config:
     return Config(
         journal=str(folder / f"journal-{library.stem}-{backend}.db"),
-        wire=WireSection(url="http://127.0.0.1:9"),  # never used
+        wire=WireConfig(url="http://127.0.0.1:9"),  # never used
         voucher=VoucherSection(library=str(library), backend=backend, org_id=ORG_ID, district_no=DISTRICT),
     )
 

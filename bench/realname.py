@@ -27,7 +27,7 @@ import msgspec
 import common
 from common import Row
 
-from ybplug.config import Config, WireSection
+from ybplug.config import Config, WireConfig
 from ybplug.fields import with_check_digit
 from ybplug.hooks import hookimpl
 from ybplug.host import Host
@@ -85,7 +85,7 @@ def host_config(journal: Path, url: str) -> Config:
         journal=str(journal),
         upload="daily at 02:00",
         realname_interval=86400.0,
-        wire=WireSection(url=url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
+        wire=WireConfig(url=url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
     )
 
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         RealNameRecord,
         VoidResult,
     )
-    from ybplug.wire import Transport, WireConfig
+    from ybplug.config import WireConfig
+    from ybplug.wire import Transport
 
 
 # --- start-up and shutdown -------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ybplug.hooks import hookimpl
-from ybplug.wire import HttpTransport, Transport, WireConfig
+from ybplug.config import WireConfig
+from ybplug.wire import HttpTransport, Transport
 
 
 class DefaultTransport:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, NoCompiler, Sandbox, build_fake_ectrans
-from ybplug.wire import HttpTransport, WireConfig
+from ybplug.config import WireConfig
+from ybplug.wire import HttpTransport
 
 from support import BirthFactory, make_birth
 

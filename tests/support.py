@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from ybplug.config import Config, WireSection
+from ybplug.config import Config, WireConfig
 from ybplug.fields import CHINA_TIME
 from ybplug.messages import Birth, QrIdentity
 from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Sandbox
@@ -102,7 +102,7 @@ def host_config(
         "upload_backoff": 0.05,
         "upload_backoff_cap": 0.2,
         "hook_timeout": hook_timeout,
-        "wire": WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=read_timeout),
+        "wire": WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=read_timeout),
     }
     values.update(overrides)
     return Config(**values)

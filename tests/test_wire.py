@@ -229,3 +229,145 @@ async def test_password_and_personal_data_never_logged(
     logged = "\n".join([r.getMessage() for r in caplog.records] + errors)
     for needle in (secret, birth.mother_id_number, "欧阳", "13712345678"):
         assert needle not in logged, f"{needle!r} leaked into logs"
+
+
+def test_config_file_and_transport_share_one_struct_that_hides_the_password(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ybplug.config import Config
+
+    secret = "Pa55-w0rd-7d1e"
+    path = tmp_path / "ybplug.toml"
+    path.write_text(f'[wire]\nurl = "http://10.1.2.3:8080"\nusr = "H35020001"\npwd = "{secret}"\nread_timeout = 7\n')
+    config = Config.load(path)
+    assert type(config.wire) is WireConfig and config.wire.read_timeout == 7.0
+    for text in (repr(config), str(config), repr(config.wire), str(config.wire), f"{config.wire_config()!r}"):
+        assert secret not in text and "pwd=***" in text
+    assert config.wire_config().pwd == secret  # what goes on the wire keeps it
+
+    monkeypatch.setenv("YBPLUG_PWD", "from-env")
+    monkeypatch.setenv("YBPLUG_USR", "env-usr")
+    monkeypatch.delenv("YBPLUG_URL", raising=False)
+    partial = Config.load(_write(tmp_path / "partial.toml", '[wire]\nusr = "H35020001"\n'))
+    filled = partial.wire_config()
+    assert (filled.url, filled.usr, filled.pwd) == ("http://127.0.0.1:8721", "H35020001", "from-env")
+
+
+def _write(path: Any, text: str) -> Any:
+    path.write_text(text)
+    return path
+
+
+# -- a reply is trusted only when well formed -----------------------------------------------------
+
+
+class Canned:
+    """A tiny centre on loopback that answers every business call with exactly ``body``."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.url = ""
+
+    async def __aenter__(self) -> Canned:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(body=self.body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/sieaf/business_handle/", handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+def inner(reply: Any) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode({"data": {"outputValue": msgspec.json.encode(reply).decode()}})
+
+
+GOOD_NUMBER = "XSE2411300000001"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("transaction", "body", "reason"),
+    [
+        (COLLECT, inner({"cause": "", "data": {"baz726": GOOD_NUMBER}}), "without flag"),
+        (COLLECT, inner({"flag": "2", "cause": "", "data": {"baz726": GOOD_NUMBER}}), "neither 0 nor 1"),
+        (COLLECT, inner({"flag": -1, "cause": "x"}), "neither 0 nor 1"),
+        (COLLECT, inner({"flag": "yes", "cause": ""}), "malformed"),
+        (COLLECT, inner({"flag": True, "cause": ""}), "malformed"),
+        (COLLECT, inner({"flag": "1", "cause": "", "data": {"baz726": "123"}}), "baz726"),
+        (COLLECT, inner({"flag": "1", "cause": "", "data": {"baz726": "XSE" + "1" * 4997}}), "baz726"),
+        (COLLECT, inner({"flag": "1", "cause": "", "data": {"baz726": "XSE24113000000０1"}}), "baz726"),
+        (COLLECT, inner({"flag": "1", "cause": "", "data": {"baz726": 2411300000001}}), "baz726"),
+        (COLLECT, inner({"flag": "0", "cause": "重复", "data": {"baz726": "XSE1"}}), "baz726"),
+        (VOID, inner({"flag": "1", "cause": "", "data": {"baz726": "XSE-void"}}), "baz726"),
+        (REALNAME, inner({"flag": "1", "cause": "", "data": {"rownum": 2, "xsesmlb": [
+            {"baz726": GOOD_NUMBER, "bae018": "Y", "aac003": "林小雨"}, {"baz726": "123", "bae018": "N"}]}}), "baz726"),
+        (REALNAME, inner({"flag": "1", "data": {"xsesmlb": [{"baz726": [[[[GOOD_NUMBER]]]]}]}}), "malformed"),
+        (COLLECT, b'{"data": {"outputValue": "{\\"flag\\": 1, \\"x\\": ' + b"[" * 100_000 + b"]" * 100_000 + b'}"}}', "malformed"),
+        (COLLECT, b'{"data": {"outputValue": {"flag": 1}}, "x": ' + b"{\"a\":" * 50_000 + b"1" + b"}" * 50_000 + b"}", "nested too deeply"),
+    ],
+    ids=["no-flag", "flag-2", "flag-minus-1", "flag-text", "flag-bool", "baz726-123", "baz726-5000",
+         "baz726-fullwidth-digit", "baz726-number", "refusal-with-bad-baz726", "void-bad-baz726",
+         "realname-one-bad-row", "realname-nested-row", "deep-inner", "deep-outer"],
+)
+async def test_a_reply_not_well_formed_is_outcome_unknown(
+    transaction: Any, body: bytes, reason: str, birth_for: Any, anyio_backend: str
+) -> None:
+    request = {COLLECT: lambda: birth_for(), VOID: lambda: VoidRequest(registration_number=GOOD_NUMBER, reason="重复"),
+               REALNAME: lambda: RealNameQuery.of([GOOD_NUMBER, "XSE2411300000002"])}[transaction]()
+    async with Canned(body) as centre:
+        client = HttpTransport(WireConfig(url=centre.url, usr="his", pwd="sandbox"))
+        try:
+            with pytest.raises(OutcomeUnknown, match=reason) as caught:
+                await exchange(client, transaction, request)
+        finally:
+            await client.aclose()
+    assert caught.value.may_have_applied
+    assert len(str(caught.value)) < 2048 and "林小雨" not in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_well_formed_replies_still_count(birth_for: Any, anyio_backend: str) -> None:
+    async with Canned(inner({"flag": "1", "cause": "", "data": {"baz726": GOOD_NUMBER, "bkee45": "1"}})) as centre:
+        client = HttpTransport(WireConfig(url=centre.url))
+        try:
+            assert (await exchange(client, COLLECT, birth_for())).registration_number == GOOD_NUMBER
+        finally:
+            await client.aclose()
+    async with Canned(inner({"flag": 0, "cause": "重复上传"})) as centre:
+        client = HttpTransport(WireConfig(url=centre.url))
+        try:
+            refused = await exchange(client, COLLECT, birth_for())
+            assert not refused.ok and refused.cause == "重复上传"
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reply_over_the_size_limit_is_outcome_unknown(
+    birth_for: Any, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ybplug.wire
+
+    monkeypatch.setattr(ybplug.wire, "MAX_REPLY_BYTES", 4096)
+    padding = "x" * 10_000
+    async with Canned(inner({"flag": "1", "cause": padding, "data": {"baz726": GOOD_NUMBER}})) as centre:
+        client = HttpTransport(WireConfig(url=centre.url))
+        try:
+            with pytest.raises(OutcomeUnknown, match="4096-byte limit"):
+                await exchange(client, COLLECT, birth_for())
+        finally:
+            await client.aclose()

@@ -18,29 +18,74 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from ybplug.dotnet import DotnetSection
+from ybplug.envelope import OUTPUT_LEN
 from ybplug.errors import Error
-from ybplug.wire import WireConfig
 
 
 class ConfigError(Error):
     """A configuration a person wrote is wrong; the message says where and how."""
 
 
-class WireSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    url: str | None = None
-    usr: str | None = None
-    pwd: str | None = None
+#: The centre when neither the file nor ``YBPLUG_URL`` names one: the sandbox's default port.
+DEFAULT_URL = "http://127.0.0.1:8721"
+
+
+class WireConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[wire]``: where the centre is and who we are; the TOML loads into it, the transport takes it.
+
+    One struct for both, so a setting cannot have one default in the file and another in the
+    transport.  An empty ``url``/``usr``/``pwd`` means "not set here": :meth:`with_env` fills it from
+    ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD`` (a password rather lives in the environment than in a
+    file).  ``repr``/``str`` mask ``pwd``; ``msgspec.to_builtins`` keeps it (it is sent on the wire).
+    """
+
+    url: str = ""
+    usr: str = ""
+    pwd: str = ""
     sign_in: bool = False
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    output_len: int = OUTPUT_LEN
     max_connections: int = 64
+
+    @property
+    def endpoint(self) -> str:
+        """The centre's base URL (:data:`DEFAULT_URL` when none is set)."""
+        return self.url or DEFAULT_URL
+
+    def with_env(self) -> WireConfig:
+        """A copy whose unset ``url``/``usr``/``pwd`` come from ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD``
+        (the url, failing those, is :data:`DEFAULT_URL`)."""
+        filled = {name: os.environ.get(f"YBPLUG_{name.upper()}", "") for name in ("url", "usr", "pwd")
+                  if not getattr(self, name)}
+        values = {k: v for k, v in filled.items() if v}
+        values.setdefault("url", self.endpoint)
+        return msgspec.structs.replace(self, **values)
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            parts.append(f"{name}={'***' if name == 'pwd' and value else repr(value)}")
+        return f"WireConfig({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # msgspec's own would list pwd in the clear
+        return [(name, "***" if name == "pwd" and getattr(self, name) else getattr(self, name))
+                for name in self.__struct_fields__]
+
+
+#: The name this section had before the transport and the file shared one struct.
+WireSection = WireConfig
 
 
 class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -90,7 +135,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     duplicate_markers: list[str] = msgspec.field(default_factory=lambda: ["重复", "duplicate", "已存在"])
     already_void_markers: list[str] = msgspec.field(default_factory=lambda: ["已作废", "already void"])
     plugins: list[str] = msgspec.field(default_factory=list)
-    wire: WireSection = msgspec.field(default_factory=WireSection)
+    wire: WireConfig = msgspec.field(default_factory=WireConfig)
     voucher: VoucherSection | None = None
     dotnet: DotnetSection | None = None
 
@@ -106,8 +151,15 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def wire_config(self) -> WireConfig:
         """The wire settings, with ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD`` filling what the file leaves out."""
-        fields = msgspec.structs.asdict(self.wire)
-        return WireConfig.from_env(**fields)
+        return self.wire.with_env()
+
+    def __repr__(self) -> str:
+        # msgspec's own repr would do the same; spelled out so that the masking of wire.pwd (by
+        # WireConfig.__repr__) is visibly what Config's repr relies on.
+        parts = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__)
+        return f"Config({parts})"
+
+    __str__ = __repr__
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from ybplug.config import Config, WireSection
+from ybplug.config import Config, WireConfig
 from ybplug.fields import CHINA_TIME, with_check_digit
 from ybplug.hooks import hookimpl
 from ybplug.messages import Birth, CollectionResult, QrIdentity, RealNameRecord
@@ -136,7 +136,7 @@ async def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int
             voucher=VoucherSection(library=str(library), org_id="3502001000", district_no="350200") if library else None,
             journal=str(workdir / "journal.db"),
             upload="daily at 02:00",
-            wire=WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
+            wire=WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD),
         )
         async with Host(config, plugins=[say], entry_points=False) as host:
             say.say("\n1. the HIS records births (twins, and a mother who is not eligible):")

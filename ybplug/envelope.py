@@ -10,6 +10,10 @@ with inner ``{"flag", "cause", "data"}``; sign-in is ``sieaf/authorization/`` wi
 One module for both ends (the client in :mod:`ybplug.wire`, the simulated centre in
 :mod:`ybplug.sandbox`), so the two can never drift apart.  No aiohttp here: the sandbox's rules
 and the config can use it without loading an HTTP stack.
+
+A reply is read as hostile input: at most :data:`MAX_REPLY_BYTES`, decoded into a schema whose
+depth is bounded (the ``data`` node holds scalars, rows of scalars or lists of such rows; nothing
+deeper), and anything else raises :class:`MalformedReply`, never a library's exception.
 """
 
 from __future__ import annotations
@@ -18,19 +22,50 @@ from typing import Any
 
 import msgspec
 
+from ybplug.errors import Error
+
 # Relative, so that a vendor agent mounted under a prefix (http://host/agent/) keeps it.
 BUSINESS_PATH = "sieaf/business_handle/"
 SIGN_IN_PATH = "sieaf/authorization/"
 #: ``outputLen`` the vendor agent expects: the largest reply it may write.
 OUTPUT_LEN = 20000
+#: The largest reply body read at all (a .24 answer of 99,999 rows is about 30 MB; no real batch
+#: comes near, the default is 100 rows).  Anything larger is an unreadable reply.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: Deepest nesting of a reply's ``data`` node a transport may hand to :func:`ybplug.wire.exchange`:
+#: ``data`` -> ``xsesmlb`` list -> row -> value is 3; the bound leaves room for a vendor's wrapping.
+MAX_DEPTH = 8
+#: Most values (scalars, lists, objects) in one reply's ``data`` node: 100 rows of 11 fields is 1,200.
+MAX_NODES = 2_000_000
+
+
+class MalformedReply(Error, ValueError):
+    """A reply that cannot be read as the envelope says; the reason never quotes the body."""
 
 
 class CentreReply(msgspec.Struct, frozen=True):
-    """The inner reply as it arrives: ``flag`` (often a string), ``cause`` and the ``data`` node."""
+    """The inner reply as it arrives: ``flag`` (often a string; None when absent), ``cause`` and
+    the ``data`` node.  Only a ``flag`` of exactly 0 or 1 is an answer (see :func:`ybplug.wire.exchange`)."""
 
-    flag: int = 0
+    flag: int | None = None
     cause: str | None = None
     data: dict[str, Any] | None = None
+
+
+# The shape a reply is decoded into: bounded depth by construction, so that no reply can make the
+# decoder recurse (a value of any other shape is a ValidationError, raised at the first token).
+_Scalar = str | int | float | bool | None
+_Row = dict[str, _Scalar]
+
+
+class _WireReply(msgspec.Struct, frozen=True):
+    flag: int | None = None
+    cause: str | int | float | None = None
+    data: dict[str, _Scalar | list[_Row] | _Row] | None = None
+
+
+class _OuterData(msgspec.Struct):
+    outputValue: str | _WireReply
 
 
 class Request(msgspec.Struct):
@@ -55,14 +90,14 @@ class _Envelope(msgspec.Struct):
 
 
 class _Outer(msgspec.Struct):
-    data: dict[str, Any]
+    data: _OuterData
 
 
 _encode = msgspec.json.Encoder().encode
 _decode_envelope = msgspec.json.Decoder(_Envelope, strict=False).decode
 _decode_request = msgspec.json.Decoder(Request, strict=False).decode
 _decode_outer = msgspec.json.Decoder(_Outer).decode
-_decode_inner = msgspec.json.Decoder(CentreReply, strict=False).decode
+_decode_inner = msgspec.json.Decoder(_WireReply, strict=False).decode
 _decode_credentials = msgspec.json.Decoder(Credentials, strict=False).decode
 
 
@@ -82,16 +117,65 @@ def encode_credentials(usr: str, pwd: str) -> bytes:
 
 def decode_reply(body: bytes) -> CentreReply:
     """The inner reply of a business call; ``outputValue`` is a JSON string by the vendor's
-    convention, an object is accepted too.  Raises ``msgspec.DecodeError`` /
-    ``msgspec.ValidationError`` / ``KeyError`` / ``TypeError`` for a reply it cannot read."""
-    value = _decode_outer(body).data["outputValue"]
-    if isinstance(value, str):
-        return _decode_inner(value)
-    return msgspec.convert(value, CentreReply, strict=False)
+    convention, an object is accepted too.  Raises :class:`MalformedReply` for a reply it cannot read."""
+    _check_size(body)
+    outer = _guarded(_decode_outer, body)
+    value = outer.data.outputValue
+    return _reply(_guarded(_decode_inner, value) if isinstance(value, str) else value)
 
 
 def decode_sign_in_reply(body: bytes) -> CentreReply:
-    return _decode_inner(body)
+    """The sign-in answer (``{"flag", "cause"}``); raises :class:`MalformedReply` like :func:`decode_reply`."""
+    _check_size(body)
+    return _reply(_guarded(_decode_inner, body))
+
+
+def _check_size(body: bytes | str) -> None:
+    if len(body) > MAX_REPLY_BYTES:
+        raise MalformedReply(f"reply of {len(body)} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+
+
+def _guarded(decode: Any, body: bytes | str) -> Any:
+    try:
+        return decode(body)
+    except msgspec.ValidationError as exc:
+        # msgspec's message names the place (``$.data.flag``), never the value.
+        raise MalformedReply(f"reply does not match the envelope: {_short(str(exc))}") from None
+    except msgspec.DecodeError:
+        raise MalformedReply("reply is not JSON") from None
+    except RecursionError:  # an unknown key's value nested deeper than the decoder's stack allows
+        raise MalformedReply("reply nested too deeply") from None
+
+
+def _reply(wire: _WireReply) -> CentreReply:
+    cause = wire.cause if wire.cause is None or isinstance(wire.cause, str) else str(wire.cause)
+    return CentreReply(flag=wire.flag, cause=cause, data=wire.data)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shape_problem(data: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> str | None:
+    """Why a reply's ``data`` node (Python values, from any transport) is too deep or too large to
+    read, or None.  Iterative, so that the check itself cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > max_nodes:
+            return f"more than {max_nodes} values"
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth >= max_depth:
+            return f"nested deeper than {max_depth} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 # --- the centre's side ----------------------------------------------------------------------------
@@ -113,7 +197,7 @@ def encode_reply(inner: dict[str, Any]) -> bytes:
 
 
 __all__ = [
-    "BUSINESS_PATH", "SIGN_IN_PATH", "OUTPUT_LEN", "CentreReply", "Request", "Credentials",
-    "encode_request", "encode_credentials", "decode_reply", "decode_sign_in_reply",
+    "BUSINESS_PATH", "SIGN_IN_PATH", "OUTPUT_LEN", "MAX_REPLY_BYTES", "MAX_DEPTH", "MAX_NODES",
+    "CentreReply", "MalformedReply", "Request", "Credentials", "shape_problem", "encode_request", "encode_credentials", "decode_reply", "decode_sign_in_reply",
     "decode_request", "decode_credentials", "encode_reply",
 ]

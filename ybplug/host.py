@@ -39,7 +39,6 @@ import pluggy
 from ybplug import events
 from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers
 from ybplug.config import Config
-from ybplug.fields import wire_charset
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
@@ -201,7 +200,6 @@ class Host:
             raise PluginError(f"plugin {name or plugin!r}: {exc}") from None
 
     async def __aenter__(self) -> Host:
-        self._charset_token = wire_charset.set(self.config.charset)
         self._loop_thread = threading.get_ident()
         stack = AsyncExitStack()
         try:
@@ -228,7 +226,6 @@ class Host:
                     raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
         except BaseException:
             await stack.aclose()
-            wire_charset.reset(self._charset_token)
             raise
         self._stack = stack
         return self
@@ -241,7 +238,6 @@ class Host:
             stack, self._stack = self._stack, None
             if stack is not None:
                 await stack.aclose()
-            wire_charset.reset(self._charset_token)
 
     def start_soon(self, func: Callable[[], Coroutine[Any, Any, Any]], name: str | None = None) -> None:
         """Run background work in the host's task group; it is cancelled when the host exits.
@@ -359,8 +355,10 @@ class Host:
         naming each bad field.  Recording the same birth again (same mother ID, birth time and
         multiple-birth number) returns the existing record; it is never uploaded twice.
         """
-        if not isinstance(birth, Birth):
-            birth = load(Birth, birth)
+        if isinstance(birth, Birth):
+            birth.check(self.config.charset)
+        else:
+            birth = load(Birth, birth, charset=self.config.charset)
         [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
         if created:
             self.births_waiting()

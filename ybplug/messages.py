@@ -9,6 +9,7 @@ decoded leniently (``strict=False``) because real peers send numbers as strings.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -23,7 +24,16 @@ from ybplug.codes import (
     Sex,
     VoidFlag,
 )
-from ybplug.fields import Checker, InvalidMessage, Message, checks_skipped
+from ybplug.fields import (
+    DEFAULT_CHARSET,
+    PERMISSIVE_CHARSET,
+    Checker,
+    InvalidMessage,
+    Message,
+    Problem,
+    shown,
+    trusted,
+)
 
 __all__ = [
     "Birth",
@@ -77,8 +87,17 @@ class Birth(
 
     ``newborn_name`` defaults to the mother's name + 之子 / 之女 by sex, as the spec prescribes
     for a baby not yet named; ``data_source`` defaults to 1 (HIS upload).  ``birth_time`` is
-    ``YYYYMMDDHHMMSS`` as a number, China time.
+    ``YYYYMMDDHHMMSS`` as a number, China time; a ``datetime`` is accepted too (naive: China
+    time; aware: converted to China time).  Phones are numbers or digit strings: a mobile, or an
+    11-digit landline with its area code (number(11) keeps no leading 0: ``05921234567`` is sent
+    as ``5921234567``).
+
+    Construction checks names against GB18030 (every character, 4 bytes for one outside GBK);
+    :meth:`check` (``birth.check("gbk")``) or ``load(Birth, data, charset=...)`` applies the
+    configured charset.
     """
+
+    checks_types: ClassVar[bool] = True
 
     labels: ClassVar[dict[str, str]] = {
         "akc190": "医保流水号",
@@ -120,14 +139,12 @@ class Birth(
     father_phone: int | None = None
     data_source: str = ""
 
-    def __post_init__(self) -> None:
-        if checks_skipped():
-            return
-        check = Checker(self)
+    def rules(self, check: Checker) -> None:
         check.text("medical_serial", 20)
         check.text("his_serial", 50)
         check.number("multiple_birth_number", 1, missing="is required: 1 for a single birth, 1 and 2 for twins")
         sex = check.code("newborn_sex", Sex)
+        check.moment("birth_time")
         check.number("birth_time", 14)
         check.timestamp("birth_time")
         mother_type = check.code("mother_certificate_type", CertificateType)
@@ -135,27 +152,27 @@ class Birth(
         check.id_number("mother_id_number", mother_type)
         mother = check.text("mother_name", 50)
         check.number("mother_phone", 11)
-        check.mobile("mother_phone")
+        check.phone("mother_phone")
         father_type = check.code("father_certificate_type", CertificateType, required=False)
         check.text("father_id_number", 18, required=False)
-        if self.father_id_number and not father_type and not check.failed("father_certificate_type"):
+        if self.father_id_number and isinstance(self.father_id_number, str) and not father_type \
+                and not check.failed("father_certificate_type"):
             check.fail("father_certificate_type", "is required when bkee34 父亲证件号码 is given")
         check.id_number("father_id_number", father_type)
         check.text("father_name", 50, required=False)
         check.number("father_phone", 11, required=False)
-        check.mobile("father_phone")
-        if not self.data_source:
+        check.phone("father_phone")
+        if self.data_source is None or (isinstance(self.data_source, str) and not self.data_source):
             msgspec.structs.force_setattr(self, "data_source", DataSource.HIS.value)
         check.code("data_source", DataSource)
-        if not self.newborn_name and mother and sex:
+        if (self.newborn_name is None or self.newborn_name == "") and mother and sex:
             suffix = {Sex.MALE.value: "之子", Sex.FEMALE.value: "之女"}.get(sex)
             if suffix:
                 msgspec.structs.force_setattr(self, "newborn_name", mother + suffix)
             else:
                 check.fail("newborn_name", "is required when aac004 新生儿性别 is not 1 男 or 2 女")
-        if (self.newborn_name or (mother and sex)) and not check.failed("newborn_name"):
+        if (self.newborn_name not in (None, "") or (mother and sex)) and not check.failed("newborn_name"):
             check.text("newborn_name", 50)
-        check.done()
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -174,6 +191,11 @@ class Reply(Message, frozen=True):
     @property
     def ok(self) -> bool:
         return self.flag == 1
+
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        """Every ``baz726`` the reply carries (each must be well formed for the reply to count)."""
+        return ()
 
 
 def _as_text(message: Message, attr: str) -> None:
@@ -206,6 +228,10 @@ class CollectionResult(Reply, frozen=True, rename={
         _as_text(self, "eligibility")
 
     @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return (str(self.registration_number),) if self.registration_number != "" else ()
+
+    @property
     def eligible(self) -> bool:
         return self.eligibility == Eligibility.ELIGIBLE
 
@@ -227,14 +253,14 @@ class VoidRequest(Message, frozen=True, forbid_unknown_fields=True, rename={
     reason: str
     data_source: str = ""
 
-    def __post_init__(self) -> None:
-        check = Checker(self)
+    checks_types: ClassVar[bool] = True
+
+    def rules(self, check: Checker) -> None:
         check.text("registration_number", 16)
         check.text("reason", 100)
-        if not self.data_source:
+        if self.data_source is None or (isinstance(self.data_source, str) and not self.data_source):
             msgspec.structs.force_setattr(self, "data_source", DataSource.HIS.value)
         check.code("data_source", DataSource)
-        check.done()
 
 
 class VoidResult(Reply, frozen=True, rename={"registration_number": "baz726"}):
@@ -247,6 +273,10 @@ class VoidResult(Reply, frozen=True, rename={"registration_number": "baz726"}):
     def __post_init__(self) -> None:
         _as_text(self, "registration_number")
 
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return (str(self.registration_number),) if self.registration_number != "" else ()
+
 
 class RealNameQueryItem(Message, frozen=True, rename={"registration_number": "baz726"}):
     """One ``<xseqqlb>`` row: a registration number to ask about."""
@@ -255,10 +285,8 @@ class RealNameQueryItem(Message, frozen=True, rename={"registration_number": "ba
 
     registration_number: str
 
-    def __post_init__(self) -> None:
-        check = Checker(self)
+    def rules(self, check: Checker) -> None:
         check.text("registration_number", 16)
-        check.done()
 
 
 class RealNameQuery(Message, frozen=True, rename={"row_count": "rownum", "items": "xseqqlb"}):
@@ -274,14 +302,12 @@ class RealNameQuery(Message, frozen=True, rename={"row_count": "rownum", "items"
         items = [RealNameQueryItem(registration_number=n) for n in registration_numbers]
         return cls(row_count=len(items), items=items)
 
-    def __post_init__(self) -> None:
-        check = Checker(self)
+    def rules(self, check: Checker) -> None:
         count = check.number("row_count", 5)
         if count is not None and count != len(self.items):
             check.fail("row_count", f"says {count} but <xseqqlb> holds {len(self.items)} rows")
         if not self.items:
             check.fail("items", "must hold at least one baz726")
-        check.done()
 
 
 class RealNameRecord(Message, frozen=True, rename={
@@ -346,6 +372,10 @@ class RealNameResult(Reply, frozen=True, rename={"row_count": "rownum", "records
     row_count: int = 0
     records: list[RealNameRecord] = []
 
+    @property
+    def registration_numbers(self) -> tuple[str, ...]:
+        return tuple(str(r.registration_number) for r in self.records)
+
 
 class QrRequestData(Message, frozen=True, rename="camel"):
     """The ``data`` node of the EcTrans request: who scans, where, for what."""
@@ -368,8 +398,7 @@ class QrRequestData(Message, frozen=True, rename="camel"):
     office_id: str | None = None
     office_name: str | None = None
 
-    def __post_init__(self) -> None:
-        check = Checker(self)
+    def rules(self, check: Checker) -> None:
         check.division("org_id", check.text("org_id", 20), exact=False)
         check.code("business_type", QrBusinessType)
         check.division("district_no", check.text("district_no", 6), exact=True)
@@ -377,7 +406,6 @@ class QrRequestData(Message, frozen=True, rename="camel"):
         check.text("operator_name", 50, required=False)
         check.text("office_id", 30, required=False)
         check.text("office_name", 50, required=False)
-        check.done()
 
 
 class QrRequest(Message, frozen=True):
@@ -450,21 +478,75 @@ REALNAME = Transaction(Funid.REALNAME, Funid.REALNAME.label, RealNameQuery, Real
 MessageT = TypeVar("MessageT", bound=Message)
 
 
-def load(message_type: type[MessageT], data: Any, *, strict: bool = True) -> MessageT:
-    """Convert a wire-named dict into ``message_type``, raising :class:`InvalidMessage` on any problem.
+def load(message_type: type[MessageT], data: Any, *, strict: bool = True, charset: str = DEFAULT_CHARSET) -> MessageT:
+    """Convert a wire-named dict into ``message_type``, raising :class:`InvalidMessage` naming every
+    problem at once (type errors too), each with the spec's Chinese field name.
 
-    Unlike a bare ``msgspec.convert`` (which raises ``msgspec.ValidationError``), the error here
-    always carries the spec's Chinese field name, for type errors as well as rule errors.
+    ``charset`` is the centre's (``config.charset``): text lengths are counted and characters
+    checked in it.  Messages whose rules check every field's type (:class:`Birth`,
+    :class:`VoidRequest`) take the raw values and check each field (a digit string is a number
+    there whatever ``strict`` says, as in Python construction); the others go through msgspec
+    (``strict=False`` accepting digit strings for numbers), whose first type error is reported.
     """
+    if message_type.checks_types:
+        return _load_raw(message_type, data, charset)
     try:
-        return msgspec.convert(data, message_type, strict=strict)
+        message = msgspec.convert(data, message_type, strict=strict)
     except msgspec.ValidationError as exc:
         raise _explain(message_type, exc) from None
+    except RecursionError:  # hostile nesting in a field msgspec has to walk
+        raise InvalidMessage(message_type.__name__, [Problem("?", "", "nested too deeply")]) from None
+    if charset != PERMISSIVE_CHARSET:
+        message.check(charset)
+    return message
+
+
+#: How many unknown keys an error lists by name (a hostile dict may hold millions).
+_UNKNOWN_SHOWN = 5
+
+
+def _load_raw(message_type: type[MessageT], data: Any, charset: str) -> MessageT:
+    if isinstance(data, message_type):
+        data.check(charset)
+        return data
+    if not isinstance(data, dict):
+        problem = Problem("?", "", f"must be an object with the spec's field names, got {type(data).__name__}")
+        raise InvalidMessage(message_type.__name__, [problem])
+    attrs = _attributes(message_type)
+    values: dict[str, Any] = dict.fromkeys(_required_attributes(message_type))
+    unknown = []
+    for key, value in data.items():
+        attr = attrs.get(key) if isinstance(key, str) else None
+        if attr is None:
+            unknown.append(key)
+        else:
+            values[attr] = value
+    problems = [Problem(shown(key), "", "is not a field of this message in the spec") for key in unknown[:_UNKNOWN_SHOWN]]
+    if len(unknown) > _UNKNOWN_SHOWN:
+        problems.append(Problem("…", "", f"and {len(unknown) - _UNKNOWN_SHOWN} more keys that are not fields of this message"))
+    with trusted():  # built unchecked; the checks below run once, with the configured charset
+        message = message_type(**values)
+    checker = Checker(message, charset)
+    message.rules(checker)
+    checker.problems[:0] = problems
+    checker.done()
+    return message
+
+
+@functools.cache
+def _attributes(message_type: type[Message]) -> dict[str, str]:
+    """Wire name -> attribute."""
+    return dict(zip(message_type.__struct_encode_fields__, message_type.__struct_fields__, strict=True))
+
+
+@functools.cache
+def _required_attributes(message_type: type[Message]) -> tuple[str, ...]:
+    """Attributes without a default: given as None when missing, so the rules say "is required"."""
+    fields = message_type.__struct_fields__
+    return fields[: len(fields) - len(message_type.__struct_defaults__)]
 
 
 def _explain(message_type: type[Message], exc: msgspec.ValidationError) -> InvalidMessage:
-    from ybplug.fields import Problem
-
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, InvalidMessage):
         return cause
@@ -476,6 +558,8 @@ def _explain(message_type: type[Message], exc: msgspec.ValidationError) -> Inval
         rule = "is required"
     elif not field and text.startswith("Object contains unknown field `"):
         field = text.split("`")[1]
-        return InvalidMessage(message_type.__name__, [Problem(field, "", "is not a field of this message in the spec")])
+        return InvalidMessage(message_type.__name__, [Problem(shown(field), "", "is not a field of this message in the spec")])
     label = message_type.labels.get(field, "")
-    return InvalidMessage(message_type.__name__, [Problem(field or "?", label, rule)])
+    if len(rule) > 200:  # msgspec quotes enum values and keys: bounded, never personal fields here
+        rule = rule[:200] + "…"
+    return InvalidMessage(message_type.__name__, [Problem(field if len(field) <= 40 else shown(field), label, rule)])

@@ -15,7 +15,8 @@ def mask(value: Any) -> str:
     """Keep enough of a value to recognise it, hide the rest.
 
     ``350204198001010001`` -> ``3502**********0001``; ``13800138000`` -> ``138****8000``;
-    ``张三`` -> ``张*``; short values are hidden entirely.
+    ``1380013`` -> ``13***13``; ``张三`` -> ``张*``; one character is hidden entirely.  At least
+    three characters are always hidden, whatever the length.
     """
     text = "" if value is None else str(value)
     n = len(text)
@@ -23,8 +24,10 @@ def mask(value: Any) -> str:
         return ""
     if n >= 15:
         return text[:4] + "*" * (n - 8) + text[-4:]
-    if n >= 7:
+    if n >= 11:
         return text[:3] + "*" * (n - 7) + text[-4:]
+    if n >= 7:
+        return text[:2] + "*" * (n - 4) + text[-2:]
     if n >= 2:
         return text[0] + "*" * (n - 1)
     return "*"

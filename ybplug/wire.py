@@ -10,6 +10,10 @@ its own ``Transport`` through the ``ybplug_transport`` hook.
 Outcomes are typed because the journal's safety depends on them:
 
 * a business refusal (``flag`` 0) is an answer, returned as a result with ``ok`` false;
+* a reply is trusted only when well formed: ``flag`` exactly 0 or 1, and every ``baz726`` it
+  carries of the spec's shape (:func:`ybplug.fields.is_registration_number`); anything else
+  (no flag, flag 2, a flag-1 registration numbered ``"123"``, one malformed row of a .24 answer)
+  is an :class:`OutcomeUnknown`, never a refusal or a success;
 * :class:`NotDelivered`: the request surely never reached the centre (connection refused,
   connect timeout): safe to send again;
 * :class:`OutcomeUnknown`: it may have been applied (timeout after sending, connection lost,
@@ -20,9 +24,7 @@ Outcomes are typed because the journal's safety depends on them:
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -30,8 +32,10 @@ import msgspec
 
 from ybplug import envelope
 from ybplug.codes import Funid
-from ybplug.envelope import BUSINESS_PATH, OUTPUT_LEN, SIGN_IN_PATH, CentreReply
+from ybplug.config import WireConfig
+from ybplug.envelope import BUSINESS_PATH, MAX_REPLY_BYTES, SIGN_IN_PATH, CentreReply, MalformedReply
 from ybplug.errors import Error, Outcome
+from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number, shown
 from ybplug.messages import Message, Reply, RequestT, ResultT, Transaction
 
 log = logging.getLogger("ybplug.wire")
@@ -46,6 +50,8 @@ class WireError(Error):
     outcome: Outcome = Outcome.UNKNOWN
 
     def __init__(self, funid: str, reason: str) -> None:
+        if len(reason) > 600:  # a centre's cause or a library's message can be any length
+            reason = reason[:600] + "…"  # 600 characters: under 2 KB even if all are Chinese
         self.funid = funid
         self.reason = reason
         #: The journal's exchange row, once the host has recorded the attempt.
@@ -89,44 +95,40 @@ class Transport(Protocol):
 
 
 async def exchange(transport: Transport, transaction: Transaction[RequestT, ResultT], request: RequestT) -> ResultT:
-    """One typed round trip: encode ``request`` with wire names, decode the reply leniently."""
-    reply = await transport.call(transaction.funid, msgspec.to_builtins(request))
+    """One typed round trip: encode ``request`` with wire names, decode the reply leniently, and
+    trust it only when well formed (else :class:`OutcomeUnknown`: the host retries, then sends the
+    record to review).
+
+    A .24 answer with one malformed ``<xsesmlb>`` row is unknown as a whole: a centre that garbles
+    one row may have garbled the others in ways that still look well formed.
+    """
+    funid = transaction.funid
+    reply = await transport.call(funid, msgspec.to_builtins(request))
+    if not isinstance(reply, CentreReply):
+        raise OutcomeUnknown(funid, f"the transport returned {type(reply).__name__}, not a CentreReply")
+    flag = reply.flag
+    if flag is None:
+        raise OutcomeUnknown(funid, "reply without flag 操作成功标志")
+    if type(flag) is not int or flag not in (0, 1):
+        raise OutcomeUnknown(funid, f"flag 操作成功标志 is {shown(flag)}, neither 0 nor 1")
+    if reply.data is not None and not isinstance(reply.data, dict):
+        raise OutcomeUnknown(funid, f"reply data is {type(reply.data).__name__}, not an object")
+    problem = envelope.shape_problem(reply.data)
+    if problem:
+        raise OutcomeUnknown(funid, f"reply data {problem}")
     merged: dict[str, Any] = dict(reply.data or {})
-    merged["flag"] = reply.flag
+    merged["flag"] = flag
     merged["cause"] = reply.cause
     try:
         result = msgspec.convert(merged, transaction.result, strict=False)
     except msgspec.ValidationError as exc:
-        raise OutcomeUnknown(transaction.funid, f"reply does not match the spec: {exc}") from None
-    if result.ok and transaction.funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
-        raise OutcomeUnknown(transaction.funid, "flag 1 without baz726 新生儿登记流水号")
+        raise OutcomeUnknown(funid, f"reply does not match the spec: {exc}") from None
+    if result.ok and funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
+        raise OutcomeUnknown(funid, "flag 1 without baz726 新生儿登记流水号")
+    for number in result.registration_numbers:
+        if not is_registration_number(number):
+            raise OutcomeUnknown(funid, f"baz726 新生儿登记流水号 {shown(number)}: {REGISTRATION_NUMBER_RULE}")
     return result
-
-
-@dataclass
-class WireConfig:
-    """Where the centre is and who we are.  ``pwd`` never appears in ``repr`` or logs."""
-
-    url: str = "http://127.0.0.1:8721"
-    usr: str = ""
-    pwd: str = field(default="", repr=False)
-    sign_in: bool = False
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    output_len: int = OUTPUT_LEN
-    max_connections: int = 64
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WireConfig:
-        """Defaults, then ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD``, then ``overrides``."""
-        values: dict[str, Any] = {}
-        for name in ("url", "usr", "pwd"):
-            env = os.environ.get(f"YBPLUG_{name.upper()}")
-            if env:
-                values[name] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
 
 
 class HttpTransport:
@@ -147,7 +149,7 @@ class HttpTransport:
             )
             connector = aiohttp.TCPConnector(limit=self.config.max_connections)
             self._session = aiohttp.ClientSession(
-                base_url=self.config.url.rstrip("/") + "/", timeout=timeout, connector=connector
+                base_url=self.config.endpoint.rstrip("/") + "/", timeout=timeout, connector=connector
             )
         return self._session
 
@@ -166,7 +168,7 @@ class HttpTransport:
             raise NotDelivered("sign-in", f"HTTP {status} from {SIGN_IN_PATH}")
         try:
             reply = envelope.decode_sign_in_reply(payload)
-        except msgspec.DecodeError:
+        except MalformedReply:
             raise NotDelivered("sign-in", "unreadable sign-in reply") from None
         if not reply.flag == 1:
             raise AuthenticationFailed("sign-in", f"sign-in refused: {reply.cause or 'no cause given'}")
@@ -184,24 +186,36 @@ class HttpTransport:
         if status >= 500:
             raise OutcomeUnknown(funid, f"HTTP {status} from the centre")
         if status != 200:
-            raise NotDelivered(funid, f"HTTP {status} from {self.config.url.rstrip('/')}/{BUSINESS_PATH}")
+            raise NotDelivered(funid, f"HTTP {status} from {self.config.endpoint.rstrip('/')}/{BUSINESS_PATH}")
         try:
             reply = envelope.decode_reply(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
-            raise OutcomeUnknown(funid, f"malformed reply ({type(exc).__name__})") from None
+        except MalformedReply as exc:
+            raise OutcomeUnknown(funid, f"malformed reply: {exc}") from None
         log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)
         return reply
+
+    @staticmethod
+    async def _read(funid: str, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, up to :data:`ybplug.envelope.MAX_REPLY_BYTES` (a larger one is unknown)."""
+        if (response.content_length or 0) > MAX_REPLY_BYTES:
+            raise OutcomeUnknown(funid, f"reply of {response.content_length} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                raise OutcomeUnknown(funid, f"reply over the {MAX_REPLY_BYTES}-byte limit")
+        return bytes(body)
 
     async def _post(self, funid: str, path: str, body: bytes) -> tuple[int, bytes]:
         """POST and read the whole body, classifying every failure by what the centre may have seen."""
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
             async with self._client().post(path, data=body, headers=headers) as response:
-                return response.status, await response.read()
+                return response.status, await self._read(funid, response)
         except aiohttp.ConnectionTimeoutError:
-            raise NotDelivered(funid, f"no connection to {self.config.url} within {self.config.connect_timeout} s") from None
+            raise NotDelivered(funid, f"no connection to {self.config.endpoint} within {self.config.connect_timeout} s") from None
         except aiohttp.ClientConnectorError as exc:
-            raise NotDelivered(funid, f"cannot connect to {self.config.url}: {exc.os_error.strerror or exc}") from None
+            raise NotDelivered(funid, f"cannot connect to {self.config.endpoint}: {exc.os_error.strerror or exc}") from None
         except TimeoutError:
             raise OutcomeUnknown(funid, f"no reply within {self.config.read_timeout} s after sending") from None
         except aiohttp.ClientError as exc:
