@@ -21,7 +21,6 @@ import importlib
 import logging
 import os
 import queue
-import re
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from ybplug.config import Config
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
+from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.journal import Backoff, BirthNotFound, BirthState, BirthStatus, Delivery, Journal, JournalLost
 from ybplug.lifecycle import ResolutionError
 from ybplug.messages import (
@@ -60,8 +60,7 @@ from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
 
-#: A registration number as the centre issues them (XSE + 13 digits).
-_REGISTRATION = re.compile(r"^XSE\d{13}$")
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -455,10 +454,8 @@ class Host:
         """
         if registration_number is not None:
             registration_number = registration_number.strip().upper()
-            if not _REGISTRATION.match(registration_number):
-                raise ResolutionError(
-                    f"baz726 新生儿登记流水号 {registration_number!r} is not a registration number (XSE and 13 digits)"
-                )
+            if not is_registration_number(registration_number):
+                raise ResolutionError(f"baz726 新生儿登记流水号 {registration_number!r}: {REGISTRATION_NUMBER_RULE}")
         _, claimed = await self.run_journal(
             self.journal.resolve_review, birth_id, operator=operator, registration_number=registration_number,
             eligible=eligible, refused=refused, send_again=send_again,
