@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 import ybplug
-from ybplug.binding import VoucherCrashed, VoucherRefused, VoucherTimeout
+from ybplug.voucher import VoucherCrashed, VoucherRefused, VoucherTimeout
 from ybplug.config import Config, VoucherSection, WireSection
 from ybplug.hooks import hookimpl
 from ybplug.host import Host

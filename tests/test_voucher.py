@@ -1,4 +1,4 @@
-"""ybplug.binding against a C library of our own with EcTrans's signature (tests/ectrans).
+"""ybplug.voucher against a C library of our own with EcTrans's signature (tests/ectrans).
 
 The library is compiled once per session with the system compiler; the tests are skipped where
 there is none.  Every behaviour runs on both backends, except the crashes: a segfault on the
@@ -24,7 +24,7 @@ import anyio
 import pytest
 from support import SPEC_EXAMPLE_IDENTITY
 
-from ybplug.binding import (
+from ybplug.voucher import (
     Voucher,
     VoucherBusy,
     VoucherCallFailed,
@@ -490,11 +490,12 @@ async def test_worker_runs_without_ybplug(anyio_backend: str, fake_library: Path
 async def test_worker_falls_back_to_the_module(
     anyio_backend: str, fake_library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Without source files (a byte-code-only install) the worker is `python -m ybplug.binding --serve`.
-    import ybplug.binding
+    # Without source files (a byte-code-only install) the worker is `python -m ybplug.voucher.worker`.
+    import ybplug.voucher.process
 
-    monkeypatch.setattr(ybplug.binding, "_worker_source", lambda: None)
+    monkeypatch.setattr(ybplug.voucher.process, "worker_script", lambda: None)
     async with Voucher(configure(fake_library, "process")) as voucher:
+        assert "-m" in ybplug.voucher.process.worker_command(voucher.config, None)
         assert (await voucher.decode(qr(code("chatty")))).name == "张三"
         with pytest.raises(VoucherCrashed):
             await voucher.decode(qr(code("abort")))
