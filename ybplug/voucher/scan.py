@@ -29,6 +29,14 @@ _GB18030_BOM = b"\x84\x31\x95\x33"
 # multibyte character; outside, at a string, a bracket or a multibyte character.
 _IN_STRING = re.compile(rb'["\\\x00-\x1f\x80-\xff]')
 _OUTSIDE = re.compile(rb'["{}\[\]\x80-\xff]')
+# Runs inside a string that need no repair, matched in one go (a hostile reply of 100,000 escapes or
+# Chinese characters must not cost a Python loop turn each): printable ASCII but the quote and the
+# backslash, an escape of an ASCII character, and (GB) whole 4-byte then 2-byte characters.
+_PLAIN_RUN = re.compile(rb'(?:[\x20\x21\x23-\x5b\x5d-\xff]+|\\[\x20-\x7f])+')
+_GB_RUN = re.compile(
+    rb'(?:[\x20\x21\x23-\x5b\x5d-\x7f]+|\\[\x20-\x7f]|[\x81-\xfe][\x30-\x39][\x81-\xfe][\x30-\x39]'
+    rb'|[\x81-\xfe][\x40-\x7e\x80-\xfe])+'
+)
 # In decoded text: a whole string (escapes included) or a bracket.
 _TEXT_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
@@ -109,6 +117,13 @@ def _first_object(data: bytes, *, gb: bool) -> bytes:
     depth = 0
     in_string = False
     while i < n:
+        if in_string:
+            run = (_GB_RUN if gb else _PLAIN_RUN).match(data, i)
+            if run is not None:
+                out += run.group()
+                i = run.end()
+                if i >= n:
+                    break
         match = (_IN_STRING if in_string else _OUTSIDE).search(data, i)
         if match is None:
             out += data[i:]
