@@ -654,3 +654,46 @@ def test_every_error_is_a_voucher_error() -> None:
     assert isinstance(VoucherTimeout("t", 1.0), TimeoutError)
     assert VoucherCrashed("c", -11).signal == 11
     assert VoucherCrashed("c", 3).signal is None
+
+
+@pytest.mark.anyio
+async def test_worker_environment_holds_no_secrets(
+    anyio_backend: str, fake_library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker inherited YBPLUG_PWD (issue "Hostile input"): a vendor library has no business
+    # with the centre's password, nor with anything named like a secret.
+    monkeypatch.setenv("YBPLUG_PWD", "centre-password")
+    monkeypatch.setenv("YBPLUG_USR", "H35020001")
+    monkeypatch.setenv("HIS_DB_PASSWORD", "his-password")
+    async with Voucher(configure(fake_library, "process")) as voucher:
+        with pytest.raises(VoucherRefused) as seen:
+            await voucher.decode(qr(code("environ")))
+    assert seen.value.cause == "env: YBPLUG_PWD=unset YBPLUG_USR=unset HIS_DB_PASSWORD=unset PATH=set"
+
+
+@pytest.mark.anyio
+async def test_thread_backend_drops_calls_queued_behind_a_hang_when_it_times_out(
+    anyio_backend: str, fake_library: Path, fake: ctypes.CDLL
+) -> None:
+    await settle(fake_library)
+    subject = Voucher(configure(fake_library, "thread", timeout=1.0))
+    failures: dict[str, tuple[type[BaseException], float]] = {}
+
+    async def one(name: str, idcode: str) -> None:
+        began = time.monotonic()
+        try:
+            await subject.decode(qr(idcode))
+        except VoucherError as exc:
+            failures[name] = (type(exc), time.monotonic() - began)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "hung", code("hang"))
+        await anyio.sleep(0.4)
+        tg.start_soon(one, "queued", code("ok"))
+    assert failures["hung"][0] is VoucherTimeout
+    kind, waited = failures["queued"]
+    assert kind is VoucherBusy and waited < 0.9  # failed when the hang timed out, not at its own 1 s
+    assert VoucherBusy.outcome == "not_delivered" and VoucherTimeout.outcome == "unknown"
+    fake.FakeRelease()
+    await settle(fake_library)
+
