@@ -216,6 +216,7 @@ async def test_a_dotnet_exception_is_a_plugin_error_with_its_type_and_message(
     assert "OnCollectionResult" in (error.dotnet_stack_trace or "")
 
     # Through the host: retried, then parked with the .NET type and message, no Python traceback logged.
+    # (The wait for the parked delivery is the one test_host.py's parking test makes.)
     async with Host(host_config(tmp_path, sandbox, delivery_attempts=2), plugins=[down], entry_points=False) as host:
         await host.record_birth(birth_record(3))
         await host.sync("upload")

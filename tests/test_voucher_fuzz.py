@@ -93,12 +93,14 @@ def _check(error: BaseException) -> None:
 def test_hostile_replies_meet_only_ybplug_errors_quickly(raw: bytes) -> None:
     for decode in (lambda: decode_reply(raw, BUFFER), lambda: identity(0, raw, buffer_size=BUFFER, secrets=(SECRET,)),
                    lambda: identity(5, raw, buffer_size=BUFFER, secrets=(SECRET,))):
-        began = time.perf_counter()
+        # CPU time of this thread: what the decoder costs, not what the other processes sharing
+        # the machine's cores cost it (a wall clock on a loaded CI machine measures those).
+        began = time.thread_time()
         try:
             decode()
         except BaseException as exc:  # noqa: BLE001 - the property is about what escapes
             _check(exc)
-        assert time.perf_counter() - began < 0.1
+        assert time.thread_time() - began < 0.1
 
 
 def test_a_reply_nested_3000_deep_is_unreadable_not_a_recursion_error() -> None:

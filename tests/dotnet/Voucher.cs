@@ -1,4 +1,4 @@
-// A vendor's .NET EcTrans, as ybplug's DotnetVoucher calls it (see tests/test_dotnet.py):
+// A vendor's .NET EcTrans, as ybplug's Voucher calls it with backend = "dotnet" (see tests/test_dotnet.py):
 //     public static int EcTrans(string inData, out string outData)
 // inData is the spec's request JSON; outData the spec's reply, here byte for byte the spec's example
 // (trailing comma included).  The idcode chooses a behaviour:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ybplug.dotnet.plugins import DotnetPlugin, hook_method_name, plugins_from_config
     from ybplug.dotnet.runtime import DotnetRuntime
 
+# The same lazy export as ybplug/voucher/__init__.py's (see there).
 _LAZY = {
     "DotnetBackend": "ybplug.dotnet.ectrans",
     "DotnetPlugin": "ybplug.dotnet.plugins",

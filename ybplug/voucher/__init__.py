@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     )
     from ybplug.voucher.front import Voucher
 
+# The lazy export below has the shape of ybplug/dotnet/__init__.py's (three lines each, kept in
+# each package so that each __init__ stands alone); its names are those of errors.py's __all__ and
+# the imports above, which mypy needs spelled out (as the tests' imports spell them again).
 _LAZY = {
     "Voucher": "ybplug.voucher.front",
     "decode_reply": "ybplug.voucher.codec",

@@ -39,6 +39,7 @@ class VoucherConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ``org_id``, ``district_no``: defaults of every QR request made here.
     """
 
+    # (Plain msgspec fields with defaults, shaped like every other struct's, messages.py's included.)
     library: str
     convention: Convention = "auto"
     backend: BackendName = "process"
