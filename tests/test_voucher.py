@@ -657,6 +657,14 @@ def test_every_error_is_a_voucher_error() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_reply_nested_3000_deep_is_unreadable_on_every_backend(voucher: Voucher) -> None:
+    # Issue "Hostile input": a well-formed 6 KB reply nested 3,000 deep raised RecursionError.
+    with pytest.raises(VoucherReplyUnreadable, match="nests deeper than 32 levels"):
+        await voucher.decode(qr(code("deep", 3000)))
+    assert (await voucher.decode(qr(code("ok")))).name == "张三"
+
+
+@pytest.mark.anyio
 async def test_worker_environment_holds_no_secrets(
     anyio_backend: str, fake_library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

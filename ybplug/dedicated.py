@@ -65,7 +65,8 @@ class Job(Generic[T]):
         self._state = self.QUEUED
         self._result: Any = None
         self._error: BaseException | None = None
-        self._finished = threading.Event()
+        # Only a blocking waiter needs a threading.Event; an async one is woken through its loop.
+        self._finished = None if asynchronous else threading.Event()
         self._wake = _wakeup() if asynchronous else None
         self._event = anyio.Event() if asynchronous else None
         self.started: float | None = None
@@ -109,7 +110,8 @@ class Job(Generic[T]):
             self._finish()
 
     def _finish(self) -> None:
-        self._finished.set()
+        if self._finished is not None:
+            self._finished.set()
         if self._wake is not None and self._event is not None:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
                 self._wake(self._event.set)
@@ -141,6 +143,7 @@ class Job(Generic[T]):
 
     def wait_blocking(self, timeout: float | None) -> bool:
         """Block until the job is done or dropped (start-up work, never on the event loop)."""
+        assert self._finished is not None, "an asynchronous job: await wait()"
         return self._finished.wait(timeout)
 
 
@@ -200,8 +203,8 @@ class DedicatedThread:
         return job
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the thread; the job runs to its end even if the caller is cancelled
-        (the cancellation is delivered once it is done)."""
+        """Run ``fn(*args)`` on the thread; the job runs to its end even if the caller is cancelled,
+        and the caller waits for it (the cancellation takes effect at its next checkpoint)."""
         job = self.submit(fn, *args)
         with anyio.CancelScope(shield=True):
             await job.wait()

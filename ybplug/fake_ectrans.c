@@ -38,6 +38,7 @@
  *   chatty      printf()s to stdout and stderr, then ok (a library that logs to the console)
  *   notjson     plain text
  *   truncated   a reply cut off mid-object
+ *   deep [n]    flag 1 and a data node nested n (default 3000) arrays deep: well-formed, hostile
  *   environ     flag 0, cause "env:" then NAME=set|unset for YBPLUG_PWD, YBPLUG_USR, HIS_DB_PASSWORD
  *               and PATH (what the worker inherited; names only, never values)
  *
@@ -303,6 +304,16 @@ EXPORT int CALLCONV EcTrans(char *inData, char *outData)
         reply_ok(outData, tail, district, ZHANG_SAN);
     } else if (strcmp(name, "notjson") == 0) {
         strcpy(outData, "ERROR 503: voucher service unavailable");
+    } else if (strcmp(name, "deep") == 0) {
+        long depth = arg >= 0 ? arg : 3000, i;
+        char *p = outData + sprintf(outData, "{\"flag\":\"1\",\"data\":");
+        for (i = 0; i < depth; i++) {
+            *p++ = '[';
+        }
+        for (i = 0; i < depth; i++) {
+            *p++ = ']';
+        }
+        strcpy(p, "}");
     } else if (strcmp(name, "environ") == 0) {
         static const char *names[] = {"YBPLUG_PWD", "YBPLUG_USR", "HIS_DB_PASSWORD", "PATH"};
         char cause[256] = "env:";
