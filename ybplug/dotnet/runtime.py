@@ -122,8 +122,10 @@ class DotnetRuntime:
         try:
             job.outcome()
         except DotnetError:
+            self._worker.stop(timeout=0)  # no runtime: the thread has nothing left to do
             raise
         except BaseException as exc:  # noqa: BLE001 - reported as the runtime being unavailable
+            self._worker.stop(timeout=0)
             raise DotnetRuntimeUnavailable(
                 f"cannot start the {self.settings.runtime} .NET runtime: {type(exc).__name__}: {exc}"
             ) from None
