@@ -50,7 +50,12 @@ def _deep(depth: int, opener: str) -> str:
 @st.composite
 def hostile(draw: st.DrawFn) -> bytes:
     """Reply bytes: random, or the spec's shape with hostile parts."""
-    kind = draw(st.sampled_from(["bytes", "json", "deep", "huge", "surrogate", "gb", "datatext"]))
+    kind = draw(st.sampled_from(["bytes", "json", "deep", "huge", "surrogate", "gb", "datatext", "number"]))
+    if kind == "number":  # numbers past every machine type, where text is expected
+        digits = "9" * draw(st.integers(min_value=1, max_value=6000))
+        number = draw(st.sampled_from([digits, f"-{digits}", f"1e{digits[:6]}", f"0.{digits}", f"{digits}e-999"]))
+        where = draw(st.sampled_from(['"flag":', '"flag":"1","cause":', '"flag":"1","data":{"idNo":']))
+        return ("{" + where + number + ("}}" if "data" in where else "}")).encode()
     if kind == "bytes":
         return draw(st.binary(max_size=2000))
     if kind == "json":
