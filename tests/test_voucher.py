@@ -705,3 +705,18 @@ async def test_thread_backend_drops_calls_queued_behind_a_hang_when_it_times_out
     fake.FakeRelease()
     await settle(fake_library)
 
+
+
+def test_the_toml_section_is_the_voucher_config(tmp_path: Path) -> None:
+    # One struct, one set of defaults: [voucher] loads into the VoucherConfig that Voucher takes.
+    from ybplug.config import Config, ConfigError
+
+    file = tmp_path / "ybplug.toml"
+    file.write_text('[voucher]\nlibrary = "C:/ylz/ylz-certificate.dll"\npython = "C:/Python311-32/python.exe"\n')
+    section = Config.load(file).voucher
+    assert isinstance(section, VoucherConfig)
+    assert section == VoucherConfig(library="C:/ylz/ylz-certificate.dll", python="C:/Python311-32/python.exe")
+    assert (section.backend, section.buffer_size, section.timeout) == ("process", 64 * 1024, 15.0)
+    file.write_text('[voucher]\nlibrary = "x.dll"\nbuffer_size = 10\n')
+    with pytest.raises(ConfigError, match=r"voucher.*buffer_size must be 1024 to 1048576 bytes, got 10"):
+        Config.load(file)
