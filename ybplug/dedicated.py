@@ -227,7 +227,7 @@ class DedicatedThread:
     def drop_pending(self) -> int:
         """Drop every job that has not started (their waiters wake at once); how many."""
         with self._pending_lock:
-            pending = list(self._pending)
+            pending = [job for job in self._pending if job.state == Job.QUEUED]
         return sum(job.drop() for job in pending)
 
     def _main(self) -> None:
