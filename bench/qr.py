@@ -33,7 +33,7 @@ import anyio.to_thread
 import common
 from common import Row
 
-from ybplug.binding import Voucher, VoucherConfig, encode_request
+from ybplug.voucher import Voucher, VoucherConfig, encode_request
 from ybplug.config import Config, VoucherSection, WireConfig
 from ybplug.host import Host
 from ybplug.messages import QrRequest, QrRequestData

@@ -1,7 +1,8 @@
 """Built-in plugin: decoding the national insurance QR code through the vendor's EcTrans.
 
 Active when ``[voucher] library`` is configured.  The library is started lazily at the first
-decode (the process backend's worker, or the thread backend's library thread).
+decode (the process backend's worker, the thread backend's library thread, or the .NET runtime
+for ``backend = "dotnet"``).
 """
 
 from __future__ import annotations
@@ -11,48 +12,23 @@ from typing import TYPE_CHECKING
 from ybplug.hooks import hookimpl
 
 if TYPE_CHECKING:
-    from ybplug.binding import Voucher
-    from ybplug.dotnet import DotnetVoucher
     from ybplug.host import Host
     from ybplug.messages import QrIdentity, QrRequest
+    from ybplug.voucher.front import Voucher
 
 
 class VoucherPlugin:
     def __init__(self) -> None:
-        self._voucher: Voucher | DotnetVoucher | None = None
+        self._voucher: Voucher | None = None
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
         section = host.config.voucher
         if section is None:
             return
-        if section.backend == "dotnet":
-            from ybplug.dotnet import DotnetSection, DotnetVoucher
+        from ybplug.voucher.front import Voucher
 
-            assert section.dotnet_type is not None  # VoucherSection checks it
-            self._voucher = DotnetVoucher(
-                section.library,
-                section.dotnet_type,
-                method=section.dotnet_method,
-                timeout=section.timeout,
-                scan_timeout=section.scan_timeout,
-                runtime=host.config.dotnet or DotnetSection(),
-            )
-            return
-        from ybplug.binding import Voucher, VoucherConfig
-
-        self._voucher = Voucher(
-            VoucherConfig(
-                library=section.library,
-                convention=section.convention,
-                backend=section.backend,
-                buffer_size=section.buffer_size,
-                timeout=section.timeout,
-                scan_timeout=section.scan_timeout,
-                python=section.python,
-                workdir=section.workdir,
-            )
-        )
+        self._voucher = Voucher(section, dotnet=host.config.dotnet)
 
     @hookimpl
     async def ybplug_shutdown(self) -> None:

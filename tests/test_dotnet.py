@@ -30,7 +30,6 @@ import support
 
 import ybplug
 from ybplug.caller import PluginError
-from ybplug.binding import VoucherBusy, VoucherCallFailed, VoucherRefused, VoucherTimeout
 from ybplug.config import Config
 from ybplug.dotnet import (
     DotnetAssemblyNotFound,
@@ -43,8 +42,6 @@ from ybplug.dotnet import (
     DotnetRuntimeUnavailable,
     DotnetSection,
     DotnetTypeNotFound,
-    DotnetVoucher,
-    DotnetVoucherFailed,
     hook_method_name,
     plugins_from_config,
 )
@@ -52,6 +49,8 @@ from ybplug.hooks import hookimpl
 from ybplug.host import Host
 from ybplug.messages import QrIdentity, QrRequest, QrRequestData, load
 from ybplug.sandbox import Sandbox
+from ybplug.voucher import Voucher, VoucherBusy, VoucherCallFailed, VoucherConfig, VoucherRefused, VoucherTimeout
+from ybplug.voucher.errors import DotnetVoucherFailed
 
 from support import birth_record
 
@@ -185,7 +184,7 @@ async def test_fifty_concurrent_deliveries_complete_without_a_hang_repeatedly(
 
             async def deliver(event_id: str) -> None:
                 outcomes.extend(await host.caller.call_each(
-                    "collection_result", only=["st_mary_dotnet"], birth=birth, result=result, birth_id=999, event_id=event_id,
+                    "collection_result", only=["st_mary_dotnet"], birth=birth, result=result, birth_id=999, event_id=event_id, resolved_by=None,
                 ))
 
             with anyio.fail_after(30):
@@ -217,6 +216,7 @@ async def test_a_dotnet_exception_is_a_plugin_error_with_its_type_and_message(
     assert "OnCollectionResult" in (error.dotnet_stack_trace or "")
 
     # Through the host: retried, then parked with the .NET type and message, no Python traceback logged.
+    # (The wait for the parked delivery is the one test_host.py's parking test makes.)
     async with Host(host_config(tmp_path, sandbox, delivery_attempts=2), plugins=[down], entry_points=False) as host:
         await host.record_birth(birth_record(3))
         await host.sync("upload")
@@ -244,10 +244,16 @@ async def test_csharp_plugin_answers_decode_qr_through_the_host(
 # --- a C# EcTrans ---------------------------------------------------------------------------------
 
 
+def dotnet_voucher(assemblies: Path, runtime: DotnetRuntime, type_name: str = ECTRANS, **settings: Any) -> Voucher:
+    """A Voucher with backend = "dotnet", as plugins/voucher.py makes it from [voucher]."""
+    config = VoucherConfig(library=str(assemblies / "Voucher.dll"), backend="dotnet", dotnet_type=type_name, **settings)
+    return Voucher(config, dotnet=runtime)
+
+
 class DotnetVoucherPlugin:
     """What plugins/voucher.py does with a [voucher] backend = "dotnet"."""
 
-    def __init__(self, voucher: DotnetVoucher) -> None:
+    def __init__(self, voucher: Voucher) -> None:
         self.voucher = voucher
 
     @hookimpl
@@ -256,14 +262,14 @@ class DotnetVoucherPlugin:
 
 
 @pytest.fixture
-async def voucher(assemblies: Path, runtime: DotnetRuntime) -> AsyncIterator[DotnetVoucher]:
-    async with DotnetVoucher(assemblies / "Voucher.dll", ECTRANS, timeout=5.0, runtime=runtime) as loaded:
+async def voucher(assemblies: Path, runtime: DotnetRuntime) -> AsyncIterator[Voucher]:
+    async with dotnet_voucher(assemblies, runtime, timeout=5.0) as loaded:
         yield loaded
 
 
 @pytest.mark.anyio
 async def test_csharp_ectrans_serves_host_decode_qr(
-    tmp_path: Path, sandbox: Sandbox, voucher: DotnetVoucher
+    tmp_path: Path, sandbox: Sandbox, voucher: Voucher
 ) -> None:
     decoded: list[QrIdentity] = []
 
@@ -285,7 +291,7 @@ async def test_csharp_ectrans_serves_host_decode_qr(
 
 
 @pytest.mark.anyio
-async def test_csharp_ectrans_failures_are_voucher_errors(voucher: DotnetVoucher) -> None:
+async def test_csharp_ectrans_failures_are_voucher_errors(voucher: Voucher) -> None:
     with pytest.raises(VoucherRefused, match="二维码已失效"):
         await voucher.decode(qr_request("refuse"))
     with pytest.raises(VoucherCallFailed) as failed:
@@ -296,6 +302,13 @@ async def test_csharp_ectrans_failures_are_voucher_errors(voucher: DotnetVoucher
     with pytest.raises(VoucherRefused) as leaked:
         await voucher.decode(qr_request("leak:QR0123456789"))
     assert "QR0123456789" not in str(leaked.value) and "350204198001010001" not in str(leaked.value)
+    # One scrubbing for every path (ybplug.privacy.scrub): phone numbers are masked too, in a
+    # refusal's cause and in the message of an exception the .NET EcTrans threw.
+    assert "13800138000" not in str(leaked.value) and "138****8000" in str(leaked.value)
+    with pytest.raises(DotnetVoucherFailed) as thrown:
+        await voucher.decode(qr_request("throwleak:QR0123456789"))
+    assert "QR0123456789" not in str(thrown.value) and "13912345678" not in str(thrown.value)
+    assert "139****5678" in str(thrown.value) and "坏码" in str(thrown.value)
 
     calls = [voucher.decode(qr_request(f"Q{i:03d}")) for i in range(20)]
     identities: list[QrIdentity] = []
@@ -312,7 +325,7 @@ async def test_csharp_ectrans_failures_are_voucher_errors(voucher: DotnetVoucher
 
 @pytest.mark.anyio
 async def test_csharp_ectrans_is_bounded_by_its_timeout(assemblies: Path, runtime: DotnetRuntime) -> None:
-    async with DotnetVoucher(assemblies / "Voucher.dll", ECTRANS, timeout=0.3, runtime=runtime) as voucher:
+    async with dotnet_voucher(assemblies, runtime, timeout=0.3) as voucher:
         started = time.monotonic()
         with pytest.raises(VoucherTimeout):
             await voucher.decode(qr_request("slow:1500"))
@@ -343,11 +356,11 @@ async def test_missing_assembly_type_or_method_is_named(assemblies: Path, runtim
         DotnetPlugin(assemblies / "HospitalPlugin.dll", "StMary.Ybplug.NoHooks", runtime=runtime)
 
     with pytest.raises(DotnetMethodNotFound, match=r"EcTransApi has no public method Decode: expected `public static int Decode\(string inData, out string outData\)`"):
-        await DotnetVoucher(assemblies / "Voucher.dll", ECTRANS, method="Decode", runtime=runtime).start()
+        await dotnet_voucher(assemblies, runtime, dotnet_method="Decode").start()
     with pytest.raises(DotnetMethodNotFound, match=r"Legacy\.EcTrans must be `public static int EcTrans\(string inData, out string outData\)`; found System.Int32 EcTrans\(System.String\)"):
-        await DotnetVoucher(assemblies / "Voucher.dll", "Vendor.Certificate.Legacy", runtime=runtime).start()
+        await dotnet_voucher(assemblies, runtime, "Vendor.Certificate.Legacy").start()
     with pytest.raises(DotnetTypeNotFound, match="'Vendor.Certificate.Nope' not found"):
-        await DotnetVoucher(assemblies / "Voucher.dll", "Vendor.Certificate.Nope", runtime=runtime).start()
+        await dotnet_voucher(assemblies, runtime, "Vendor.Certificate.Nope").start()
 
 
 def test_plugins_from_config_and_names(assemblies: Path, runtime: DotnetRuntime) -> None:

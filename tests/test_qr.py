@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 import ybplug
-from ybplug.binding import VoucherCrashed, VoucherRefused, VoucherTimeout
+from ybplug.voucher import VoucherCrashed, VoucherRefused, VoucherTimeout
 from ybplug.config import Config, VoucherSection, WireSection
 from ybplug.hooks import hookimpl
 from ybplug.host import Host
@@ -133,3 +133,55 @@ def test_decode_command_prints_the_identity_masked(tmp_path: Path, fake_library:
     )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "businessType 用码业务类别" in bad.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["thread", "process"])
+async def test_a_decode_behind_a_hang_is_not_failed_for_the_hang(
+    tmp_path: Path, sandbox: Sandbox, fake_library: Path, backend: str
+) -> None:
+    """Issue "Hostile input": a good decode queued behind a hung call waited its full timeout and
+    failed with "worker did not load the library".  Now the thread backend fails it with
+    VoucherBusy as soon as the hang times out (not at its own deadline), and the process backend
+    runs it on a fresh worker once the hung one is killed; each journaled with its own outcome."""
+    config = qr_config(tmp_path, sandbox, fake_library, backend, timeout=2.0)
+    results: dict[str, object] = {}
+    async with Host(config, entry_points=False) as host:
+        await host.decode_qr(business_type="101", idcode="mode:ok::WARM")  # library loaded
+
+        async def scan(name: str, idcode: str) -> None:
+            began = time.monotonic()
+            try:
+                results[name] = (await host.decode_qr(business_type="101", idcode=idcode)).id_number
+            except ybplug.Error as exc:
+                results[name] = exc
+            results[name + "_elapsed"] = time.monotonic() - began
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scan, "hung", "mode:hang::Q1")
+            await anyio.sleep(1.0)  # the good call arrives half-way through the hang
+            tg.start_soon(scan, "good", "mode:ok::Q2")
+        if backend == "thread":
+            await anyio.to_thread.run_sync(ctypes_release, fake_library)
+    assert isinstance(results["hung"], VoucherTimeout)
+    good = results["good"]
+    if backend == "thread":
+        assert isinstance(good, ybplug.Error) and type(good).__name__ == "VoucherBusy"
+        assert "busy" in str(good) and "did not load" not in str(good)
+        assert float(results["good_elapsed"]) < 1.9  # when the hang timed out, not its own 2 s
+        expected = {"unknown", "not_delivered"}
+    else:
+        assert good == "Q2", good  # ran on a fresh worker
+        assert float(results["good_elapsed"]) < 1.0 + 2.0 + 5.0  # the hang's rest, a new worker, its call
+        expected = {"unknown", "ok"}
+    rows = sqlite3.connect(tmp_path / "journal.db").execute(
+        "SELECT outcome, error FROM exchanges WHERE funid = 'EcTrans' ORDER BY id").fetchall()
+    assert {outcome for outcome, _ in rows[1:]} == expected
+    assert not any("did not load" in (error or "") for _, error in rows)
+
+
+def ctypes_release(library: Path) -> None:
+    """Let this process's hung fake call (thread backend) return."""
+    import ctypes
+
+    ctypes.CDLL(str(library)).FakeRelease()

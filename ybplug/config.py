@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from ybplug.dotnet import DotnetSection
+from ybplug.dotnet.config import DotnetSection
 from ybplug.envelope import OUTPUT_LEN
 from ybplug.errors import Error
+from ybplug.voucher.config import VoucherConfig
 
 
 class ConfigError(Error):
@@ -88,27 +89,9 @@ class WireConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 WireSection = WireConfig
 
 
-class VoucherSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``[voucher]``: the EcTrans library (see :class:`ybplug.binding.VoucherConfig`) and the
-    defaults of every QR request made here (``org_id``, ``district_no``)."""
-
-    library: str
-    convention: Literal["auto", "stdcall", "cdecl"] = "auto"
-    backend: Literal["thread", "process", "dotnet"] = "process"
-    buffer_size: int = 65536
-    timeout: float = 15.0
-    scan_timeout: float = 120.0
-    python: str | None = None
-    workdir: str | None = None
-    org_id: str | None = None
-    district_no: str | None = None
-    dotnet_type: str | None = None
-    """backend = "dotnet": the class holding EcTrans (``library`` is then the .NET assembly)."""
-    dotnet_method: str = "EcTrans"
-
-    def __post_init__(self) -> None:
-        if self.backend == "dotnet" and not self.dotnet_type:
-            raise ValueError('backend = "dotnet" needs dotnet_type, the .NET class holding EcTrans')
+#: ``[voucher]``: the EcTrans library and the defaults of every QR request made here (``org_id``,
+#: ``district_no``); one struct with :class:`ybplug.voucher.Voucher`'s own configuration.
+VoucherSection = VoucherConfig
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -38,6 +38,9 @@
  *   chatty      printf()s to stdout and stderr, then ok (a library that logs to the console)
  *   notjson     plain text
  *   truncated   a reply cut off mid-object
+ *   deep [n]    flag 1 and a data node nested n (default 3000) arrays deep: well-formed, hostile
+ *   environ     flag 0, cause "env:" then NAME=set|unset for YBPLUG_PWD, YBPLUG_USR, HIS_DB_PASSWORD
+ *               and PATH (what the worker inherited; names only, never values)
  *
  * Whatever the mode, input that carries 李 in UTF-8 (E6 9D 8E) instead of GBK (C0 EE) is refused
  * with cause "inData is not GBK".
@@ -48,7 +51,9 @@
  * so a test sees it through either backend.  FakeCalls() counts calls, FakeRelease() frees every
  * hanging call.  The counters are per process: a child process has its own.
  *
- * POSIX only (Linux, macOS).  Build: cc -shared -fPIC -O2 -o libfake_ectrans.so fake_ectrans.c -lpthread
+ * POSIX (Linux, macOS): cc -shared -fPIC -O2 -o libfake_ectrans.so fake_ectrans.c -lpthread
+ * Windows (MinGW-w64; the tests cross-build both): x86_64-w64-mingw32-gcc -shared -O2 -o
+ * fake_ectrans64.dll fake_ectrans.c, and i686-w64-mingw32-gcc for the 32-bit DLL.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -59,8 +64,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _WIN32
+#include <windows.h>
+#endif
 
+#ifdef _WIN32
+/* A Windows DLL, as the vendor ships it: exported, and EcTrans stdcall (on 32-bit MinGW decorates
+ * it EcTrans@8 unless linked with --kill-at; on 64-bit there is one convention and no decoration). */
+#define EXPORT __declspec(dllexport)
+#define CALLCONV __stdcall
+#else
 #define EXPORT __attribute__((visibility("default")))
+#define CALLCONV
+#endif
 
 static atomic_int in_flight;
 static atomic_int overlaps;
@@ -83,9 +99,13 @@ EXPORT void FakeRelease(void) { atomic_fetch_add(&release_generation, 1); }
 
 static void sleep_ms(long ms)
 {
+#ifdef _WIN32
+    Sleep((DWORD)ms);
+#else
     struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&pause, &pause) != 0) {
     }
+#endif
 }
 
 /* Copy the string value of "key" in the (flat enough) JSON input; "" when absent. */
@@ -175,7 +195,7 @@ static void reply_refused(char *out, const char *cause)
     sprintf(out, "{\"flag\":\"0\",\"cause\":\"%s\",\"data\":null}", cause);
 }
 
-EXPORT int EcTrans(char *inData, char *outData)
+EXPORT int CALLCONV EcTrans(char *inData, char *outData)
 {
     char idcode[256], district[32], name[32], tail[256];
     long arg;
@@ -284,6 +304,26 @@ EXPORT int EcTrans(char *inData, char *outData)
         reply_ok(outData, tail, district, ZHANG_SAN);
     } else if (strcmp(name, "notjson") == 0) {
         strcpy(outData, "ERROR 503: voucher service unavailable");
+    } else if (strcmp(name, "deep") == 0) {
+        long depth = arg >= 0 ? arg : 3000, i;
+        char *p = outData + sprintf(outData, "{\"flag\":\"1\",\"data\":");
+        for (i = 0; i < depth; i++) {
+            *p++ = '[';
+        }
+        for (i = 0; i < depth; i++) {
+            *p++ = ']';
+        }
+        strcpy(p, "}");
+    } else if (strcmp(name, "environ") == 0) {
+        static const char *names[] = {"YBPLUG_PWD", "YBPLUG_USR", "HIS_DB_PASSWORD", "PATH"};
+        char cause[256] = "env:";
+        size_t i;
+        for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+            strcat(cause, " ");
+            strcat(cause, names[i]);
+            strcat(cause, getenv(names[i]) != NULL ? "=set" : "=unset");
+        }
+        reply_refused(outData, cause);
     } else if (strcmp(name, "truncated") == 0) {
         sprintf(outData, "{\"flag\":\"1\",\"cause\":\"\",\"data\":{\"idNo\":\"%.4s", tail);
     } else {

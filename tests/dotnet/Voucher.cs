@@ -1,10 +1,11 @@
-// A vendor's .NET EcTrans, as ybplug's DotnetVoucher calls it (see tests/test_dotnet.py):
+// A vendor's .NET EcTrans, as ybplug's Voucher calls it with backend = "dotnet" (see tests/test_dotnet.py):
 //     public static int EcTrans(string inData, out string outData)
 // inData is the spec's request JSON; outData the spec's reply, here byte for byte the spec's example
 // (trailing comma included).  The idcode chooses a behaviour:
 //     "refuse"   flag 0, cause 二维码已失效          "fail"     returns 5, cause 网络连接失败
 //     "throw"    throws InvalidOperationException   "slow:MS"  sleeps MS milliseconds, then answers
-//     "leak:..." flag 0 and a cause repeating the idcode and an ID number (ybplug masks them)
+//     "leak:..." flag 0 and a cause repeating the idcode, an ID number and a phone (ybplug masks them)
+//     "throwleak:..." throws, its message repeating the idcode and a phone number
 // anything else: the identity of 张三, with idNo the idcode's digits if any and insuOrg the districtNo.
 // Compiled in the test run:  mcs -target:library -out:Voucher.dll Voucher.cs
 using System;
@@ -31,7 +32,8 @@ namespace Vendor.Certificate
                 if (idcode == "refuse") { outData = "{\"flag\":\"0\",\"cause\":\"二维码已失效\",\"data\":null}"; return 0; }
                 if (idcode == "fail") { outData = "{\"flag\":\"0\",\"cause\":\"网络连接失败\"}"; return 5; }
                 if (idcode == "throw") throw new InvalidOperationException("证书服务不可用");
-                if (idcode.StartsWith("leak:")) { outData = "{\"flag\":\"0\",\"cause\":\"无效的二维码:" + idcode + " 350204198001010001\"}"; return 0; }
+                if (idcode.StartsWith("leak:")) { outData = "{\"flag\":\"0\",\"cause\":\"无效的二维码:" + idcode + " 350204198001010001 13800138000\"}"; return 0; }
+                if (idcode.StartsWith("throwleak:")) throw new InvalidOperationException("坏码 " + idcode + " 联系 13912345678");
                 if (idcode.StartsWith("slow:")) Thread.Sleep(int.Parse(idcode.Substring(5)));
                 string digits = Regex.Replace(idcode, "[^0-9]", "");
                 outData = "{\n    \"flag\": \"1\",\n    \"cause\": \"\",\n    \"data\": {\n"

@@ -1,4 +1,4 @@
-"""ybplug.binding against a C library of our own with EcTrans's signature (tests/ectrans).
+"""ybplug.voucher against a C library of our own with EcTrans's signature (tests/ectrans).
 
 The library is compiled once per session with the system compiler; the tests are skipped where
 there is none.  Every behaviour runs on both backends, except the crashes: a segfault on the
@@ -24,7 +24,7 @@ import anyio
 import pytest
 from support import SPEC_EXAMPLE_IDENTITY
 
-from ybplug.binding import (
+from ybplug.voucher import (
     Voucher,
     VoucherBusy,
     VoucherCallFailed,
@@ -490,11 +490,12 @@ async def test_worker_runs_without_ybplug(anyio_backend: str, fake_library: Path
 async def test_worker_falls_back_to_the_module(
     anyio_backend: str, fake_library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Without source files (a byte-code-only install) the worker is `python -m ybplug.binding --serve`.
-    import ybplug.binding
+    # Without source files (a byte-code-only install) the worker is `python -m ybplug.voucher.worker`.
+    import ybplug.voucher.process
 
-    monkeypatch.setattr(ybplug.binding, "_worker_source", lambda: None)
+    monkeypatch.setattr(ybplug.voucher.process, "worker_script", lambda: None)
     async with Voucher(configure(fake_library, "process")) as voucher:
+        assert "-m" in ybplug.voucher.process.worker_command(voucher.config, None)
         assert (await voucher.decode(qr(code("chatty")))).name == "张三"
         with pytest.raises(VoucherCrashed):
             await voucher.decode(qr(code("abort")))
@@ -653,3 +654,69 @@ def test_every_error_is_a_voucher_error() -> None:
     assert isinstance(VoucherTimeout("t", 1.0), TimeoutError)
     assert VoucherCrashed("c", -11).signal == 11
     assert VoucherCrashed("c", 3).signal is None
+
+
+@pytest.mark.anyio
+async def test_a_reply_nested_3000_deep_is_unreadable_on_every_backend(voucher: Voucher) -> None:
+    # Issue "Hostile input": a well-formed 6 KB reply nested 3,000 deep raised RecursionError.
+    with pytest.raises(VoucherReplyUnreadable, match="nests deeper than 32 levels"):
+        await voucher.decode(qr(code("deep", 3000)))
+    assert (await voucher.decode(qr(code("ok")))).name == "张三"
+
+
+@pytest.mark.anyio
+async def test_worker_environment_holds_no_secrets(
+    anyio_backend: str, fake_library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker inherited YBPLUG_PWD (issue "Hostile input"): a vendor library has no business
+    # with the centre's password, nor with anything named like a secret.
+    monkeypatch.setenv("YBPLUG_PWD", "centre-password")
+    monkeypatch.setenv("YBPLUG_USR", "H35020001")
+    monkeypatch.setenv("HIS_DB_PASSWORD", "his-password")
+    async with Voucher(configure(fake_library, "process")) as voucher:
+        with pytest.raises(VoucherRefused) as seen:
+            await voucher.decode(qr(code("environ")))
+    assert seen.value.cause == "env: YBPLUG_PWD=unset YBPLUG_USR=unset HIS_DB_PASSWORD=unset PATH=set"
+
+
+@pytest.mark.anyio
+async def test_thread_backend_drops_calls_queued_behind_a_hang_when_it_times_out(
+    anyio_backend: str, fake_library: Path, fake: ctypes.CDLL
+) -> None:
+    await settle(fake_library)
+    subject = Voucher(configure(fake_library, "thread", timeout=1.0))
+    failures: dict[str, tuple[type[BaseException], float]] = {}
+
+    async def one(name: str, idcode: str) -> None:
+        began = time.monotonic()
+        try:
+            await subject.decode(qr(idcode))
+        except VoucherError as exc:
+            failures[name] = (type(exc), time.monotonic() - began)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "hung", code("hang"))
+        await anyio.sleep(0.4)
+        tg.start_soon(one, "queued", code("ok"))
+    assert failures["hung"][0] is VoucherTimeout
+    kind, waited = failures["queued"]
+    assert kind is VoucherBusy and waited < 0.9  # failed when the hang timed out, not at its own 1 s
+    assert VoucherBusy.outcome == "not_delivered" and VoucherTimeout.outcome == "unknown"
+    fake.FakeRelease()
+    await settle(fake_library)
+
+
+
+def test_the_toml_section_is_the_voucher_config(tmp_path: Path) -> None:
+    # One struct, one set of defaults: [voucher] loads into the VoucherConfig that Voucher takes.
+    from ybplug.config import Config, ConfigError
+
+    file = tmp_path / "ybplug.toml"
+    file.write_text('[voucher]\nlibrary = "C:/ylz/ylz-certificate.dll"\npython = "C:/Python311-32/python.exe"\n')
+    section = Config.load(file).voucher
+    assert isinstance(section, VoucherConfig)
+    assert section == VoucherConfig(library="C:/ylz/ylz-certificate.dll", python="C:/Python311-32/python.exe")
+    assert (section.backend, section.buffer_size, section.timeout) == ("process", 64 * 1024, 15.0)
+    file.write_text('[voucher]\nlibrary = "x.dll"\nbuffer_size = 10\n')
+    with pytest.raises(ConfigError, match=r"voucher.*buffer_size must be 1024 to 1048576 bytes, got 10"):
+        Config.load(file)
