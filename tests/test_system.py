@@ -307,6 +307,15 @@ def test_ybplug_run_stops_within_10_s_and_logs_to_a_private_rotating_file(
         assert "INFO ybplug: worker running: journal " + str(tmp_path / "journal.db") in lines[-2]
 
 
+def test_a_log_file_that_cannot_be_opened_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\nlog_file = "a-file/ybplug.log"\n', encoding="utf-8")
+    done = subprocess.run([YBPLUG, "run", "-c", "ybplug.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"ybplug run: error: log_file {tmp_path / 'a-file' / 'ybplug.log'}: cannot open it")
+
+
 # --- where the journal lives -------------------------------------------------------------------
 
 

@@ -187,6 +187,7 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _log_to_file(config: Any) -> None:
     """``ybplug run``: the configured log file (rotating, 0600) beside stderr, in the configured format."""
+    from ybplug.config import ConfigError
     from ybplug.system import PrivateRotatingFileHandler
 
     formatter = _JsonLines() if config.log_format == "json" else logging.Formatter(_TEXT)
@@ -194,7 +195,10 @@ def _log_to_file(config: Any) -> None:
     for handler in root.handlers:
         handler.setFormatter(formatter)
     if config.log_file:
-        handler = PrivateRotatingFileHandler(Path(config.log_file), config.log_max_bytes, config.log_backups)
+        try:
+            handler = PrivateRotatingFileHandler(Path(config.log_file), config.log_max_bytes, config.log_backups)
+        except OSError as exc:
+            raise ConfigError(f"log_file {config.log_file}: cannot open it ({exc.strerror or exc}); check `log_file` in ybplug.toml") from None
         handler.setFormatter(formatter)
         root.addHandler(handler)
 
