@@ -109,6 +109,31 @@ def test_process_alive_on_windows_reads_why_openprocess_failed(windows_kernel32:
     assert system.process_alive(4242) and unsure.closed == [0x1CC]
 
 
+# --- private files and folders ----------------------------------------------------------------
+
+
+def test_private_dir_and_file_on_posix_close_what_ybplug_creates_only(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir(mode=0o755)
+    os.chmod(tmp_path / "shared", 0o755)
+    system.private_dir(tmp_path / "shared" / "ybplug" / "logs")
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755  # existed: the owner's choice
+    assert stat.S_IMODE((tmp_path / "shared" / "ybplug").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "shared" / "ybplug" / "logs").stat().st_mode) == 0o700
+    (tmp_path / "journal.db").write_text("", encoding="utf-8")
+    os.chmod(tmp_path / "journal.db", 0o644)
+    system.private_file(tmp_path / "journal.db")
+    assert stat.S_IMODE((tmp_path / "journal.db").stat().st_mode) == 0o600
+
+
+def test_private_dir_and_file_on_windows_leave_it_to_the_acl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "chmod", lambda *a: pytest.fail("chmod on Windows only toggles read-only"))
+    system.private_dir(tmp_path / "ProgramData" / "ybplug")
+    assert (tmp_path / "ProgramData" / "ybplug").is_dir()
+    (tmp_path / "journal.db").write_text("", encoding="utf-8")
+    system.private_file(tmp_path / "journal.db")
+
+
 # --- stopping ----------------------------------------------------------------------------------
 
 
