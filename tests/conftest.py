@@ -6,7 +6,7 @@ sandbox and the client share the test's event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 import pytest
 
@@ -15,6 +15,16 @@ from ybplug.config import WireConfig
 from ybplug.wire import HttpTransport
 
 from support import BirthFactory, make_birth
+
+@pytest.fixture(scope="session", autouse=True)
+def state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A config without ``journal`` means the machine's state folder (/var/lib/ybplug): in tests,
+    and in the ``ybplug`` commands they start, a temporary one (``STATE_DIRECTORY``) instead."""
+    folder = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STATE_DIRECTORY", str(folder))
+        yield folder
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -9,10 +9,12 @@ password, an invalid field) ends in one clear line and exit status 1, never a tr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,15 +46,16 @@ def _one_shot(args: argparse.Namespace) -> Host:
 
 async def _run(args: argparse.Namespace) -> int:
     from ybplug.host import Host
+    from ybplug.system import private_dir, stop_requests
 
     config = _config(args)
+    _log_to_file(config)
     log = logging.getLogger("ybplug")
-    async with Host(config):  # the schedule and the deliveries run in the host's task group
+    with contextlib.suppress(OSError):  # one that cannot be is the journal's clear error below
+        private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
+    async with Host(config), stop_requests() as stop:  # the schedule and deliveries run in the host's task group
         log.info("worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                log.info("stopping")
-                break
+        log.info("stopping (%s)", await stop.wait())
     return 0
 
 
@@ -233,22 +236,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _JsonLines(logging.Formatter):
+    """``log_format = "json"``: one object per line, for a log shipper (no field is ever split)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _log_to_file(config: Any) -> None:
+    """``ybplug run``: the configured log file (rotating, 0600) beside stderr, in the configured format."""
+    from ybplug.config import ConfigError
+    from ybplug.system import PrivateRotatingFileHandler
+
+    formatter = _JsonLines() if config.log_format == "json" else logging.Formatter(_TEXT)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+    if config.log_file:
+        try:
+            handler = PrivateRotatingFileHandler(Path(config.log_file), config.log_max_bytes, config.log_backups)
+        except OSError as exc:
+            raise ConfigError(f"log_file {config.log_file}: cannot open it ({exc.strerror or exc}); check `log_file` in ybplug.toml") from None
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ybplug.system import exit_on_stop_signals, tolerant_console
+
+    tolerant_console()  # a GBK console must not end a command on a name it cannot show
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] == "sandbox":
         from ybplug.sandbox.cli import main as sandbox_main
 
         return sandbox_main(args_list[1:])
     args = _parser().parse_args(args_list)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=_TEXT, stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.command == "run":
-        # SIGTERM while still starting (before the worker listens for it) is a clean stop too.
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        exit_on_stop_signals()  # a service stopped while still starting stops cleanly too
     try:
         code: int = anyio.run(args.func, args)
         return code

@@ -2,7 +2,8 @@
 
 Example::
 
-    journal = "/var/lib/ybplug/journal.db"
+    journal = "/var/lib/ybplug/journal.db"   # default: ybplug.system.default_journal()
+    log_file = "/var/log/ybplug/ybplug.log"  # default: stderr only
     upload = "daily at 02:00"          # or "immediate"
     realname_interval = 86400          # seconds between yb04.13.01.24 polls
     plugins = ["st_mary_his.ybplug_plugin"]
@@ -28,6 +29,7 @@ import msgspec
 from ybplug.dotnet.config import DotnetSection
 from ybplug.envelope import OUTPUT_LEN
 from ybplug.errors import Error
+from ybplug.system import default_journal
 from ybplug.voucher.config import VoucherConfig
 
 
@@ -97,7 +99,15 @@ VoucherSection = VoucherConfig
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Everything the host needs; defaults are the embedded sandbox setup."""
 
-    journal: str = "ybplug-journal.db"
+    journal: str = msgspec.field(default_factory=default_journal)
+    """Where the journal lives; left out, the platform's place for a service's data
+    (``%PROGRAMDATA%\\ybplug`` / ``/var/lib/ybplug``), never the current directory."""
+    log_file: str | None = None
+    """``ybplug run`` also logs to this file (0600), rotated at ``log_max_bytes``, keeping ``log_backups``."""
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message), for a log shipper."""
     upload: str = "daily at 02:00"
     realname_interval: float = 86400.0
     realname_batch: int = 100
@@ -125,6 +135,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         if upload_time(self.upload) is None and self.upload != "immediate":
             raise ValueError(f"upload must be 'immediate' or 'daily at HH:MM', got {self.upload!r}")
+        if self.log_max_bytes < 0 or self.log_backups < 0:
+            raise ValueError("log_max_bytes and log_backups must not be negative")
         for name in ("realname_interval", "hook_timeout", "lease", "realname_batch", "realname_concurrency",
                      "upload_batch", "upload_concurrency", "delivery_attempts"):
             if getattr(self, name) <= 0:
@@ -162,6 +174,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         journal = Path(config.journal)
         if not journal.is_absolute():
             config.journal = str(base / journal)
+        if config.log_file is not None and not Path(config.log_file).is_absolute():
+            config.log_file = str(base / config.log_file)
         if config.dotnet is not None:
             config.dotnet = config.dotnet.resolve(base)
         if config.voucher is not None and config.voucher.backend == "dotnet" and not Path(config.voucher.library).is_absolute():
