@@ -449,3 +449,26 @@ def _subscribed(tmp_path: Path) -> bool:
             db.close()
     except sqlite3.Error:
         return False
+
+
+@pytest.mark.anyio
+async def test_ybplug_run_stops_with_one_line_when_its_journal_is_deleted(tmp_path: Path, sandbox: Sandbox) -> None:
+    write_config(tmp_path, sandbox)
+    env = {**os.environ}
+    env.pop("YBPLUG_PLUGINS", None)
+    worker = await anyio.open_process([YBPLUG, "run", "-c", "ybplug.toml"], cwd=tmp_path, env=env)
+    try:
+        with anyio.fail_after(20):
+            while not (tmp_path / "journal.db").exists() or not _subscribed(tmp_path):
+                await anyio.sleep(0.1)
+        (tmp_path / "journal.db").unlink()
+        with anyio.fail_after(15):  # the watch notices within a second
+            await worker.wait()
+        assert worker.returncode == 1
+        assert worker.stderr is not None
+        err = (await worker.stderr.receive()).decode()
+        assert "ybplug run: error: journal" in err and "ybplug init --new-journal" in err and "Traceback" not in err
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()

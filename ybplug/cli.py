@@ -53,9 +53,24 @@ async def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("ybplug")
     with contextlib.suppress(OSError):  # one that cannot be is the journal's clear error below
         private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
-    async with Host(config), stop_requests() as stop:  # the schedule and deliveries run in the host's task group
+    async with Host(config) as host, stop_requests() as stop:  # the schedule and deliveries run in the host's task group
         log.info("worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url)
-        log.info("stopping (%s)", await stop.wait())
+        reason: list[str] = []
+        async with anyio.create_task_group() as tg:  # a stop request, or the host failing (its journal lost)
+
+            async def stopped() -> None:
+                reason.append(await stop.wait())
+                tg.cancel_scope.cancel()
+
+            async def failed() -> None:
+                await host.failed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stopped)
+            tg.start_soon(failed)
+        if host.failure is not None:
+            raise host.failure  # one line from main, exit 1
+        log.info("stopping (%s)", reason[0] if reason else "stop requested")
     return 0
 
 

@@ -134,6 +134,7 @@ class Host:
         #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
         self.failed = anyio.Event()
         self.failure: Exception | None = None
+        self._background: set[anyio.CancelScope] = set()
         self.delivery_backoff = Backoff(self.config.delivery_backoff, self.config.delivery_backoff_cap)
         self.upload_backoff = Backoff(self.config.upload_backoff, self.config.upload_backoff_cap)
 
@@ -247,13 +248,18 @@ class Host:
             raise RuntimeError("the host is not running")
 
         async def guarded() -> None:
+            scope = anyio.CancelScope()
+            self._background.add(scope)
             try:
-                await func()
+                with scope:
+                    await func()
             except Error as exc:
                 if isinstance(exc, JournalLost):
                     self.fail(exc)
                 else:
                     log.error("%s stopped: %s", name or "background work", exc)
+            finally:
+                self._background.discard(scope)
 
         if threading.get_ident() == self._loop_thread:
             self._task_group.start_soon(guarded, name=name)
@@ -319,8 +325,8 @@ class Host:
             self.failure = error
             log.error("%s", error)
             self.failed.set()
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
+            for scope in list(self._background):  # the background work only: not the HIS's own code
+                scope.cancel()
 
     async def _close_journal(self) -> None:
         await self._journal_thread.call(self.journal.close)
