@@ -15,12 +15,10 @@ being silently ignored.  ``YBPLUG_PLUGINS=name,name`` limits which plugins load 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -38,6 +36,7 @@ import pluggy
 from ybplug import events
 from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers
 from ybplug.config import Config
+from ybplug.dedicated import DedicatedThread
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
 from ybplug.errors import Error, Outcome
@@ -120,7 +119,7 @@ class Host:
             thread_limiter=anyio.CapacityLimiter(self.config.hook_threads),
         )
         self.journal = Journal(self.config.journal, lease=self.config.lease)
-        self._journal_thread = _JournalThread()
+        self._journal_thread = DedicatedThread("ybplug-journal")  # the one thread touching the SQLite connection
         self._journal_queue: list[_JournalOp] = []
         self._journal_busy = False
         self._transport: Transport | None = None
@@ -745,54 +744,6 @@ class Host:
             with anyio.move_on_after(wait):
                 await self._deliveries_waiting.wait()
             self._deliveries_waiting = anyio.Event()
-
-class _JournalThread:
-    """The one thread that touches the journal's SQLite connection.
-
-    A dedicated thread rather than anyio's worker pool: a commit is handed over and its result
-    handed back with one queue put and one ``call_soon_threadsafe``, which is most of what a
-    durable write costs besides the fsync itself.  (ybplug runs on asyncio: aiohttp needs it.)
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]] | None]
-        self._queue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="ybplug-journal", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            func, loop, future = item
-            try:
-                result: tuple[bool, Any] = (True, func())
-            except BaseException as exc:  # handed to the caller, who raises it
-                result = (False, exc)
-            loop.call_soon_threadsafe(_settle, future, result)
-
-    async def call(self, func: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
-        self._queue.put((func, loop, future))
-        with anyio.CancelScope(shield=True):  # the write happens anyway: wait for its outcome
-            ok, value = await future
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
-
-def _settle(future: asyncio.Future[tuple[bool, Any]], result: tuple[bool, Any]) -> None:
-    if not future.done():
-        future.set_result(result)
-
 
 class _JournalOp:
     """One journal call waiting for its group commit."""
