@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 from ybplug.errors import Error
+from ybplug.fields import Message
 from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.hooks")
@@ -189,6 +190,11 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def secrets_of(arguments: Mapping[str, Any]) -> list[str]:
+    """The personal values in a hook call's arguments (its messages' personal fields)."""
+    return [secret for value in arguments.values() if isinstance(value, Message) for secret in value.secrets()]
 
 
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
@@ -355,10 +361,14 @@ class AsyncHookCaller:
             if isinstance(error, HookTimeout):
                 log.error("hook %s: %s", hook, error)
             else:
-                # Scrubbed: a plugin's error text may quote an ID or phone number.
-                log.error("hook %s: plugin %r failed: %s: %s", hook, name, type(error).__name__, scrub(str(error)))
+                # Scrubbed of the call's own personal values (a mother's name, her ID number) and
+                # of anything shaped like an ID or phone number: a plugin's error text may quote them.
+                secrets = secrets_of(kwargs)
+                log.error(
+                    "hook %s: plugin %r failed: %s: %s", hook, name, type(error).__name__, scrub(str(error), secrets)
+                )
                 if not isinstance(error, PluginError) and log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s", scrub("".join(traceback.format_exception(error))))
+                    log.debug("%s", scrub("".join(traceback.format_exception(error)), secrets))
         if self.trace:
             trace_log.info(
                 "hook=%s plugin=%s elapsed=%.3fs %s",

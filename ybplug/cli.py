@@ -143,6 +143,18 @@ async def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _prune(args: argparse.Namespace) -> int:
+    journal = _open_journal(args)
+    if journal is None:
+        return 0
+    try:
+        pruned = journal.prune(args.older_than * 86400, args.operator)
+    finally:
+        journal.close()
+    print(f"erased the personal data of {pruned} settled births older than {args.older_than:g} days")
+    return 0
+
+
 async def _forget(args: argparse.Namespace) -> int:
     journal = _open_journal(args)
     if journal is None:
@@ -241,6 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     init = command("init", _init, "create the journal, or start a new empty one where one was lost")
     init.add_argument("--new-journal", action="store_true",
                       help="start a new empty journal where the old one is missing or damaged (never over a readable one)")
+    prune = command("prune", _prune, "erase the personal data of settled births (the journal keeps the statistics)")
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="births settled (real-named, voided, refused, every delivery done) this many days ago")
+    prune.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
     plugins = command("plugins", _forget, "the durable subscribers: `plugins forget NAME` drops one")
     plugins_sub = plugins.add_subparsers(dest="plugins_command", required=True)
     forget = plugins_sub.add_parser("forget", help="stop keeping events for a plugin that is gone for good (journaled)")

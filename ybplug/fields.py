@@ -170,6 +170,18 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def rules(self, check: Checker) -> None:
         """The spec's rules for this message (none for replies): one ``check`` call per field."""
 
+    def secrets(self) -> list[str]:
+        """The personal values this message holds (nested messages' too): what a text about it
+        (a plugin's error, a centre's cause) must be scrubbed of before it is logged."""
+        found: list[str] = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, Message):
+                found.extend(value.secrets())
+            elif name in self.personal and value not in (None, ""):
+                found.append(str(value))
+        return found
+
     def check(self, charset: str = DEFAULT_CHARSET) -> None:
         """Check the message against ``charset`` (the configured wire charset); raise
         :class:`InvalidMessage` with every problem.  Construction already checked everything

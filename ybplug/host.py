@@ -34,7 +34,7 @@ import msgspec
 import pluggy
 
 from ybplug import events
-from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers
+from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers, secrets_of
 from ybplug.config import Config
 from ybplug.dedicated import DedicatedThread
 from ybplug.hooks import PROJECT, specs
@@ -54,7 +54,7 @@ from ybplug.messages import (
     VoidResult,
     load,
 )
-from ybplug.privacy import mask
+from ybplug.privacy import mask, scrub
 from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
@@ -673,13 +673,16 @@ class Host:
 
         async def one_event(deliveries: list[Delivery]) -> None:
             first = deliveries[0]
+            arguments = first.event.arguments()
             outcomes = await self.caller.call_each(
-                first.hook, only=[d.plugin for d in deliveries], event_id=first.event_id, **first.event.arguments()
+                first.hook, only=[d.plugin for d in deliveries], event_id=first.event_id, **arguments
             )
             errors = {o.plugin: o.error for o in outcomes}
             for d in deliveries:
                 error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
-                results.append((d, None if error is None else f"{type(error).__name__}: {error}"))
+                # Journaled scrubbed: status, the console and monitors show it.
+                text = None if error is None else scrub(f"{type(error).__name__}: {error}", secrets_of(arguments))
+                results.append((d, text))
 
         if len(by_event) == 1:  # an upload's answer: no task group needed
             await one_event(next(iter(by_event.values())))

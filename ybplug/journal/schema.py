@@ -134,7 +134,9 @@ CREATE TABLE births_v3 (
     registered_at REAL,
     -- Upload exchanges up to this id were cleared by a person ("found nothing: send again").
     doubt_cleared_at INTEGER NOT NULL DEFAULT 0,
-    replaces INTEGER
+    replaces INTEGER,
+    -- When its personal fields were erased (ybplug prune): the row stays for the statistics.
+    pruned_at REAL
 );
 INSERT INTO births_v3 (id, mother_id, birth_time, multiple_birth_number, his_serial, record, state,
     registration_number, eligibility, reason, attempts, next_attempt_at, claimed_by, lease_until, last_error,

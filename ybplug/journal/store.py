@@ -38,7 +38,8 @@ from ybplug.codes import Funid
 from ybplug.errors import Outcome
 from ybplug.journal import identity
 from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError
-from ybplug.journal.base import _encode
+from ybplug.fields import trusted
+from ybplug.journal.base import _decode_birth, _encode
 from ybplug.journal.births import Births
 from ybplug.lifecycle import BirthState
 from ybplug.messages import CollectionResult, RealNameRecord
@@ -367,6 +368,49 @@ class Journal(Births):
     def next_delivery_due(self) -> float | None:
         row = self.db.execute("SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'").fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    # --- retention ------------------------------------------------------------------------------
+
+    def prune(self, older_than: float, operator: str) -> int:
+        """Erase the personal data of settled births last changed ``older_than`` seconds ago:
+        real-named, voided or refused, with every delivery of their events done.
+
+        Kept for the statistics: the state, dates, eligibility, multiple-birth number, sex, birth
+        time and HIS serial.  Erased: the names, ID numbers and phones in the record, the event
+        payloads, the earlier versions of amended records, and the requests and replies of their
+        exchanges (and of real-name queries, which hold many newborns' identities at once).
+        Journaled as an action; returns how many births were pruned."""
+        cutoff = self.clock() - older_than
+        pruned = 0
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, record FROM births WHERE state IN ('real_named', 'voided', 'refused')"
+                " AND pruned_at IS NULL AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM events e"
+                " JOIN deliveries d ON d.event_id = e.id WHERE e.birth_id = births.id AND d.state IN ('pending', 'parked'))",
+                (cutoff,),
+            ).fetchall()
+            now = self.clock()
+            for birth_id, record in rows:
+                with trusted():
+                    birth = _decode_birth(record)
+                    kept = msgspec.structs.replace(
+                        birth, newborn_name="", mother_id_number="", mother_name="", mother_phone=0,
+                        father_id_number=None, father_name=None, father_phone=None,
+                    )
+                db.execute(
+                    "UPDATE births SET record = ?, mother_id = ?, pruned_at = ? WHERE id = ?",
+                    (_encode(kept), f"pruned:{birth_id}", now, birth_id),
+                )
+                db.execute("UPDATE events SET payload = X'' WHERE birth_id = ?", (birth_id,))
+                db.execute("UPDATE exchanges SET request = NULL, reply = NULL WHERE birth_id = ?", (birth_id,))
+                db.execute("DELETE FROM record_history WHERE birth_id = ?", (birth_id,))
+                pruned += 1
+            db.execute(
+                "UPDATE exchanges SET request = NULL, reply = NULL WHERE funid = ? AND started_at < ?",
+                (Funid.REALNAME, cutoff),
+            )
+            self._act(db, operator, "prune", None, f"{pruned} settled births older than {older_than / 86400:g} days")
+        return pruned
 
     # --- runs and status ----------------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""Personal data kept safe: what is logged, what status shows, who may read the journal, and
+erasing what is no longer needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+import ybplug
+from ybplug.hooks import hookimpl
+from ybplug.host import Host
+from ybplug.codes import Funid
+from ybplug.sandbox import Fault, Sandbox
+
+from support import birth_record as birth
+from support import host_config
+
+YBPLUG = str(Path(sys.executable).parent / "ybplug")
+
+
+class Leaky:
+    """A hospital plugin whose database error quotes the mother's name and ID number."""
+
+    ybplug_name = "leaky"
+
+    @hookimpl
+    def collection_result(self, birth: ybplug.Birth) -> None:
+        raise RuntimeError(f"HIS row for {birth.mother_name} ({birth.mother_id_number}, {birth.newborn_name}) is locked")
+
+
+@pytest.mark.anyio
+async def test_a_plugin_error_is_scrubbed_of_the_births_own_personal_values(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = birth(1)
+    with caplog.at_level(logging.DEBUG, logger="ybplug"):
+        async with Host(host_config(tmp_path, sandbox, delivery_attempts=1), plugins=[Leaky()], entry_points=False,
+                        background=False) as host:
+            await host.record_birth(record)
+            await host.sync("upload")
+            status = await host.status()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    [parked] = status["parked"]
+    for secret in (record["bkee37"], record["bkee35"], record["bkee37"] + "之子"):
+        assert secret not in logged
+        assert secret not in parked["error"]
+    assert "is locked" in parked["error"] and "is locked" in logged
+    journal = sqlite3.connect(tmp_path / "journal.db")
+    [(stored,)] = journal.execute("SELECT last_error FROM deliveries WHERE plugin = 'leaky'").fetchall()
+    assert record["bkee35"] not in stored and record["bkee37"] not in stored
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+async def test_the_journal_and_the_folders_ybplug_creates_are_private(tmp_path: Path, sandbox: Sandbox) -> None:
+    os.umask(0o022)
+    config = host_config(tmp_path, sandbox, journal=str(tmp_path / "new" / "deeper" / "journal.db"))
+    async with Host(config, entry_points=False, background=False) as host:
+        await host.record_birth(birth(2))
+    for folder in (tmp_path / "new", tmp_path / "new" / "deeper"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("journal.db", "journal.db-wal", "journal.db-shm", "journal.db.id"):
+        path = tmp_path / "new" / "deeper" / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+@pytest.mark.anyio
+async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistics(tmp_path: Path, sandbox: Sandbox) -> None:
+    config = host_config(tmp_path, sandbox)
+    first, second = birth(3), birth(4)
+    async with Host(config, entry_points=False, background=False) as host:
+        refused = await host.record_birth(birth(5))
+        sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="资料不全"))
+        await host.sync("upload")
+        kept = await host.record_birth(first)
+        voided = await host.record_birth(second)
+        await host.sync("upload")
+        number = (await host.birth(voided.birth_id)).registration_number
+        assert number is not None
+        await host.void(number, "重复上传")
+    (tmp_path / "ybplug.toml").write_text(f'journal = "{tmp_path / "journal.db"}"\n', encoding="utf-8")
+    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [YBPLUG, "prune", "--older-than", "0", "--operator", "王工", "-c", "ybplug.toml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    ))
+    assert done.returncode == 0, done.stderr
+    assert "of 2 settled births" in done.stdout  # the voided and the refused; the registered one is not settled
+    db = sqlite3.connect(tmp_path / "journal.db")
+    for birth_id in (voided.birth_id, refused.birth_id):
+        assert db.execute(
+            "SELECT count(*) FROM exchanges WHERE birth_id = ? AND (request IS NOT NULL OR reply IS NOT NULL)", (birth_id,)
+        ).fetchone() == (0,)
+        [(record,)] = db.execute("SELECT record FROM births WHERE id = ?", (birth_id,)).fetchall()
+        assert b"\xe9\x99\x88\xe9\x9d\x99" not in record and second["bkee35"].encode() not in record  # 陈静
+    async with Host(config, entry_points=False, background=False) as host:
+        pruned = await host.birth(voided.birth_id)
+        assert pruned.state == "voided" and pruned.birth.mother_name == "" and pruned.birth.mother_id_number == ""
+        assert pruned.birth.birth_time == int(second["aac006"])
+        still = await host.birth(kept.birth_id)
+        assert still.birth.mother_name == first["bkee37"]
+        assert (await host.status())["births"] == {"registered": 1, "voided": 1, "refused": 1}
+    assert db.execute("SELECT operator, action FROM actions WHERE action = 'prune'").fetchall() == [("王工", "prune")]
