@@ -16,9 +16,7 @@ being silently ignored.  ``YBPLUG_PLUGINS=name,name`` limits which plugins load 
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
-import os
 import threading
 import time
 import uuid
@@ -34,7 +32,8 @@ import msgspec
 import pluggy
 
 from ybplug import events
-from ybplug.caller import AsyncHookCaller, HookError, PluginError, check_no_wrappers, secrets_of
+from ybplug.caller import AsyncHookCaller, HookError, PluginError, secrets_of
+from ybplug.loading import load_plugins
 from ybplug.config import Config
 from ybplug.dedicated import DedicatedThread
 from ybplug.hooks import PROJECT, specs
@@ -63,15 +62,6 @@ log = logging.getLogger("ybplug.host")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-BUILTIN_PLUGINS = (
-    ("ybplug.transport", "ybplug.plugins.transport"),
-    ("ybplug.collection", "ybplug.plugins.collection"),
-    ("ybplug.void", "ybplug.plugins.void"),
-    ("ybplug.realname", "ybplug.plugins.realname"),
-    ("ybplug.voucher", "ybplug.plugins.voucher"),
-)
-
 
 class Refused(Error):
     """The centre answered ``flag`` 0: the request was understood and refused."""
@@ -143,66 +133,11 @@ class Host:
 
     # --- start-up and shutdown ----------------------------------------------------------------
 
-    def _load_plugins(self) -> None:
-        allowed = _allowed_plugins()
-        offered: list[str] = []
-        for name, module in BUILTIN_PLUGINS:
-            offered.append(name)
-            if allowed is None or name in allowed:
-                self._register(importlib.import_module(module).plugin(), name)
-        if self._entry_points:
-            from importlib.metadata import entry_points
-
-            for entry in entry_points(group=PROJECT):
-                offered.append(entry.name)
-                if allowed is not None and entry.name not in allowed:
-                    continue
-                try:
-                    loaded = entry.load()
-                except Exception as exc:
-                    raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
-                self._register(loaded, entry.name)
-        for module in self.config.plugins:
-            offered.append(module)
-            if allowed is not None and module not in allowed:
-                continue
-            try:
-                self._register(importlib.import_module(module), module)
-            except ImportError as exc:
-                raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
-        if self.config.dotnet is not None and self.config.dotnet.plugins:
-            from ybplug.dotnet import plugins_from_config
-
-            offered.extend(e.plugin_name for e in self.config.dotnet.plugins)
-            entries = [e for e in self.config.dotnet.plugins if allowed is None or e.plugin_name in allowed]
-            for name, plugin in plugins_from_config(entries, runtime=self.config.dotnet):
-                self._register(plugin, name)
-        for plugin in self._extra_plugins:
-            offered.append(_stable_name(plugin))
-            self._register(plugin, _stable_name(plugin))
-        unknown = sorted((allowed or set()) - set(offered))
-        if unknown:
-            raise PluginError(
-                f"YBPLUG_PLUGINS names {', '.join(unknown)}, which no plugin is called here"
-                f" (plugins: {', '.join(offered)})"
-            )
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
-        check_no_wrappers(self.pm)
-
-    def _register(self, plugin: object, name: str | None) -> None:
-        try:
-            self.pm.register(plugin, name)
-        except (ValueError, pluggy.PluginValidationError) as exc:
-            raise PluginError(f"plugin {name or plugin!r}: {exc}") from None
-
     async def __aenter__(self) -> Host:
         self._loop_thread = threading.get_ident()
         stack = AsyncExitStack()
         try:
-            self._load_plugins()
+            load_plugins(self.pm, self.config, self._extra_plugins, entry_points=self._entry_points)
             transport = await self._first("ybplug_transport", config=self.config.wire_config())
             if transport is None:
                 raise PluginError("no plugin supplied a transport (is ybplug.transport excluded by YBPLUG_PLUGINS?)")
@@ -771,25 +706,6 @@ def _decode_outcome(error: Exception) -> Outcome:
     """How a failed EcTrans call is journaled: the error's own ``outcome`` (a VoucherError or a
     WireError says refused, unknown...), else failed."""
     return (error.outcome if isinstance(error, Error) else None) or Outcome.FAILED
-
-
-def _stable_name(plugin: object) -> str:
-    """Deliveries are journaled per plugin name, so the name must survive a restart: use the
-    module of a module plugin, ``module.Class`` of an instance (``ybplug_name`` overrides)."""
-    explicit = getattr(plugin, "ybplug_name", None)
-    if isinstance(explicit, str):
-        return explicit
-    if isinstance(plugin, type) or hasattr(plugin, "__file__"):
-        return str(getattr(plugin, "__name__", plugin))
-    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
-
-
-def _allowed_plugins() -> set[str] | None:
-    value = os.environ.get("YBPLUG_PLUGINS")
-    if value is None:
-        return None
-    return {name.strip() for name in value.split(",") if name.strip()}
-
 
 
 __all__ = ["Host", "Recorded", "Refused", "PluginError", "events"]

@@ -17,7 +17,6 @@ import struct
 import sys
 import threading
 import time
-from typing import Any
 
 REQUEST_HEAD = ">I"
 REPLY_HEAD = ">BiI"

@@ -1,0 +1,109 @@
+"""Loading plugins in tox's order: built-ins, then the ``ybplug`` entry points, then the modules
+named in the config, then .NET plugins and the host's own, then ``check_pending()`` so a
+misspelled hook fails at start-up instead of being silently ignored.
+
+``YBPLUG_PLUGINS=name,name`` limits which plugins load (a name no plugin answers to is an
+error); each plugin is registered under a stable name, which the journal's durable
+subscriptions and deliveries are keyed by.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+
+import pluggy
+
+from ybplug.caller import PluginError, check_no_wrappers
+from ybplug.config import Config
+from ybplug.hooks import PROJECT
+
+BUILTIN_PLUGINS = (
+    ("ybplug.transport", "ybplug.plugins.transport"),
+    ("ybplug.collection", "ybplug.plugins.collection"),
+    ("ybplug.void", "ybplug.plugins.void"),
+    ("ybplug.realname", "ybplug.plugins.realname"),
+    ("ybplug.voucher", "ybplug.plugins.voucher"),
+)
+
+
+def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[object], *, entry_points: bool) -> None:
+    """Register every plugin this host runs with, in order; raise :class:`PluginError` for any
+    that cannot be used as written."""
+    allowed = _allowed_plugins()
+    offered: list[str] = []
+    for name, module in BUILTIN_PLUGINS:
+        offered.append(name)
+        if allowed is None or name in allowed:
+            _register(pm, importlib.import_module(module).plugin(), name)
+    if entry_points:
+        from importlib.metadata import entry_points as installed
+
+        for entry in installed(group=PROJECT):
+            offered.append(entry.name)
+            if allowed is not None and entry.name not in allowed:
+                continue
+            try:
+                loaded = entry.load()
+            except Exception as exc:
+                raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
+            _register(pm, loaded, entry.name)
+    for module in config.plugins:
+        offered.append(module)
+        if allowed is not None and module not in allowed:
+            continue
+        try:
+            _register(pm, importlib.import_module(module), module)
+        except ImportError as exc:
+            raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
+    if config.dotnet is not None and config.dotnet.plugins:
+        from ybplug.dotnet import plugins_from_config
+
+        offered.extend(e.plugin_name for e in config.dotnet.plugins)
+        entries = [e for e in config.dotnet.plugins if allowed is None or e.plugin_name in allowed]
+        for name, plugin in plugins_from_config(entries, runtime=config.dotnet):
+            _register(pm, plugin, name)
+    for plugin in extra:
+        offered.append(_stable_name(plugin))
+        _register(pm, plugin, _stable_name(plugin))
+    unknown = sorted((allowed or set()) - set(offered))
+    if unknown:
+        raise PluginError(
+            f"YBPLUG_PLUGINS names {', '.join(unknown)}, which no plugin is called here"
+            f" (plugins: {', '.join(offered)})"
+        )
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+    check_no_wrappers(pm)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
+    try:
+        pm.register(plugin, name)
+    except (ValueError, pluggy.PluginValidationError) as exc:
+        raise PluginError(f"plugin {name or plugin!r}: {exc}") from None
+
+
+def _stable_name(plugin: object) -> str:
+    """Deliveries are journaled per plugin name, so the name must survive a restart: use the
+    module of a module plugin, ``module.Class`` of an instance (``ybplug_name`` overrides)."""
+    explicit = getattr(plugin, "ybplug_name", None)
+    if isinstance(explicit, str):
+        return explicit
+    if isinstance(plugin, type) or hasattr(plugin, "__file__"):
+        return str(getattr(plugin, "__name__", plugin))
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def _allowed_plugins() -> set[str] | None:
+    value = os.environ.get("YBPLUG_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+
+__all__ = ["BUILTIN_PLUGINS", "load_plugins"]
