@@ -192,6 +192,16 @@ class Births(JournalBase):
         )
         return new_id
 
+    def check_void(self, registration_number: str) -> None:
+        """Raise :class:`~ybplug.lifecycle.InvalidTransition` when ``registration_number`` is a
+        journaled birth's that cannot be voided (already voided): nothing is sent.  A number not
+        in the journal (registered by hand at the centre) is the centre's to judge."""
+        row = self.db.execute(
+            "SELECT id, state FROM births WHERE registration_number = ? ORDER BY id DESC LIMIT 1", (registration_number,)
+        ).fetchone()
+        if row is not None:
+            lifecycle.check(Action.VOID, int(row[0]), BirthState(row[1]))
+
     # --- reviews ----------------------------------------------------------------------------------
 
     def resolve_review(
@@ -303,6 +313,15 @@ class Births(JournalBase):
             registered_at=None if row[10] is None else float(row[10]), replaces=row[11],
             replaced_by=None if replaced_by is None else replaced_by[0], exchanges=exchanges, actions=actions,
         )
+
+    def births_in(self, state: BirthState, *, failing: bool = False, limit: int = 50) -> list[BirthStatus]:
+        """The births in ``state`` (oldest first), for the clerk's lists; ``failing`` keeps only
+        those whose last upload attempt failed (a last error, a next attempt)."""
+        rows = self.db.execute(
+            "SELECT id FROM births WHERE state = ? AND (? = 0 OR last_error IS NOT NULL) ORDER BY id LIMIT ?",
+            (state, int(failing), limit),
+        ).fetchall()
+        return [self.lookup(int(r[0])) for r in rows]
 
     def mark_stale(self, horizon: float) -> int:
         """Registered births not real-named ``horizon`` seconds after registration become stale:
