@@ -20,12 +20,11 @@ import pytest
 
 from ybplug.codes import Funid
 from ybplug.fields import with_check_digit
-from ybplug.hooks import hookimpl
 from ybplug.host import Host
-from ybplug.messages import Birth, CollectionResult, RealNameRecord
 from ybplug.lifecycle import ALLOWED, Action, BirthState, InvalidTransition
 from ybplug.sandbox import Fault, Sandbox
 
+from recorder import Recorder
 from support import birth_record, host_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,38 +46,6 @@ def hooks_of(journal: Path, birth_id: int) -> list[str]:
         return [r[0] for r in db.execute("SELECT hook FROM events WHERE birth_id = ? ORDER BY rowid", (birth_id,))]
     finally:
         db.close()
-
-
-class Recorder:
-    """A hospital plugin subscribed to every event hook, remembering (hook, birth id, event id)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, int | None, str, dict[str, Any]]] = []
-
-    def of(self, hook: str, birth_id: int | None = None) -> list[dict[str, Any]]:
-        return [kw for h, b, _, kw in self.seen if h == hook and (birth_id is None or b == birth_id)]
-
-    @hookimpl
-    def birth_recorded(self, birth: Birth, birth_id: int, event_id: str) -> None:
-        self.seen.append(("birth_recorded", birth_id, event_id, {"birth": birth}))
-
-    @hookimpl
-    def collection_result(
-        self, birth: Birth, result: CollectionResult, birth_id: int, event_id: str, resolved_by: str | None
-    ) -> None:
-        self.seen.append(("collection_result", birth_id, event_id, {"result": result, "resolved_by": resolved_by}))
-
-    @hookimpl
-    def birth_needs_review(self, reason: str, birth_id: int, event_id: str) -> None:
-        self.seen.append(("birth_needs_review", birth_id, event_id, {"reason": reason}))
-
-    @hookimpl
-    def realname_resolved(self, record: RealNameRecord, birth_id: int, event_id: str) -> None:
-        self.seen.append(("realname_resolved", birth_id, event_id, {"record": record}))
-
-    @hookimpl
-    def collection_voided(self, registration_number: str, reason: str, birth_id: int | None, event_id: str) -> None:
-        self.seen.append(("collection_voided", birth_id, event_id, {"registration_number": registration_number}))
 
 
 @dataclass
