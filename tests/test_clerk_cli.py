@@ -17,6 +17,7 @@ import pytest
 
 from ybplug.codes import Funid
 from ybplug.config import Config
+from ybplug.fields import with_check_digit
 from ybplug.host import Host
 from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, SEED_MOTHERS, Fault, Sandbox
 
@@ -178,3 +179,33 @@ async def test_the_clerk_resolves_a_review_amends_a_refusal_and_replaces_a_regis
     for output in clerk.outputs:
         for id_number in SEED_MOTHERS.values():
             assert id_number not in output
+
+
+@pytest.mark.anyio
+async def test_a_birth_past_the_real_name_horizon_is_stale_in_status_and_asked_with_sync_stale(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    (tmp_path / "ybplug.toml").write_text(
+        f'journal = "{(tmp_path / "journal.db").as_posix()}"\nupload = "daily at 02:00"\n'
+        f"realname_horizon_days = 0.00001\n"  # under a second
+        f'[wire]\nurl = "{sandbox.url}"\nusr = "{SANDBOX_USR}"\npwd = "{SANDBOX_PWD}"\n',
+        encoding="utf-8",
+    )
+    async with Host(Config.load(tmp_path / "ybplug.toml"), entry_points=False, background=False) as host:
+        birth_id = (await host.record_birth(birth_record(40))).birth_id
+        await host.sync("upload")
+        number = (await host.birth(birth_id)).registration_number
+    assert number is not None
+    await anyio.sleep(1.0)
+    clerk = Clerk(tmp_path)
+    asked = sandbox.calls(Funid.REALNAME)
+    daily = await clerk("sync", "realname")
+    assert daily.returncode == 0 and "went stale 1" in daily.stdout
+    assert sandbox.calls(Funid.REALNAME) == asked  # not asked in the daily poll
+    check = await clerk("status", "--check")
+    assert check.returncode == 1 and "1 births stale" in check.stderr and "stale:" in check.stdout
+    sandbox.real_name(number, id_number=with_check_digit("35020320261125004"), name="陈小兰")
+    on_demand = await clerk("sync", "stale")
+    assert on_demand.returncode == 0 and sandbox.calls(Funid.REALNAME) == asked + 1
+    assert (await clerk.json("show", number))["state"] == "real_named"
+    assert (await clerk("status", "--check")).returncode == 0

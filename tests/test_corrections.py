@@ -19,7 +19,7 @@ from ybplug.codes import Funid
 from ybplug.fields import with_check_digit
 from ybplug.host import Host
 from ybplug.journal.model import BirthNotFound
-from ybplug.lifecycle import BirthConflict, BirthState, InvalidTransition
+from ybplug.lifecycle import BirthConflict, BirthState, InvalidTransition, ResolutionError
 from ybplug.sandbox import SEED_MOTHERS, Fault, Sandbox
 
 from recorder import Recorder
@@ -273,3 +273,20 @@ async def test_past_the_real_name_horizon_a_birth_is_stale_left_out_daily_and_as
         summary = await host.sync("stale")
         assert sandbox.calls(Funid.REALNAME) == asked + 1 and summary["real_named"] == 1
         assert (await host.birth(recorded.birth_id)).state == BirthState.REAL_NAMED
+
+
+@pytest.mark.anyio
+async def test_a_review_cannot_take_another_births_number_and_an_all_digit_serial_is_found(
+    ward: tuple[Host, Recorder], sandbox: Sandbox
+) -> None:
+    host, _ = ward
+    other = await host.record_birth({**birth_record(14), "bke042": "20240001"})
+    await host.sync("upload")
+    taken = (await host.birth("20240001")).registration_number  # all digits: a serial, not a birth id
+    assert taken is not None and (await host.birth("20240001")).birth_id == other.birth_id
+    birth_id = await _in_review(host, sandbox, 15, committed=True)
+    with pytest.raises(ResolutionError, match=f"#{other.birth_id}"):
+        await host.resolve_review(birth_id, operator="clerk", registration_number=taken, eligible=True)
+    assert (await host.birth(birth_id)).state == BirthState.NEEDS_REVIEW
+    fresh = await host.record_birth(birth_record(16))
+    assert (await host.birth(fresh.birth_id)).next_attempt_at is None  # goes with the next upload, not "1970"
