@@ -474,9 +474,7 @@ class Host:
         return birth if isinstance(birth, Birth) else load(Birth, birth)
 
     async def void(self, registration_number: str, reason: str) -> VoidResult:
-        """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no, and
-        :class:`~ybplug.lifecycle.InvalidTransition` (nothing sent) for a journaled birth already voided."""
-        await self.run_journal(self.journal.check_void, registration_number)
+        """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""
         result = await self._first("ybplug_void", host=self, registration_number=registration_number, reason=reason)
         if result is None:
             raise PluginError(f"no plugin carries out {Funid.VOID} (is ybplug.void excluded?)")

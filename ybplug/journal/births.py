@@ -192,16 +192,6 @@ class Births(JournalBase):
         )
         return new_id
 
-    def check_void(self, registration_number: str) -> None:
-        """Raise :class:`~ybplug.lifecycle.InvalidTransition` when ``registration_number`` is a
-        journaled birth's that cannot be voided (already voided): nothing is sent.  A number not
-        in the journal (registered by hand at the centre) is the centre's to judge."""
-        row = self.db.execute(
-            "SELECT id, state FROM births WHERE registration_number = ? ORDER BY id DESC LIMIT 1", (registration_number,)
-        ).fetchone()
-        if row is not None:
-            lifecycle.check(Action.VOID, int(row[0]), BirthState(row[1]))
-
     # --- reviews ----------------------------------------------------------------------------------
 
     def resolve_review(
