@@ -209,3 +209,19 @@ async def test_a_birth_past_the_real_name_horizon_is_stale_in_status_and_asked_w
     assert on_demand.returncode == 0 and sandbox.calls(Funid.REALNAME) == asked + 1
     assert (await clerk.json("show", number))["state"] == "real_named"
     assert (await clerk("status", "--check")).returncode == 0
+
+
+@pytest.mark.anyio
+async def test_a_replace_whose_void_gets_no_answer_says_so_and_sync_carries_it_on(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    clerk = Clerk(tmp_path)
+    (tmp_path / "fixed.json").write_text(json.dumps({**birth_record(32), "aac004": "2"}), encoding="utf-8")
+    sandbox.inject(Fault("http_error", funid=Funid.VOID))
+    done = await clerk("replace", str(ward["registered"]), "--record", "fixed.json", "--reason", "性别录错")
+    assert done.returncode == 1 and "carries it on" in done.stderr
+    assert (await clerk.json("show", str(ward["registered"])))["state"] == "registered"
+    synced = await clerk("sync", "upload")
+    assert "replacements resumed 1" in synced.stdout
+    old = await clerk.json("show", str(ward["registered"]))
+    assert old["state"] == "voided" and (await clerk.json("show", str(old["replaced_by"])))["state"] == "registered"

@@ -290,3 +290,23 @@ async def test_a_review_cannot_take_another_births_number_and_an_all_digit_seria
     assert (await host.birth(birth_id)).state == BirthState.NEEDS_REVIEW
     fresh = await host.record_birth(birth_record(16))
     assert (await host.birth(fresh.birth_id)).next_attempt_at is None  # goes with the next upload, not "1970"
+
+
+@pytest.mark.anyio
+async def test_a_refusal_fixed_in_the_mothers_id_is_the_same_birth_by_its_his_serial(
+    ward: tuple[Host, Recorder], sandbox: Sandbox
+) -> None:
+    """The commonest fix changes the centre's key itself (the mother's ID was mistyped): the HIS
+    serial still names the refused birth, so it is amended and sent again, not a second birth."""
+    host, seen = ward
+    sandbox.inject(Fault("refuse", funid=Funid.COLLECT, cause="母亲证件号码与姓名不符"))
+    first = await host.record_birth(birth_record(17))
+    await host.sync("upload")
+    fixed = {**birth_record(17), "bkee35": SEED_MOTHERS["not_insured"]}
+    again = await host.record_birth(fixed)
+    assert (again.birth_id, again.created) == (first.birth_id, False)
+    await host.sync("upload")
+    status = await host.birth(first.birth_id)
+    assert status.state == BirthState.REGISTERED and status.eligible is False
+    assert [r["bkee35"] for r in sandbox.registrations()] == [SEED_MOTHERS["not_insured"]]
+    assert (await host.status())["births"] == {"registered": 1}

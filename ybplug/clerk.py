@@ -29,6 +29,10 @@ OneShot = Callable[[argparse.Namespace], "Host"]
 Command = Callable[[str, Callable[[argparse.Namespace], Awaitable[int]], str], argparse.ArgumentParser]
 
 
+class ReplacementUnderWay(Error):
+    """A replacement's void got no answer; it is journaled and carried on later."""
+
+
 class RecordFileError(Error):
     """The ``--record`` file cannot be read as one JSON object."""
 
@@ -295,8 +299,16 @@ async def amend(args: argparse.Namespace, *, one_shot: OneShot) -> int:
 
 async def replace(args: argparse.Namespace, *, one_shot: OneShot) -> int:
     record = _record(args.record)
+    from ybplug.wire import WireError
+
     async with one_shot(args) as host:
-        new = await host.replace_birth(args.birth_id, record, args.reason, operator=args.operator)
+        try:
+            new = await host.replace_birth(args.birth_id, record, args.reason, operator=args.operator)
+        except WireError as exc:  # the void's answer is not known: the journaled replacement waits
+            raise ReplacementUnderWay(
+                f"{exc}; the replacement of birth #{args.birth_id} is journaled: the worker or `ybplug sync`"
+                " carries it on (the void, then the corrected registration)"
+            ) from None
         await host.sync("upload")
         result = await host.birth(new.birth_id)
     print(f"birth #{args.birth_id} voided; the corrected record is birth #{result.birth_id}")
