@@ -1,7 +1,8 @@
 """The ``ybplug`` command.
 
-``run`` is the worker beside a HIS; ``demo`` the whole flow on the sandbox; ``status``, ``sync``,
-``retry`` and ``void`` the operator's tools; ``decode`` scans a QR code; ``sandbox`` serves the
+``run`` is the worker beside a HIS; ``demo`` the whole flow on the sandbox; ``sync``, ``retry``
+and ``void`` the operator's tools (``status``, ``show``, ``review``, ``amend`` and ``replace``, the
+clerk's, are in :mod:`ybplug.clerk`); ``decode`` scans a QR code; ``sandbox`` serves the
 simulated centre.  A mistake a person can make (a bad config, an unreachable centre, a wrong
 password, an invalid field) ends in one clear line and exit status 1, never a traceback.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ybplug import clerk
 from ybplug.errors import Error
 
 if TYPE_CHECKING:
@@ -92,45 +94,6 @@ def _open_journal(args: argparse.Namespace) -> Any:
         print(f"no journal at {config.journal} yet")
         return None
     return Journal(path).open()
-
-
-def _china_time(timestamp: float) -> str:
-    from datetime import datetime
-
-    from ybplug.fields import CHINA_TIME
-
-    return datetime.fromtimestamp(timestamp, CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
-
-
-async def _status(args: argparse.Namespace) -> int:
-    journal = _open_journal(args)
-    if journal is None:
-        return 0
-    try:
-        status = journal.status()
-    finally:
-        journal.close()
-    print("births:      " + (", ".join(f"{k} {v}" for k, v in sorted(status["births"].items())) or "none"))
-    print("deliveries:  " + (", ".join(f"{k} {v}" for k, v in sorted(status["deliveries"].items())) or "none"))
-    for name, sub in sorted(status["subscribers"].items()):
-        waiting = sub.get("pending", 0)
-        parked = sub.get("parked", 0)
-        if waiting or parked:
-            print(
-                f"waiting:     {waiting} deliveries ({parked} parked) for plugin {name}, last loaded"
-                f" {_china_time(sub['last_loaded_at'])}: a host that has it delivers them"
-            )
-    for item in status["needs_review"]:
-        print(f"needs review: birth #{item['birth_id']}: {item['reason']}")
-    for item in status["parked"]:
-        print(
-            f"parked:      {item['hook']} of birth #{item['birth_id']} -> {item['plugin']} event {item['event_id']}"
-            f" after {item['attempts']} attempts: {item['error']}"
-        )
-    for job, run in sorted(status["runs"].items()):
-        when = _china_time(run["finished_at"] or run["started_at"])
-        print(f"last {job}: {when} {run['summary'] or '(running or interrupted)'}")
-    return 0
 
 
 async def _init(args: argparse.Namespace) -> int:
@@ -236,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     command("run", _run, "run the worker: uploads on schedule, real-name polls, hook deliveries")
     demo = command("demo", _demo, "the whole flow against the embedded sandbox centre")
     demo.add_argument("--dir", help="keep the demo's databases here (default: a new temporary folder)")
-    command("status", _status, "births by state, parked deliveries, last runs")
+    clerk.add_commands(command, open_journal=_open_journal, one_shot=_one_shot, operator=_operator())
     sync = command("sync", _sync, "upload and poll now, then deliver the hooks")
     sync.add_argument("job", nargs="?", default="all", choices=["all", "upload", "realname", "stale"])
     retry = command("retry", _retry, "replay parked deliveries and retry waiting uploads now")

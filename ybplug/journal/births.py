@@ -219,6 +219,14 @@ class Births(JournalBase):
             if registration_number is not None:
                 if eligible is None:
                     raise ResolutionError("eligible=True or False: what the centre shows as bkee45 是否可预参保")
+                holder = db.execute(
+                    "SELECT id FROM births WHERE registration_number = ? AND state != 'voided' AND id != ?",
+                    (registration_number, birth_id),
+                ).fetchone()
+                if holder is not None:  # a number typed from another newborn's line
+                    raise ResolutionError(
+                        f"baz726 {registration_number} is birth #{holder[0]}'s registration; check the number at the centre"
+                    )
                 result = CollectionResult(
                     flag=1, registration_number=registration_number, eligibility="1" if eligible else "0"
                 )
@@ -255,9 +263,10 @@ class Births(JournalBase):
         """Birth ids answering to ``key``: a birth id, a registration number (``XSE...``) or a HIS
         serial (``bke042``, with ``multiple_birth_number`` to pick a twin); newest first."""
         db = self.db
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and len(key) < 12):
+        rows = []
+        if isinstance(key, int) or (key.isdigit() and len(key) < 12):
             rows = db.execute("SELECT id FROM births WHERE id = ?", (int(key),)).fetchall()
-        else:
+        if not rows and isinstance(key, str):  # a HIS serial may be all digits too
             rows = db.execute(
                 "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
             ).fetchall() or db.execute(
@@ -298,11 +307,20 @@ class Births(JournalBase):
         return BirthStatus(
             birth_id=int(row[0]), birth=birth, state=state, registration_number=row[3],
             eligible=None if row[4] in (None, "") else row[4] == "1", reason=scrub(row[5]) if row[5] else None,
-            attempts=int(row[6]), next_attempt_at=float(row[7]) if waiting else None,
+            attempts=int(row[6]), next_attempt_at=float(row[7]) if waiting and row[7] else None,
             last_error=scrub(row[8]) if row[8] else None, recorded_at=float(row[9]),
             registered_at=None if row[10] is None else float(row[10]), replaces=row[11],
             replaced_by=None if replaced_by is None else replaced_by[0], exchanges=exchanges, actions=actions,
         )
+
+    def births_in(self, state: BirthState, *, failing: bool = False, limit: int = 50) -> list[BirthStatus]:
+        """The births in ``state`` (oldest first), for the clerk's lists; ``failing`` keeps only
+        those whose last upload attempt failed (a last error, a next attempt)."""
+        rows = self.db.execute(
+            "SELECT id FROM births WHERE state = ? AND (? = 0 OR last_error IS NOT NULL) ORDER BY id LIMIT ?",
+            (state, int(failing), limit),
+        ).fetchall()
+        return [self.lookup(int(r[0])) for r in rows]
 
     def mark_stale(self, horizon: float) -> int:
         """Registered births not real-named ``horizon`` seconds after registration become stale:

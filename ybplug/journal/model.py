@@ -102,6 +102,8 @@ class BirthStatus:
     eligible: bool | None
     reason: str | None
     attempts: int
+    #: When a failed upload is tried again; None when not waiting for a retry (a new birth goes
+    #: with the next scheduled upload).
     next_attempt_at: float | None
     last_error: str | None
     recorded_at: float

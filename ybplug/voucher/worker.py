@@ -17,6 +17,7 @@ import struct
 import sys
 import threading
 import time
+from typing import Any  # noqa: F401 - used in type comments (Python 3.8 syntax)
 
 REQUEST_HEAD = ">I"
 REPLY_HEAD = ">BiI"
