@@ -27,13 +27,23 @@ from chaos_support import Chaos, compare, write_config
 pytestmark = [pytest.mark.chaos, pytest.mark.anyio]
 
 SEED = int(os.environ.get("YBPLUG_CHAOS_SEED", "20261130"))
+#: How long ``ybplug run`` may take to stop on SIGTERM while a plugin hook hangs.
+STOP_WITHIN = 10.0
 
 
 async def chaos_run(
-    tmp_path: Path, sandbox: Sandbox, seed: int, plan: dict[str, int], *, births: int, fault_rate: float = 0.0
+    tmp_path: Path,
+    sandbox: Sandbox,
+    seed: int,
+    plan: dict[str, int],
+    *,
+    births: int,
+    fault_rate: float = 0.0,
+    hang_on_stop: bool = False,
 ) -> tuple[Chaos, list[str]]:
     """Record ``births``, run the workers and the operator, do the ``plan``'s kills in a seeded
-    random order (faulting ``fault_rate`` of the centre's calls meanwhile), stop, settle, compare."""
+    random order (faulting ``fault_rate`` of the centre's calls meanwhile), stop the workers
+    (``hang_on_stop``: while the hospital plugin hangs in a delivery), settle, compare."""
     write_config(tmp_path, sandbox)
     chaos = Chaos(tmp_path, sandbox, seed)
     # Every transaction takes a moment, so a kill can land while one is in flight.
@@ -56,13 +66,23 @@ async def chaos_run(
             for kind in steps:
                 await chaos.step(kind)
             chaos.stopping = True  # the operator's last sync ends on its own
+        await chaos.his_uploads(4)
         left = chaos.faults_left()
         for kind in FAULT_KINDS:
             chaos.figures.faults_hit[kind] = chaos.figures.faults[kind] - left[kind]
         sandbox.clear_faults()
-        codes = await chaos.stop_workers()
-        if codes != [0, 0]:
-            problems.append(f"stuck: the workers' exit statuses on SIGTERM were {codes} (None: still running after 20 s)")
+        if hang_on_stop:
+            codes, hanging = await chaos.stop_with_a_hung_plugin(within=STOP_WITHIN)
+            assert hanging, "no delivery was hanging in the plugin when the workers were told to stop"
+            if codes != [0, 0]:
+                problems.append(
+                    f"stuck: with a plugin hook hung, the workers' exit statuses {STOP_WITHIN:.0f} s after SIGTERM"
+                    f" were {codes} (None: still running, then killed)"
+                )
+        else:
+            codes = await chaos.stop_workers()
+            if codes != [0, 0]:
+                problems.append(f"stuck: the workers' exit statuses on SIGTERM were {codes} (None: still running after 20 s)")
         await chaos.settle()
         problems += compare(chaos, refusals_possible=bool(fault_rate))
     finally:
@@ -87,15 +107,15 @@ def report(chaos: Chaos, problems: list[str], title: str) -> str:
 async def test_kills_at_random_points_lose_nothing_double_nothing_and_tell_every_plugin(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    plan = {"upload": 5, "poll": 3, "void": 4, "delivery": 4, "sync": 3, "anytime": 4}
-    chaos, problems = await chaos_run(tmp_path, sandbox, SEED, plan, births=30)
+    plan = {"upload": 5, "poll": 3, "void": 4, "delivery": 4, "sync": 2, "anytime": 2}
+    chaos, problems = await chaos_run(tmp_path, sandbox, SEED, plan, births=30, hang_on_stop=True)
     report(chaos, problems, "chaos: kills")
     kills = chaos.figures.kills
     # The premise: the kills landed where they were meant to (else this test proves less than it says).
     assert sum(kills.values()) >= 20, f"only {sum(kills.values())} kills ({dict(kills)}), seed {SEED}"
     for kind in ("upload", "poll", "void", "delivery"):
         assert kills[kind] >= 1, f"no kill landed during a {kind} ({dict(kills)}), seed {SEED}"
-    assert chaos.figures.voids >= 3 and chaos.figures.real_named >= 3, "too few voids or real-namings to prove anything"
+    assert chaos.figures.voids >= 2 and chaos.figures.real_named >= 3, "too few voids or real-namings to prove anything"
     assert not problems, f"seed {SEED}:\n" + "\n".join(problems)
 
 
