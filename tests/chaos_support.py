@@ -171,6 +171,7 @@ class Chaos:
         self._next_birth = 0
         self._started = 0
         self._log_files: list[IO[bytes]] = []
+        self.log_of: dict[int, Path] = {}
         self._real_name_seq = 0
 
     # --- processes ------------------------------------------------------------------------------
@@ -180,11 +181,18 @@ class Chaos:
         env = {**os.environ, "YBPLUG_EXAMPLE_DB": str(self.hospital)}
         env.pop("YBPLUG_PLUGINS", None)
         self._started += 1
-        log = open(self.logs / f"{self._started:03d}-{args[0]}.log", "wb")  # noqa: SIM115 (closed in close())
+        path = self.logs / f"{self._started:03d}-{args[0]}.log"
+        log = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._log_files.append(log)
-        return await anyio.open_process(
+        process = await anyio.open_process(
             [YBPLUG, *args, "-c", str(self.config)], env=env, cwd=self.tmp_path, stdout=log, stderr=log
         )
+        self.log_of[process.pid] = path
+        return process
+
+    def output(self, process: anyio.abc.Process) -> str:
+        """What a finished process printed (stdout and stderr)."""
+        return self.log_of[process.pid].read_text(encoding="utf-8", errors="replace")
 
     async def start_workers(self) -> None:
         for i, worker in enumerate(self.workers):
@@ -292,7 +300,8 @@ class Chaos:
 
     async def void(self, baz726: str, *, kill_after: float | None = None) -> None:
         """``ybplug void``: killed ``kill_after`` seconds after its request left if given; then
-        run again, as the operator whose command died would, until the centre has voided it."""
+        run again, as an operator whose command died or failed would, until it says the
+        registration is voided (exit status 0) or already void (at most eight more times)."""
         self.voids_asked.add(baz726)
         baseline = self.max_exchange()
         process = await self.start("void", baz726, "--reason", "母亲证件号录入错误")
@@ -308,9 +317,9 @@ class Chaos:
         with anyio.fail_after(60):
             await process.wait()
         for _ in range(8):
-            if not killed and self.voided_at_centre(baz726):
+            if not killed and (process.returncode == 0 or "already void" in self.output(process)):
                 return
-            killed = False  # a killed command is always run again: its outcome is the operator's doubt
+            killed = False
             process = await self.start("void", baz726, "--reason", "母亲证件号录入错误")
             self.figures.void_commands += 1
             with anyio.fail_after(60):
@@ -579,30 +588,30 @@ def compare(chaos: Chaos, *, refusals_possible: bool) -> list[str]:
 
     # Every registration at the centre known to the journal, as it stands at the centre.
     for key, held in sorted(at_centre.items()):
-        birth_id = by_key.get(key)
+        owner = by_key.get(key)
         numbers = [r["baz726"] for r in held]
         if len(held) > 1:
             figures.doubled += 1
-            problems.append(f"doubled: birth {birth_id} registered {len(held)} times at the centre: {numbers}")
-        if birth_id is None:
+            problems.append(f"doubled: birth {owner} registered {len(held)} times at the centre: {numbers}")
+        if owner is None:
             problems.append(f"wrong: the centre holds {numbers} for a birth the journal does not know")
             continue
-        b = births[birth_id]
+        b = births[owner]
         for r in held:
             if b["number"] is not None and r["baz726"] != b["number"] and len(held) == 1:
-                problems.append(f"wrong: birth {birth_id} has baz726 {b['number']} in the journal, {r['baz726']} at the centre")
+                problems.append(f"wrong: birth {owner} has baz726 {b['number']} in the journal, {r['baz726']} at the centre")
             if not r["voided"]:
                 if b["state"] not in ("registered", "real_named", "needs_review"):
                     problems.append(
-                        f"wrong: birth {birth_id} is live at the centre ({r['baz726']}) but {b['state']} in the journal"
+                        f"wrong: birth {owner} is live at the centre ({r['baz726']}) but {b['state']} in the journal"
                     )
                 elif r["real_named"] and b["state"] == "registered":
                     problems.append(
-                        f"wrong: birth {birth_id} ({r['baz726']}) is real-named at the centre but still registered in the"
+                        f"wrong: birth {owner} ({r['baz726']}) is real-named at the centre but still registered in the"
                         " journal after the final clean run's poll"
                     )
             elif b["state"] != "voided" and r["baz726"] == b["number"]:
-                problems.append(f"void not recorded: birth {birth_id} ({r['baz726']}) is void at the centre but {b['state']} in the journal")
+                problems.append(f"void not recorded: birth {owner} ({r['baz726']}) is void at the centre but {b['state']} in the journal")
     for baz726 in sorted(chaos.voids_asked):
         if not chaos.voided_at_centre(baz726):
             problems.append(f"void lost: the operator voided {baz726} (retrying until done) but the centre has it live")
@@ -648,9 +657,9 @@ def compare(chaos: Chaos, *, refusals_possible: bool) -> list[str]:
             if not result.get("baz726"):
                 continue  # a refusal's answer; counted with the refusals
         per_birth[(birth_id, hook)].append(event_id)
-    for (birth_id, hook), ids in sorted(per_birth.items(), key=lambda item: (item[0][0] or 0, item[0][1])):
-        if len(ids) > 1:
-            problems.append(f"emitted twice: birth {birth_id} has {len(ids)} {hook} events: {ids}")
+    for (event_birth, hook), event_ids in sorted(per_birth.items(), key=lambda item: (item[0][0] or 0, item[0][1])):
+        if len(event_ids) > 1:
+            problems.append(f"emitted twice: birth {event_birth} has {len(event_ids)} {hook} events: {event_ids}")
 
     # Each state reached was told to the plugin (an event journaled for it).
     expected = {
@@ -664,6 +673,6 @@ def compare(chaos: Chaos, *, refusals_possible: bool) -> list[str]:
         for hook in expected.get(b["state"], []):
             if not per_birth.get((birth_id, hook)):
                 untold[(b["state"], hook)].append(birth_id)
-    for (state, hook), ids in sorted(untold.items()):
-        problems.append(f"never told: births {ids} are {state} but no {hook} event was journaled for the hospital plugin")
+    for (state, hook), birth_ids in sorted(untold.items()):
+        problems.append(f"never told: births {birth_ids} are {state} but no {hook} event was journaled for the hospital plugin")
     return problems
