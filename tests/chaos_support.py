@@ -301,7 +301,7 @@ class Chaos:
     async def void(self, baz726: str, *, kill_after: float | None = None) -> None:
         """``ybplug void``: killed ``kill_after`` seconds after its request left if given; then
         run again, as an operator whose command died or failed would, until it says the
-        registration is voided (exit status 0) or already void (at most eight more times)."""
+        registration is voided (exit status 0) or already void (at most six more times)."""
         self.voids_asked.add(baz726)
         baseline = self.max_exchange()
         process = await self.start("void", baz726, "--reason", "母亲证件号录入错误")
@@ -316,7 +316,7 @@ class Chaos:
             killed = False
         with anyio.fail_after(60):
             await process.wait()
-        for _ in range(8):
+        for _ in range(6):
             if not killed and (process.returncode == 0 or "already void" in self.output(process)):
                 return
             killed = False
