@@ -4,7 +4,8 @@
 It keeps the hospital's side of the newborn registrations in its own SQLite database
 (``YBPLUG_EXAMPLE_DB``, default ``ybplug-example-hospital.db`` in the working directory):
 the ``baz726`` the centre issued, eligibility, and the real identity once the newborn is
-real-named.  Each write is keyed by ``event_id``, so a redelivered event changes nothing.
+real-named, the registrations voided, and the births a person must review.  Each write is keyed
+by ``event_id``, so a redelivered event changes nothing.
 
 Hooks are plain functions: ybplug runs them on a worker thread, so blocking database calls are
 fine here.
@@ -45,6 +46,18 @@ def _db() -> Iterator[sqlite3.Connection]:
             id_number TEXT,
             name TEXT
         );
+        CREATE TABLE IF NOT EXISTS voids (
+            event_id TEXT PRIMARY KEY,
+            birth_id INTEGER,
+            baz726 TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS reviews (
+            event_id TEXT PRIMARY KEY,
+            birth_id INTEGER NOT NULL,
+            his_serial TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
         """
     )
     try:
@@ -76,4 +89,21 @@ def realname_resolved(record: RealNameRecord, birth_id: int, event_id: str) -> N
         db.execute(
             "INSERT OR IGNORE INTO real_names VALUES (?, ?, ?, ?, ?)",
             (event_id, birth_id, str(record.registration_number), record.id_number, record.name),
+        )
+
+
+@hookimpl
+def collection_voided(registration_number: str, reason: str, birth_id: int | None, event_id: str) -> None:
+    with _lock, _db() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO voids VALUES (?, ?, ?, ?)", (event_id, birth_id, registration_number, reason)
+        )
+
+
+@hookimpl
+def birth_needs_review(birth: Birth, reason: str, birth_id: int, event_id: str) -> None:
+    """A person must look this birth up at the centre: the hospital keeps it on a work list."""
+    with _lock, _db() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO reviews VALUES (?, ?, ?, ?)", (event_id, birth_id, birth.his_serial, reason)
         )
