@@ -32,9 +32,11 @@ import msgspec
 import pluggy
 
 from ybplug import events
-from ybplug.caller import AsyncHookCaller, HookError, PluginError, secrets_of
+from ybplug.caller import AsyncHookCaller, HookError, PluginError
 from ybplug.loading import load_plugins
+from ybplug.committer import GroupCommitter
 from ybplug.config import Config
+from ybplug.deliveries import Deliveries
 from ybplug.dedicated import DedicatedThread
 from ybplug.hooks import PROJECT, specs
 from ybplug.codes import Funid
@@ -53,7 +55,7 @@ from ybplug.messages import (
     VoidResult,
     load,
 )
-from ybplug.privacy import mask, scrub
+from ybplug.privacy import mask
 from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
@@ -110,22 +112,21 @@ class Host:
         )
         self.journal = Journal(self.config.journal, lease=self.config.lease)
         self._journal_thread = DedicatedThread("ybplug-journal")  # the one thread touching the SQLite connection
-        self._journal_queue: list[_JournalOp] = []
-        self._journal_busy = False
+        self._committer = GroupCommitter(self.journal, self._journal_thread, on_lost=self.fail)
         self._transport: Transport | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._births_waiting = anyio.Event()
-        self._deliveries_waiting = anyio.Event()
-        self._delivery_lock = anyio.Lock()
-        self._inline_deliveries = 0
-        self._inline_idle = anyio.Event()
         #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
         self.failed = anyio.Event()
         self.failure: Exception | None = None
         self._background: set[anyio.CancelScope] = set()
         self.delivery_backoff = Backoff(self.config.delivery_backoff, self.config.delivery_backoff_cap)
         self.upload_backoff = Backoff(self.config.upload_backoff, self.config.upload_backoff_cap)
+        self.deliveries = Deliveries(
+            self.caller, self._committer, self.journal, plugin_names=self.plugin_names, start_soon=self.start_soon,
+            attempts=self.config.delivery_attempts, backoff=self.delivery_backoff,
+        )
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> Host:
@@ -152,7 +153,7 @@ class Host:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._task_group.cancel_scope.cancel)
             if self.background:
-                self.start_soon(self._delivery_loop, name="ybplug deliveries")
+                self.start_soon(self.deliveries.loop, name="ybplug deliveries")
                 self.start_soon(self._watch_other_processes, name="ybplug journal watch")
                 self.start_soon(self.resume_replacements, name="ybplug replacements")
             for outcome in await self.caller.call_each("ybplug_startup", host=self):
@@ -207,46 +208,9 @@ class Host:
         return self._transport
 
     async def run_journal(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a journal method on the journal's thread, so fsync never blocks the event loop.
-
-        Group commit: what tasks ask for while a commit is on its way to disk is written
-        together in the next transaction (one fsync for all).  The first waiting task leads
-        each round; leadership passes on, so no background task is needed.
-        """
-        op = _JournalOp(functools.partial(func, *args, **kwargs))
-        self._journal_queue.append(op)
-        if self._journal_busy:
-            try:
-                await op.ready.wait()
-            except BaseException:
-                if op in self._journal_queue:  # never ran: as if never asked
-                    self._journal_queue.remove(op)
-                if op.lead:  # was handed the lead while being cancelled: pass it on
-                    self._journal_busy = False
-                    self._pass_journal_lead()
-                raise
-            if not op.lead:
-                return op.outcome()  # type: ignore[no-any-return]
-        self._journal_busy = True
-        try:
-            batch, self._journal_queue = self._journal_queue, []
-            with anyio.CancelScope(shield=True):
-                try:
-                    results = await self._journal_thread.call(
-                        functools.partial(self.journal.run_group, [o.call for o in batch])
-                    )
-                except Exception as exc:
-                    results = [(False, exc)] * len(batch)
-            for o, result in zip(batch, results, strict=True):
-                o.result, o.lead = result, False
-                o.ready.set()
-            lost = next((value for ok, value in results if not ok and isinstance(value, JournalLost)), None)
-            if lost is not None:
-                self.fail(lost)
-        finally:
-            self._journal_busy = False
-            self._pass_journal_lead()
-        return op.outcome()  # type: ignore[no-any-return]
+        """Run a journal method on the journal's thread, in the next group commit (see
+        :class:`ybplug.committer.GroupCommitter`), so fsync never blocks the event loop."""
+        return await self._committer.run(func, *args, **kwargs)
 
     def plugin_names(self) -> list[str]:
         """The stable names of the plugins loaded in this host."""
@@ -264,13 +228,6 @@ class Host:
 
     async def _close_journal(self) -> None:
         await self._journal_thread.call(self.journal.close)
-
-    def _pass_journal_lead(self) -> None:
-        if self._journal_queue and not self._journal_busy:
-            self._journal_busy = True
-            following = self._journal_queue[0]
-            following.lead = True
-            following.ready.set()
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:
         """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...).
@@ -487,8 +444,7 @@ class Host:
                 raise outcome.error
             for key, value in (outcome.value or {}).items():
                 summary[key] = summary.get(key, 0) + value
-        while self._inline_deliveries:  # answers delivered as they came
-            await self._inline_idle.wait()
+        await self.deliveries.settled()  # answers delivered as they came
         summary["delivered"] = await self.deliver_due()
         return summary
 
@@ -575,84 +531,19 @@ class Host:
             await self._births_waiting.wait()
         self._births_waiting = anyio.Event()
 
-    def deliveries_waiting(self) -> None:
-        self._deliveries_waiting.set()
-
-    # --- hook deliveries -------------------------------------------------------------------------
+    # --- hook deliveries (the engine is ybplug.deliveries) -------------------------------------
 
     async def deliver_due(self, batch: int = 200) -> int:
-        """Deliver every event due now to its plugins; returns how many deliveries succeeded.
-
-        One batch at a time per host, so ``sync`` returns only after deliveries the background
-        loop had already claimed are done too.
-        """
-        async with self._delivery_lock:
-            return await self._deliver_batches(batch)
-
-    async def _deliver_batches(self, batch: int) -> int:
-        delivered = 0
-        names = self.plugin_names()
-        while True:
-            due = await self.run_journal(self.journal.claim_deliveries, batch, names)
-            if not due:
-                return delivered
-            delivered += await self.deliver(due)
-
-    async def deliver(self, due: list[Delivery]) -> int:
-        """Make claimed deliveries (each event's plugins in one call) and journal how each went;
-        returns how many succeeded."""
-        by_event: dict[str, list[Delivery]] = {}
-        for delivery in due:
-            by_event.setdefault(delivery.event_id, []).append(delivery)
-        results: list[tuple[Delivery, str | None]] = []
-
-        async def one_event(deliveries: list[Delivery]) -> None:
-            first = deliveries[0]
-            arguments = first.event.arguments()
-            outcomes = await self.caller.call_each(
-                first.hook, only=[d.plugin for d in deliveries], event_id=first.event_id, **arguments
-            )
-            errors = {o.plugin: o.error for o in outcomes}
-            for d in deliveries:
-                error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
-                # Journaled scrubbed: status, the console and monitors show it.
-                text = None if error is None else scrub(f"{type(error).__name__}: {error}", secrets_of(arguments))
-                results.append((d, text))
-
-        if len(by_event) == 1:  # an upload's answer: no task group needed
-            await one_event(next(iter(by_event.values())))
-        else:
-            async with anyio.create_task_group() as tg:
-                for deliveries in by_event.values():
-                    tg.start_soon(one_event, deliveries)
-        parked = await self.run_journal(
-            self.journal.deliveries_done, results, max_attempts=self.config.delivery_attempts, backoff=self.delivery_backoff
-        )
-        if parked:
-            log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.config.delivery_attempts)
-        return sum(1 for _, error in results if error is None)
+        """Deliver every event due now to the plugins loaded here; how many deliveries succeeded."""
+        return await self.deliveries.deliver_due(batch)
 
     def deliver_soon(self, due: list[Delivery]) -> None:
-        """Deliver events a journal write just claimed, without waiting for the delivery loop.
+        """Deliver events a journal write just claimed, without waiting for the delivery loop."""
+        self.deliveries.deliver_soon(due)
 
-        ``sync`` waits for these too.
-        """
-        if not due:
-            return
-        self._inline_deliveries += 1
-
-        async def run() -> None:
-            try:
-                await self.deliver(due)
-            except Exception:  # the deliveries stay claimed; their lease runs out and the loop retries
-                log.exception("hook delivery failed")
-            finally:
-                self._inline_deliveries -= 1
-                if self._inline_deliveries == 0:
-                    self._inline_idle.set()
-                    self._inline_idle = anyio.Event()
-
-        self.start_soon(run)
+    def deliveries_waiting(self) -> None:
+        """Wake the delivery loop: new events are in the journal."""
+        self.deliveries.waiting()
 
     async def _watch_other_processes(self) -> None:
         """Notice what other processes commit to the journal (the HIS recording a birth in its own
@@ -667,39 +558,6 @@ class Host:
             if changed:
                 self.births_waiting()
                 self.deliveries_waiting()
-
-    async def _delivery_loop(self) -> None:
-        """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""
-        while True:
-            wait = 5.0
-            try:
-                await self.deliver_due()
-                due = await self.run_journal(self.journal.next_delivery_due)
-                if due is not None:
-                    wait = min(5.0, max(0.05, due - time.time()))
-            except Exception:
-                log.exception("hook delivery stopped by an error; trying again in %.0f s", wait)
-            with anyio.move_on_after(wait):
-                await self._deliveries_waiting.wait()
-            self._deliveries_waiting = anyio.Event()
-
-class _JournalOp:
-    """One journal call waiting for its group commit."""
-
-    __slots__ = ("call", "ready", "result", "lead")
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.call = call
-        self.ready = anyio.Event()
-        self.result: tuple[bool, Any] | None = None
-        self.lead = False
-
-    def outcome(self) -> Any:
-        assert self.result is not None
-        ok, value = self.result
-        if not ok:
-            raise value
-        return value
 
 
 def _decode_outcome(error: Exception) -> Outcome:

@@ -1,0 +1,93 @@
+"""Group commit: the journal writes that tasks ask for while a commit is on its way to disk are
+written together in the next transaction, one fsync for all.
+
+Each write runs on the journal's own thread (a :class:`~ybplug.dedicated.DedicatedThread`), so
+fsync never blocks the event loop.  The first waiting task leads each round; leadership passes
+on, so no background task is needed and nothing is left behind when the host stops.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+
+from ybplug.dedicated import DedicatedThread
+from ybplug.journal import Journal, JournalLost
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class GroupCommitter:
+    """Runs journal methods in shared transactions; ``on_lost`` hears once the journal is gone."""
+
+    def __init__(self, journal: Journal, thread: DedicatedThread, *, on_lost: Callable[[Exception], None]) -> None:
+        self.journal = journal
+        self.thread = thread
+        self.on_lost = on_lost
+        self._queue: list[_Operation] = []
+        self._busy = False
+
+    async def run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``func(*args, **kwargs)`` in the next group commit; its result or its error."""
+        op = _Operation(functools.partial(func, *args, **kwargs))
+        self._queue.append(op)
+        if self._busy:
+            try:
+                await op.ready.wait()
+            except BaseException:
+                if op in self._queue:  # never ran: as if never asked
+                    self._queue.remove(op)
+                if op.lead:  # was handed the lead while being cancelled: pass it on
+                    self._busy = False
+                    self._pass_lead()
+                raise
+            if not op.lead:
+                return op.outcome()  # type: ignore[no-any-return]
+        self._busy = True
+        try:
+            batch, self._queue = self._queue, []
+            with anyio.CancelScope(shield=True):
+                try:
+                    results = await self.thread.call(functools.partial(self.journal.run_group, [o.call for o in batch]))
+                except Exception as exc:
+                    results = [(False, exc)] * len(batch)
+            for o, result in zip(batch, results, strict=True):
+                o.result, o.lead = result, False
+                o.ready.set()
+            lost = next((value for ok, value in results if not ok and isinstance(value, JournalLost)), None)
+            if lost is not None:
+                self.on_lost(lost)
+        finally:
+            self._busy = False
+            self._pass_lead()
+        return op.outcome()  # type: ignore[no-any-return]
+
+    def _pass_lead(self) -> None:
+        if self._queue and not self._busy:
+            self._busy = True
+            following = self._queue[0]
+            following.lead = True
+            following.ready.set()
+
+
+class _Operation:
+    """One journal call waiting for its group commit."""
+
+    __slots__ = ("call", "ready", "result", "lead")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.ready = anyio.Event()
+        self.result: tuple[bool, Any] | None = None
+        self.lead = False
+
+    def outcome(self) -> Any:
+        assert self.result is not None
+        ok, value = self.result
+        if not ok:
+            raise value
+        return value
