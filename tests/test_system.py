@@ -238,8 +238,9 @@ async def test_wait_for_stop_on_windows_uses_signal_handlers_and_puts_them_back(
 def test_exit_on_stop_signals_makes_a_service_stop_during_start_up_a_clean_exit(
     handlers_kept: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctrl_c = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     system.exit_on_stop_signals()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl+C stays KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is ctrl_c  # Ctrl+C stays as it was (KeyboardInterrupt)
     leave = signal.getsignal(signal.SIGTERM)
     assert callable(leave)
     with pytest.raises(SystemExit) as stopped:
