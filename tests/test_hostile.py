@@ -15,6 +15,7 @@ A few hundred cases per entry point by default; ``YBPLUG_FUZZ=full`` runs 10,000
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -72,29 +73,48 @@ def _personal_texts(values: Iterator[Any]) -> list[str]:
             value = str(value)
         if isinstance(value, str) and len(value.strip()) >= 6:
             value = value.strip()
-            if _DIGIT_RUN.search(value) or not value.isascii():
+            if (_DIGIT_RUN.search(value) or not value.isascii()) and value not in _VOCABULARY:
                 found.append(value)
     return found
 
 
-def holds(call: Callable[[], Any], personal: list[str], public: list[str] = []) -> Any:  # noqa: B006
-    """Run one case and check the four properties; returns what ``call`` returned (or None)."""
+#: What messages say of themselves: a personal value equal to a label (``his流水号`` given as a
+#: father's name) is found in them by the label, not by a leak.
+_VOCABULARY = " ".join(f"{wire} {label}" for wire, label in {**Birth.labels, **VoidRequest.labels}.items())
+
+
+def _timed(call: Callable[[], Any]) -> tuple[float, Any, Error | None]:
+    """CPU seconds of one call, with the garbage collector held off: a collection of the test
+    generator's garbage that happens to fall inside the call is not the entry point's cost."""
+    gc.disable()
     started = time.thread_time()
     try:
-        result = call()
+        result, error = call(), None
     except Error as exc:
+        result, error = None, exc
+    finally:
         elapsed = time.thread_time() - started
-        message = str(exc)
+        gc.enable()
+    return elapsed, result, error
+
+
+def holds(call: Callable[[], Any], personal: list[str], public: list[str] = []) -> Any:  # noqa: B006
+    """Run one case and check the four properties; returns what ``call`` returned (or None).
+
+    A case over the time limit is run once more and judged by the faster run (as hypothesis's own
+    deadline does): the limit is about the input's cost, not a scheduler's hiccup."""
+    elapsed, result, error = _timed(call)
+    if elapsed >= MAX_CPU_SECONDS:
+        elapsed = min(elapsed, _timed(call)[0])
+    assert elapsed < MAX_CPU_SECONDS, f"{elapsed * 1000:.0f} ms of CPU"
+    if error is not None:
+        message = str(error)
         assert len(message.encode("utf-8")) <= MAX_MESSAGE, f"{len(message)} characters"  # and printable anywhere
         shown_publicly = " ".join(public)
         for value in personal:
             if value in shown_publicly:  # the same text given in a field that is not personal
                 continue
             assert value not in message, f"a personal value reached the message: {message[:300]!r}"
-        result = None
-    else:
-        elapsed = time.thread_time() - started
-    assert elapsed < MAX_CPU_SECONDS, f"{elapsed * 1000:.0f} ms of CPU"
     return result
 
 

@@ -155,7 +155,7 @@ class Birth(
         check.phone("mother_phone")
         father_type = check.code("father_certificate_type", CertificateType, required=False)
         check.text("father_id_number", 18, required=False)
-        if self.father_id_number and isinstance(self.father_id_number, str) and not father_type \
+        if isinstance(self.father_id_number, str) and self.father_id_number and not father_type \
                 and not check.failed("father_certificate_type"):
             check.fail("father_certificate_type", "is required when bkee34 父亲证件号码 is given")
         check.id_number("father_id_number", father_type)
