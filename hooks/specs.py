@@ -17,12 +17,14 @@ which must not be written in the clear to the journal.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ybplug.hooks import hookspec
 
 if TYPE_CHECKING:
-    from ybplug.host import Host
+    from ybplug.config import Config
+    from ybplug.journal import BirthStatus
     from ybplug.messages import (
         Birth,
         CollectionResult,
@@ -33,6 +35,24 @@ if TYPE_CHECKING:
     )
     from ybplug.config import WireConfig
     from ybplug.wire import Transport
+
+
+class Host(Protocol):
+    """What a plugin's machinery hook may use of the host it is given (``ybplug.host.Host`` is the
+    whole of it).  A protocol, so that the contract does not depend on the host's module."""
+
+    config: Config
+    #: Whether scheduled work runs in this host (False for one-shot commands such as ``ybplug sync``).
+    background: bool
+
+    def start_soon(self, func: Callable[[], Coroutine[Any, Any, Any]], name: str | None = None) -> None:
+        """Run background work in the host's task group until the host exits."""
+
+    async def birth(self, key: int | str, multiple_birth_number: int | None = None) -> BirthStatus:
+        """Where a birth stands."""
+
+    async def status(self) -> dict[str, Any]:
+        """Counts by state, deliveries, reviews, subscribers and runs."""
 
 
 # --- start-up and shutdown -------------------------------------------------------------------
