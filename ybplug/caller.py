@@ -49,12 +49,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import msgspec
 import pluggy
 
 __all__ = [
@@ -108,8 +108,7 @@ class HookTimeout(Error, TimeoutError):
         self.abandoned_thread = abandoned_thread
 
 
-@dataclass(frozen=True)
-class ImplOutcome:
+class ImplOutcome(msgspec.Struct, frozen=True):
     """What one plugin's implementation of a hook did."""
 
     plugin: str

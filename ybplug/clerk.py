@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: How the CLI hands the clerk's commands what they need (kept there, passed here: no import cycle).
 OpenJournal = Callable[[argparse.Namespace], Any]
 OneShot = Callable[[argparse.Namespace], "Host"]
-Command = Callable[[str, Callable[[argparse.Namespace], Awaitable[int]], str], argparse.ArgumentParser]
+Command = Callable[[str, Callable[[argparse.Namespace], Awaitable[int] | int], str], argparse.ArgumentParser]
 
 
 class ReplacementUnderWay(Error):
@@ -108,7 +108,7 @@ def _problems(status: dict[str, Any]) -> list[str]:
     return problems
 
 
-async def status(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
+def status(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
     journal = open_journal(args)
     if journal is None:
         return 1 if args.check else 0
@@ -207,7 +207,7 @@ def _print_birth(facts: dict[str, Any]) -> None:
         print(f"  action:       {a['time']} {a['operator']}: {a['action']}{': ' + a['detail'] if a['detail'] else ''}")
 
 
-async def show(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
+def show(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
     journal = open_journal(args)
     if journal is None:
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
 import sys
@@ -18,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from ybplug import clerk
 from ybplug.errors import Error
@@ -47,6 +46,8 @@ def _one_shot(args: argparse.Namespace) -> Host:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    import anyio
+
     from ybplug.host import Host
     from ybplug.system import private_dir, stop_requests
 
@@ -189,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (personal data stays masked)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], Awaitable[int]], help: str) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable[[argparse.Namespace], Awaitable[int] | int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.set_defaults(func=func)
         if name not in ("demo", "plugins"):
@@ -251,7 +252,7 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def _log_to_file(config: Any) -> None:
     """``ybplug run``: the configured log file (rotating, 0600) beside stderr, in the configured format."""
     from ybplug.config import ConfigError
-    from ybplug.system import PrivateRotatingFileHandler
+    from ybplug.logfile import PrivateRotatingFileHandler
 
     formatter = _JsonLines() if config.log_format == "json" else logging.Formatter(_TEXT)
     root = logging.getLogger()
@@ -281,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         exit_on_stop_signals()  # a service stopped while still starting stops cleanly too
     try:
-        code: int = anyio.run(args.func, args)
+        outcome = args.func(args)
+        if inspect.iscoroutine(outcome):  # a command that talks to the centre or runs the host
+            import anyio
+
+            outcome = anyio.run(lambda: outcome)
+        code: int = outcome
         return code
     except KeyboardInterrupt:
         return 130

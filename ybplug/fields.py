@@ -26,7 +26,6 @@ import contextvars
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -128,8 +127,7 @@ def second_generation_id(first_generation: str) -> str:
     return with_check_digit(first_generation[:6] + "19" + first_generation[6:])
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     """One broken rule: which field (wire name and Chinese name) and what is wrong."""
 
     field: str

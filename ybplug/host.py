@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,17 +32,25 @@ import pluggy
 
 from ybplug import events
 from ybplug.caller import AsyncHookCaller, HookError, PluginError
-from ybplug.loading import load_plugins
+from ybplug.codes import Funid
 from ybplug.committer import GroupCommitter
 from ybplug.config import Config
-from ybplug.deliveries import Deliveries
 from ybplug.dedicated import DedicatedThread
-from ybplug.hooks import PROJECT, specs
-from ybplug.codes import Funid
+from ybplug.deliveries import Deliveries
 from ybplug.errors import Error, Outcome
 from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
-from ybplug.journal import Backoff, BirthNotFound, BirthState, BirthStatus, Delivery, Journal, JournalLost
+from ybplug.hooks import PROJECT, specs
+from ybplug.journal import (
+    Backoff,
+    BirthNotFound,
+    BirthState,
+    BirthStatus,
+    Delivery,
+    Journal,
+    JournalLost,
+)
 from ybplug.lifecycle import ResolutionError
+from ybplug.loading import load_plugins
 from ybplug.messages import (
     Birth,
     QrIdentity,
@@ -76,8 +83,7 @@ class Refused(Error):
         super().__init__(f"{funid} refused by the centre: {self.cause}")
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(msgspec.Struct, frozen=True):
     """What ``record_birth`` returns: the journal's id and where the birth stands."""
 
     birth_id: int

@@ -17,8 +17,9 @@ silently wrong:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from ybplug.errors import Error
 from ybplug.messages import Birth
@@ -115,16 +116,14 @@ def differences(old: Birth, new: Birth) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """One earlier exchange of a birth's upload, as the reviewer should read it."""
 
     outcome: str
     error: str | None
 
 
-@dataclass(frozen=True)
-class UploadDecision:
+class UploadDecision(msgspec.Struct, frozen=True):
     """What an answer to yb04.13.01.21 does to a birth."""
 
     state: BirthState

@@ -6,16 +6,13 @@ the package is portable by construction.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import io
 import logging
-import logging.handlers
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
@@ -110,6 +107,8 @@ class StopRequest:
     """What :func:`stop_requests` yields: ``await stop.wait()`` returns the signal's name."""
 
     def __init__(self) -> None:
+        import asyncio  # here, not at the top: the journal imports this module, and `ybplug status` needs no event loop
+
         self._event = asyncio.Event()
         self.signal_name = ""
 
@@ -134,6 +133,8 @@ async def stop_requests() -> AsyncIterator[StopRequest]:
     any two bytecodes of the main thread.  The previous handlers are back when the block ends, so
     a second Ctrl+C during shutdown interrupts it.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     stop = StopRequest()
     signums = stop_signals()
@@ -175,23 +176,6 @@ def exit_on_stop_signals() -> None:
     for signum in stop_signals():
         if signum != signal.SIGINT:
             signal.signal(signum, leave)
-
-
-# --- log files -----------------------------------------------------------------------------------
-
-
-class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating log file readable by this user only (0600 on POSIX), each new file after a
-    rollover too: it is created with that mode, never chmod-ed after being open to others."""
-
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        private_dir(path.parent)
-        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=False)
-        private_file(path)  # one written by an earlier version or by hand
-
-    def _open(self) -> io.TextIOWrapper:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 # --- consoles ------------------------------------------------------------------------------------
@@ -259,6 +243,8 @@ def _choose(machine: Path, user: Path) -> Path:
 def _writable(folder: Path) -> bool:
     try:
         private_dir(folder)
+        import tempfile  # here: only a service's first start needs it
+
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError:
@@ -267,7 +253,6 @@ def _writable(folder: Path) -> bool:
 
 
 __all__ = [
-    "PrivateRotatingFileHandler",
     "default_journal",
     "exit_on_stop_signals",
     "private_dir",

@@ -316,10 +316,8 @@ class Births(JournalBase):
     def births_in(self, state: BirthState, *, failing: bool = False, limit: int = 50) -> list[BirthStatus]:
         """The births in ``state`` (oldest first), for the clerk's lists; ``failing`` keeps only
         those whose last upload attempt failed (a last error, a next attempt)."""
-        rows = self.db.execute(
-            "SELECT id FROM births WHERE state = ? AND (? = 0 OR last_error IS NOT NULL) ORDER BY id LIMIT ?",
-            (state, int(failing), limit),
-        ).fetchall()
+        where = "state = ? AND last_error IS NOT NULL" if failing else "state = ?"  # births_failing serves the first
+        rows = self.db.execute(f"SELECT id FROM births WHERE {where} ORDER BY id LIMIT ?", (state, limit)).fetchall()
         return [self.lookup(int(r[0])) for r in rows]
 
     def mark_stale(self, horizon: float) -> int:

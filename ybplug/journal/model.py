@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+
+import msgspec
 
 from ybplug import events
 from ybplug.errors import Error
@@ -26,8 +27,7 @@ class JournalFull(JournalError):
     """The disk holding the journal is full; nothing already acknowledged was lost."""
 
 
-@dataclass(frozen=True)
-class BirthRow:
+class BirthRow(msgspec.Struct, frozen=True):
     """A birth as the journal holds it."""
 
     id: int
@@ -40,8 +40,7 @@ class BirthRow:
     exchange_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """One event due to one plugin."""
 
     event_id: str
@@ -51,8 +50,7 @@ class Delivery:
     attempts: int
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(msgspec.Struct, frozen=True):
     """Capped exponential backoff: ``base * 2**(attempt-1)``, at most ``cap`` seconds."""
 
     base: float = 1.0
@@ -68,8 +66,7 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True)
-class ExchangeInfo:
+class ExchangeInfo(msgspec.Struct, frozen=True):
     """One exchange with the centre, as a lookup shows it (errors scrubbed)."""
 
     funid: str
@@ -79,8 +76,7 @@ class ExchangeInfo:
     error: str | None
 
 
-@dataclass(frozen=True)
-class ActionInfo:
+class ActionInfo(msgspec.Struct, frozen=True):
     """One person's action on a birth."""
 
     at: float
@@ -89,8 +85,7 @@ class ActionInfo:
     detail: str | None
 
 
-@dataclass(frozen=True)
-class BirthStatus:
+class BirthStatus(msgspec.Struct, frozen=True):
     """Where a birth stands, for the HIS, the CLI and the console: no caller needs the journal's
     tables.  ``last_error`` and the exchanges' errors are scrubbed of personal data; ``birth``
     masks itself in ``repr``."""

@@ -155,6 +155,8 @@ CREATE INDEX births_registration ON births (registration_number);
 CREATE INDEX births_sweep ON births (state, id);
 CREATE INDEX births_waiting ON births (id) WHERE state IN ('pending', 'uploading');
 CREATE INDEX births_claimed ON births (claimed_by) WHERE claimed_by IS NOT NULL;
+-- The clerk's list of failing uploads, without reading the backlog.
+CREATE INDEX births_failing ON births (state, id) WHERE last_error IS NOT NULL;
 CREATE TABLE record_history (
     birth_id INTEGER NOT NULL,
     record BLOB NOT NULL,

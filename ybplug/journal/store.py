@@ -24,7 +24,6 @@ on a worker thread under a limiter of one so the event loop never waits on ``fsy
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -36,15 +35,14 @@ import msgspec
 from ybplug import events, lifecycle
 from ybplug.codes import Funid
 from ybplug.errors import Outcome
-from ybplug.journal import identity
-from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError
 from ybplug.fields import trusted
+from ybplug.journal import identity
 from ybplug.journal.base import _decode_birth, _encode
 from ybplug.journal.births import Births
+from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError
 from ybplug.lifecycle import BirthState
 from ybplug.messages import CollectionResult, RealNameRecord
 from ybplug.privacy import scrub
-
 
 
 class Journal(Births):
@@ -86,7 +84,7 @@ class Journal(Births):
                 for birth_id in ids
             ]
         return [
-            dataclasses.replace(self._row(r), exchange_id=exchange_id)
+            msgspec.structs.replace(self._row(r), exchange_id=exchange_id)
             for r, exchange_id in zip(rows, exchanges, strict=True)
         ]
 

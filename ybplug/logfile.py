@@ -1,0 +1,25 @@
+"""A private rotating log file for ``ybplug run`` (a module of its own: only the worker needs
+``logging.handlers``, and ``ybplug status`` should not pay for importing it)."""
+
+from __future__ import annotations
+
+import io
+import logging.handlers
+import os
+from pathlib import Path
+
+from ybplug.system import private_dir, private_file
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by this user only (0600 on POSIX), each new file after a
+    rollover too: it is created with that mode, never chmod-ed after being open to others."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        private_dir(path.parent)
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=False)
+        private_file(path)  # one written by an earlier version or by hand
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
