@@ -14,7 +14,7 @@ stays light::
     except ybplug.Error as exc: ...
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ybplug.codes import (
     CertificateType,
@@ -29,6 +29,7 @@ from ybplug.codes import (
 )
 from ybplug.errors import Error, Outcome
 from ybplug.fields import InvalidMessage, Problem
+from ybplug.lazy import exports
 from ybplug.messages import (
     COLLECT,
     REALNAME,
@@ -64,14 +65,5 @@ if TYPE_CHECKING:
 
 _LAZY = {"Host": "ybplug.host", "Config": "ybplug.config", "hookimpl": "ybplug.hooks"}
 
-
-def __getattr__(name: str) -> Any:
-    """``Host``, ``Config`` and ``hookimpl`` are imported when first asked for."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ybplug' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+#: ``Host``, ``Config`` and ``hookimpl`` are imported when first asked for.
+__getattr__ = exports(__name__, _LAZY)

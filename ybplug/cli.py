@@ -15,7 +15,7 @@ import inspect
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,17 @@ def _open_journal(args: argparse.Namespace) -> Any:
     return Journal(path).open()
 
 
+@contextlib.contextmanager
+def _journal(args: argparse.Namespace) -> Iterator[Any]:
+    """The configured journal for an operator's act, closed afterwards (None when there is none)."""
+    journal = _open_journal(args)
+    try:
+        yield journal
+    finally:
+        if journal is not None:
+            journal.close()
+
+
 async def _init(args: argparse.Namespace) -> int:
     from ybplug.journal import Journal, start_new_journal
 
@@ -107,26 +118,18 @@ async def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _prune(args: argparse.Namespace) -> int:
-    journal = _open_journal(args)
-    if journal is None:
-        return 0
-    try:
-        pruned = journal.prune(args.older_than * 86400, args.operator)
-    finally:
-        journal.close()
+def _prune(args: argparse.Namespace) -> int:
+    with _journal(args) as journal:
+        pruned = journal.prune(args.older_than * 86400, args.operator) if journal else 0
     print(f"erased the personal data of {pruned} settled births older than {args.older_than:g} days")
     return 0
 
 
-async def _forget(args: argparse.Namespace) -> int:
-    journal = _open_journal(args)
-    if journal is None:
-        return 1
-    try:
+def _forget(args: argparse.Namespace) -> int:
+    with _journal(args) as journal:
+        if journal is None:
+            return 1
         hooks, dropped = journal.forget(args.name, args.operator)
-    finally:
-        journal.close()
     print(f"forgot plugin {args.name}: {hooks} hooks, {dropped} waiting deliveries dropped (journaled as {args.operator})")
     return 0
 

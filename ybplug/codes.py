@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Self
 
 
+# The tables below share the shape of any enum (member = code, label): `duplicates` pairs them.
 class Code(StrEnum):
     """A coded value with its Chinese label; compares equal to the wire string."""
 

@@ -335,6 +335,8 @@ class Host:
                 log.warning("replacement #%d: %s", replacement, exc)
         return done
 
+    # The signature is the journal's resolve_review's (which `duplicates` pairs): the host checks
+    # and delivers, the journal records.
     async def resolve_review(
         self,
         birth_id: int,

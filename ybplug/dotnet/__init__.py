@@ -21,10 +21,10 @@ This ``__init__`` loads nothing heavy: the names below are imported on first use
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ybplug.dotnet.config import DEFAULT_RUNTIME, DotnetPluginEntry, DotnetSection, RuntimeName
+from ybplug.lazy import exports
 
 if TYPE_CHECKING:
     from ybplug.dotnet.ectrans import DotnetBackend
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ybplug.dotnet.plugins import DotnetPlugin, hook_method_name, plugins_from_config
     from ybplug.dotnet.runtime import DotnetRuntime
 
-# The same lazy export as ybplug/voucher/__init__.py's (see there).
+# The lazy export (ybplug.lazy): names spelled out for mypy in the imports above.
 _LAZY = {
     "DotnetBackend": "ybplug.dotnet.ectrans",
     "DotnetPlugin": "ybplug.dotnet.plugins",
@@ -76,8 +76,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ybplug.dotnet' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = exports(__name__, _LAZY)

@@ -109,7 +109,8 @@ CREATE TABLE actions (
 CREATE INDEX actions_birth ON actions (birth_id);
 CREATE INDEX deliveries_plugin ON deliveries (plugin, state);
 """,
-    # 3: a birth's whole life.  One live birth per centre key (a voided birth no longer holds
+    # 3: a birth's whole life.  (SQLite cannot drop a constraint, so the births table is rebuilt:
+    # its columns repeat step 1's, which `duplicates` pairs; a released step never changes.)  One live birth per centre key (a voided birth no longer holds
     # it, so the newborn can be recorded again), the HIS serial and registration time as
     # columns, the earlier versions of amended records, and replacements in progress.
     """

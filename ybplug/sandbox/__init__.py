@@ -15,7 +15,8 @@ Names are loaded on first use (module ``__getattr__``), so ``import ybplug.sandb
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from ybplug.lazy import exports
 
 if TYPE_CHECKING:
     from ybplug.sandbox.centre import (
@@ -53,15 +54,4 @@ __all__ = [
 ]
 
 
-# The same lazy loader as ybplug/__init__.py (which `duplicates` pairs it with): a module's
-# __getattr__ must be its own function, over its own table.
-def __getattr__(name: str) -> Any:
-    """Each public name is imported from its module when first asked for."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ybplug.sandbox' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _LAZY)

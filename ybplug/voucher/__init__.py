@@ -33,10 +33,10 @@ front and the errors are exported lazily.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ybplug.voucher.config import VoucherConfig
+from ybplug.lazy import exports
 
 if TYPE_CHECKING:
     from ybplug.voucher.codec import decode_reply, encode_request
@@ -53,9 +53,8 @@ if TYPE_CHECKING:
     )
     from ybplug.voucher.front import Voucher
 
-# The lazy export below has the shape of ybplug/dotnet/__init__.py's (three lines each, kept in
-# each package so that each __init__ stands alone); its names are those of errors.py's __all__ and
-# the imports above, which mypy needs spelled out (as the tests' imports spell them again).
+# The lazy export (ybplug.lazy): its names are those of errors.py's __all__ and the imports above,
+# which mypy needs spelled out (as errors.py's __all__ spells them again: `duplicates` pairs the two).
 _LAZY = {
     "Voucher": "ybplug.voucher.front",
     "decode_reply": "ybplug.voucher.codec",
@@ -86,8 +85,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ybplug.voucher' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = exports(__name__, _LAZY)
