@@ -6,11 +6,21 @@ sandbox and the client share the test's event loop.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
 import pytest
 
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, NoCompiler, Sandbox, build_fake_ectrans
+from ybplug.sandbox import (
+    SANDBOX_PWD,
+    SANDBOX_USR,
+    SEED_MOTHERS,
+    UNREGISTERED_MOTHER,
+    NoCompiler,
+    Sandbox,
+    build_fake_ectrans,
+)
 from ybplug.config import WireConfig
 from ybplug.wire import HttpTransport
 
@@ -24,6 +34,49 @@ def state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STATE_DIRECTORY", str(folder))
         yield folder
+
+
+#: The test data's personal values: none may reach a log line in the clear, whatever a test does.
+#: (The sandbox's password is the word "sandbox", which log lines name as a component: left out.)
+PERSONAL = [
+    *SEED_MOTHERS.values(), UNREGISTERED_MOTHER, "13800138000", "王芳", "陈静", "陈小宝", "张三",
+    "350204198001010001", "9993604787698063769694000000", "398397485fkjdk9sf92j3mlkf", "wrong-secret",
+]
+
+
+class _Leaks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is the logging call's own problem
+            return
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        for value in PERSONAL:
+            if value in text:
+                self.found.append(f"{record.name} {record.levelname}: ...{value[:3]}... in {text[:200]!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_personal_data_in_logs() -> Iterator[None]:
+    """Every test runs with ybplug's loggers at DEBUG and fails if a log line carries the test
+    data's ID numbers, names, phones, QR codes, tokens or passwords.  (Hook tracing logs only
+    hook and plugin names; the demo's test checks it with ``YBPLUG_TRACE=1``.)"""
+    leaks = _Leaks()
+    root = logging.getLogger("ybplug")
+    level = root.level
+    root.addHandler(leaks)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(leaks)
+        root.setLevel(level)
+    assert not leaks.found, "personal data logged:\n" + "\n".join(leaks.found[:5])
 
 
 @pytest.fixture

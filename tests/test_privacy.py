@@ -109,3 +109,16 @@ async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistic
         assert still.birth.mother_name == first["bkee37"]
         assert (await host.status())["births"] == {"registered": 1, "voided": 1, "refused": 1}
     assert db.execute("SELECT operator, action FROM actions WHERE action = 'prune'").fetchall() == [("王工", "prune")]
+
+
+def test_the_demo_logs_nothing_personal_at_debug_with_hook_tracing(tmp_path: Path) -> None:
+    from conftest import PERSONAL
+
+    done = subprocess.run(
+        [YBPLUG, "-v", "demo", "--dir", str(tmp_path / "demo")], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "YBPLUG_TRACE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ybplug.trace" in done.stderr and "DEBUG" in done.stderr  # it did log at DEBUG, traced
+    leaked = [value for value in PERSONAL if value in done.stdout + done.stderr]
+    assert not leaked, f"{len(leaked)} personal values in the demo's output"

@@ -140,8 +140,9 @@ async def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int
         )
         async with Host(config, plugins=[say], entry_points=False) as host:
             say.say("\n1. the HIS records births (twins, and a mother who is not eligible):")
-            recorded = [await host.record_birth(b) for b in demo_births(dict(SEED_MOTHERS))]
-            again = await host.record_birth(demo_births(dict(SEED_MOTHERS))[0])
+            births = demo_births(dict(SEED_MOTHERS))
+            recorded = [await host.record_birth(b) for b in births]
+            again = await host.record_birth(births[0])
             say.tell()
             say.say(f"   recorded {len(recorded)} births; recording the first again returns #{again.birth_id} (created={again.created})")
             say.say("\n2. the daily upload (yb04.13.01.21), run now with host.sync(), and its hooks:")
