@@ -119,8 +119,8 @@ class Deliveries:
         async def run() -> None:
             try:
                 await self.deliver(due)
-            except Exception:  # the deliveries stay claimed; their lease runs out and the loop retries
-                log.exception("hook delivery failed")
+            except Error as exc:  # the deliveries stay claimed; their lease runs out and the loop retries
+                log.error("hook delivery failed: %s", exc)
             finally:
                 self._inline -= 1
                 if self._inline == 0:

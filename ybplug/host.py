@@ -506,8 +506,8 @@ class Host:
                 exchange_id = await self.run_journal(
                     self.journal.record_exchange, funid, request, outcome, error, started_at, elapsed
                 )
-            except Exception:
-                log.exception("could not journal a %s exchange", funid)
+            except Error as exc:
+                log.error("could not journal a %s exchange: %s", funid, exc)
                 return
             await self._observe(funid, outcome, elapsed, exchange_id)
 
