@@ -121,6 +121,8 @@ class Deliveries:
                 await self.deliver(due)
             except Error as exc:  # the deliveries stay claimed; their lease runs out and the loop retries
                 log.error("hook delivery failed: %s", exc)
+            except Exception:  # a bug of ours: its traceback, and the host goes on
+                log.exception("hook delivery failed")
             finally:
                 self._inline -= 1
                 if self._inline == 0:

@@ -509,6 +509,9 @@ class Host:
             except Error as exc:
                 log.error("could not journal a %s exchange: %s", funid, exc)
                 return
+            except Exception:  # a bug of ours: its traceback, and the host goes on
+                log.exception("could not journal a %s exchange", funid)
+                return
             await self._observe(funid, outcome, elapsed, exchange_id)
 
     def is_duplicate(self, cause: str | None) -> bool:
