@@ -502,3 +502,19 @@ def test_cli_bad_flag_is_one_line_and_exit_2(args: list[str], mentions: str) -> 
     assert len(lines) == 1, done.stderr
     assert mentions in lines[0] and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("charset", ["gbk", "gb18030"])
+async def test_the_sandbox_judges_names_in_its_configured_charset(tmp_path: Path, charset: str) -> None:
+    """䶮 is outside GBK: a GBK centre refuses it by name, a GB18030 centre registers it."""
+    from ybplug.codes import Funid as _Funid
+    from support import make_birth as _make_birth
+
+    async with Sandbox(tmp_path / f"{charset}.db", charset=charset) as centre:
+        record = msgspec.to_builtins(_make_birth("local", mother_name="王䶮"))
+        answer = centre.dispatch(_Funid.COLLECT, record)
+    if charset == "gbk":
+        assert answer["flag"] == "0" and "bkee37" in answer["cause"] and "GBK" in answer["cause"]
+    else:
+        assert answer["flag"] == "1" and answer["data"]["baz726"].startswith("XSE")

@@ -15,6 +15,8 @@ from ybplug.fields import trusted
 from ybplug.messages import Birth, CollectionResult, RealNameRecord
 
 
+# Each class is named after its hook (``collection_result`` -> ``CollectionResultEvent``), and its
+# tag is the hook's name: what is journaled says which hook delivers it.
 class Event(msgspec.Struct, frozen=True):
     """Base of event payloads: the hook's keyword arguments, less ``event_id``."""
 
@@ -22,12 +24,12 @@ class Event(msgspec.Struct, frozen=True):
         return {name: getattr(self, name) for name in self.__struct_fields__}
 
 
-class BirthRecorded(Event, frozen=True, tag="birth_recorded"):
+class BirthRecordedEvent(Event, frozen=True, tag="birth_recorded"):
     birth: Birth
     birth_id: int
 
 
-class CollectionAnswered(Event, frozen=True, tag="collection_result"):
+class CollectionResultEvent(Event, frozen=True, tag="collection_result"):
     birth: Birth
     result: CollectionResult
     birth_id: int
@@ -35,29 +37,29 @@ class CollectionAnswered(Event, frozen=True, tag="collection_result"):
     resolved_by: str | None = None
 
 
-class NeedsReview(Event, frozen=True, tag="birth_needs_review"):
+class BirthNeedsReviewEvent(Event, frozen=True, tag="birth_needs_review"):
     birth: Birth
     reason: str
     birth_id: int
 
 
-class Voided(Event, frozen=True, tag="collection_voided"):
+class CollectionVoidedEvent(Event, frozen=True, tag="collection_voided"):
     registration_number: str
     reason: str
     birth_id: int | None
 
 
-class RealNamed(Event, frozen=True, tag="realname_resolved"):
+class RealnameResolvedEvent(Event, frozen=True, tag="realname_resolved"):
     birth: Birth
     record: RealNameRecord
     birth_id: int
 
 
-AnyEvent = BirthRecorded | CollectionAnswered | NeedsReview | Voided | RealNamed
+AnyEvent = BirthRecordedEvent | CollectionResultEvent | BirthNeedsReviewEvent | CollectionVoidedEvent | RealnameResolvedEvent
 
 #: The hooks whose events are journaled and delivered to durable subscribers.
 EVENT_HOOKS: tuple[str, ...] = tuple(
-    str(kind.__struct_config__.tag) for kind in (BirthRecorded, CollectionAnswered, NeedsReview, Voided, RealNamed)
+    str(kind.__struct_config__.tag) for kind in (BirthRecordedEvent, CollectionResultEvent, BirthNeedsReviewEvent, CollectionVoidedEvent, RealnameResolvedEvent)
 )
 
 _encoder = msgspec.json.Encoder()

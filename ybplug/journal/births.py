@@ -61,7 +61,7 @@ class Births(JournalBase):
             " updated_at, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (*birth.key, birth.his_serial, record, now, now, replaces),
         ).lastrowid or 0)
-        self._emit(db, events.BirthRecorded(birth=birth, birth_id=birth_id), birth_id)
+        self._emit(db, events.BirthRecordedEvent(birth=birth, birth_id=birth_id), birth_id)
         return birth_id
 
     def _live_match(
@@ -235,14 +235,14 @@ class Births(JournalBase):
                     " registered_at = ?, updated_at = ? WHERE id = ?",
                     (registration_number, result.eligibility, f"resolved by {operator}", now, now, birth_id),
                 )
-                event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=birth_id, resolved_by=operator)
+                event = events.CollectionResultEvent(birth=row.birth, result=result, birth_id=birth_id, resolved_by=operator)
                 detail = f"registered as {registration_number} (eligible: {'yes' if eligible else 'no'})"
             elif refused is not None:
                 result = CollectionResult(flag=0, cause=refused)
                 db.execute(
                     "UPDATE births SET state = 'refused', reason = ?, updated_at = ? WHERE id = ?", (refused, now, birth_id)
                 )
-                event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=birth_id, resolved_by=operator)
+                event = events.CollectionResultEvent(birth=row.birth, result=result, birth_id=birth_id, resolved_by=operator)
                 detail = f"refused: {refused}"
             else:
                 last = db.execute("SELECT coalesce(max(id), 0) FROM exchanges WHERE birth_id = ?", (birth_id,)).fetchone()[0]

@@ -167,9 +167,9 @@ class Journal(Births):
                 return self._birth_where(db, "id = ?", (row.id,)).state, claimed
             event: events.Event
             if decision.review:
-                event = events.NeedsReview(birth=row.birth, reason=decision.reason or "", birth_id=row.id)
+                event = events.BirthNeedsReviewEvent(birth=row.birth, reason=decision.reason or "", birth_id=row.id)
             else:
-                event = events.CollectionAnswered(birth=row.birth, result=result, birth_id=row.id)
+                event = events.CollectionResultEvent(birth=row.birth, result=result, birth_id=row.id)
             self._emit(db, event, row.id, claimed)
         return decision.state, claimed
 
@@ -220,7 +220,7 @@ class Journal(Births):
                     ).rowcount
                     if changed:
                         self._complete_replacement(db, birth_id)
-                    event = events.Voided(
+                    event = events.CollectionVoidedEvent(
                         registration_number=str(record.registration_number), reason="voided at the centre", birth_id=birth_id
                     )
                 else:
@@ -231,7 +231,7 @@ class Journal(Births):
                     ).rowcount
                     if changed:
                         birth = self._birth_where(db, "id = ?", (birth_id,)).birth
-                        event = events.RealNamed(birth=birth, record=record, birth_id=birth_id)
+                        event = events.RealnameResolvedEvent(birth=birth, record=record, birth_id=birth_id)
                 if changed:
                     voided += int(record.voided)
                     real_named += int(not record.voided)
@@ -273,7 +273,7 @@ class Journal(Births):
                     (reason, now, birth_id),
                 ).rowcount
             if changed:
-                event = events.Voided(registration_number=registration_number, reason=reason, birth_id=birth_id)
+                event = events.CollectionVoidedEvent(registration_number=registration_number, reason=reason, birth_id=birth_id)
                 self._emit(db, event, birth_id)
                 if birth_id is not None:
                     self._complete_replacement(db, birth_id)

@@ -224,8 +224,12 @@ class Centre:
     when a test calls the admin methods from another thread.
     """
 
-    def __init__(self, db: str | Path = ":memory:", *, usr: str = SANDBOX_USR, pwd: str = SANDBOX_PWD) -> None:
+    def __init__(
+        self, db: str | Path = ":memory:", *, usr: str = SANDBOX_USR, pwd: str = SANDBOX_PWD, charset: str = "gbk"
+    ) -> None:
         self.db = str(db)
+        #: The centre's database charset: the byte limits and the characters it can hold.
+        self.charset = charset
         self.usr = usr
         self._usr = usr.encode("utf-8", "surrogatepass")
         self._pwd = pwd.encode("utf-8", "surrogatepass")
@@ -391,7 +395,7 @@ class Centre:
 
     def _collect(self, data: dict[str, Any]) -> dict[str, Any]:
         """yb04.13.01.21: refuse a live duplicate, else register and judge eligibility."""
-        birth = load(Birth, data, strict=False)
+        birth = load(Birth, data, strict=False, charset=self.charset)
         key = (birth.mother_id_number, birth.multiple_birth_number, birth.birth_time)
         with self._write() as db:
             if db.execute(_SQL_LIVE, key).fetchone() is not None:

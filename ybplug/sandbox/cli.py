@@ -82,6 +82,8 @@ def _parser() -> _Parser:
     parser.add_argument("--pwd", nargs="?", action=_RefusePwd, help=argparse.SUPPRESS)
     parser.add_argument("--fault", action="append", default=[], type=_fault_argument, metavar="SPEC",
                         help="inject a fault from the start (repeatable)")
+    parser.add_argument("--charset", choices=["gbk", "gb18030"], default="gbk",
+                        help="the centre's database charset: byte limits and which characters it holds (default gbk)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every transaction (masked)")
     return parser
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        sandbox = Sandbox(args.db or ":memory:", usr=args.usr, pwd=pwd, faults=args.fault)
+        sandbox = Sandbox(args.db or ":memory:", usr=args.usr, pwd=pwd, faults=args.fault, charset=args.charset)
     except (sqlite3.Error, OSError) as exc:
         print(f"ybplug sandbox: error: cannot use --db {args.db}: {exc}", file=sys.stderr)
         return 2

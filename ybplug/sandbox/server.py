@@ -93,8 +93,9 @@ class Sandbox(Centre):
         usr: str = SANDBOX_USR,
         pwd: str = SANDBOX_PWD,
         faults: list[Fault] | None = None,
+        charset: str = "gbk",
     ) -> None:
-        super().__init__(db, usr=usr, pwd=pwd)
+        super().__init__(db, usr=usr, pwd=pwd, charset=charset)
         self.url = ""
         self.sign_ins = 0
         self._faults = FaultBook()
