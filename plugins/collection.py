@@ -68,7 +68,7 @@ class Collection:
             slot = None if daily is None else last_slot(*daily)
             try:
                 await self.upload_due(host, None if slot is None else slot.timestamp(), often=slot is None)
-                due = await host.run_journal(host.journal.next_upload_due, retries_only=daily is not None)
+                due = await host.records.next_upload_due(retries_only=daily is not None)
                 failures = 0
             except Error as exc:
                 # A wrong password, a full disk, an unreadable journal: one line, then try again
@@ -95,8 +95,8 @@ class Collection:
             limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
             auth_error: list[AuthenticationFailed] = []
             while not auth_error:
-                rows = await host.run_journal(
-                    host.journal.claim_births, host.config.upload_batch, recorded_before=recorded_before
+                rows: list[BirthRow] = await host.records.claim_births(
+                    host.config.upload_batch, recorded_before=recorded_before
                 )
                 if not rows:
                     break
@@ -123,7 +123,7 @@ class Collection:
             # Remember runs that did something; in immediate mode (a run per birth) once a minute.
             if sum(counts.values()) and (not often or started_at - self._last_recorded >= 60):
                 self._last_recorded = started_at
-                await host.run_journal(host.journal.run_finished, "upload", counts, started_at)
+                await host.records.run_finished("upload", counts, started_at)
         if sum(counts.values()):
             log.info("upload done: %s", _progress(counts))
         if auth_error:
@@ -135,14 +135,15 @@ class Collection:
         try:
             exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id, exchange_id=row.exchange_id)
         except WireError as exc:
-            await host.run_journal(host.journal.upload_failed, row, str(exc), host.upload_backoff)
+            await host.records.upload_failed(row, str(exc), host.upload_backoff)
             host.births_waiting()
             log.warning("birth %d: upload failed (%s), will retry", row.id, exc.outcome)
             if isinstance(exc, AuthenticationFailed):
                 raise
             return None
         duplicate = not result.ok and host.is_duplicate(result.cause)
-        state, claimed = await host.run_journal(host.journal.upload_answered, row, exchange_id, result, duplicate=duplicate)
+        state: BirthState
+        state, claimed = await host.records.upload_answered(row, exchange_id, result, duplicate=duplicate)
         host.deliver_soon(claimed)
         return state
 

@@ -82,14 +82,13 @@ class RealName:
         async with self._running:
             started_at = time.time()
             horizon = host.config.realname_horizon_days * 86400
-            if not stale and (went_stale := await host.run_journal(host.journal.mark_stale, horizon)):
+            if not stale and (went_stale := await host.records.mark_stale(horizon)):
                 counts["went_stale"] = went_stale
             after, batches = 0, 0
             async with anyio.create_task_group() as tg:
                 while not failures:
-                    rows = await host.run_journal(
-                        host.journal.awaiting_realname, after, host.config.realname_batch,
-                        state="stale" if stale else "registered",
+                    rows = await host.records.awaiting_realname(
+                        after, host.config.realname_batch, state="stale" if stale else "registered"
                     )
                     if not rows:
                         break
@@ -101,7 +100,7 @@ class RealName:
                     batches += 1
                     if batches % 20 == 0:
                         log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
-            await host.run_journal(host.journal.run_finished, "stale" if stale else "realname", counts, started_at)
+            await host.records.run_finished("stale" if stale else "realname", counts, started_at)
         if failures:
             raise failures[0]
         return counts
@@ -112,7 +111,7 @@ class RealName:
         exchange_id, result = await host.transact(REALNAME, query)
         counts["realname_checked"] += len(by_number)
         if not result.ok:
-            await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, None, result.cause)
+            await host.records.finish_exchange(exchange_id, Outcome.REFUSED, None, result.cause)
             log.warning("real-name query refused: %s", scrub(result.cause or ""))
             return
         updates: list[tuple[int, RealNameRecord]] = []
@@ -120,9 +119,7 @@ class RealName:
             birth_id = by_number.get(str(record.registration_number))
             if birth_id is not None and (record.voided or record.real_named):
                 updates.append((birth_id, record))
-        real_named, voided = await host.run_journal(
-            host.journal.realname_answered, exchange_id, msgspec.json.encode(result), updates
-        )
+        real_named, voided = await host.records.realname_answered(exchange_id, msgspec.json.encode(result), updates)
         # Counted only where this poll moved the birth: another poller may have got there first.
         counts["real_named"] += real_named
         counts["voided_at_centre"] += voided

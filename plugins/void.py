@@ -27,17 +27,17 @@ class Void:
         registered here while void at the centre, and ``collection_voided`` would never fire).
         """
         request = VoidRequest(registration_number=registration_number, reason=reason)
-        birth_id = await host.run_journal(host.journal.birth_id_of, registration_number)
-        in_doubt = await host.run_journal(host.journal.void_in_doubt, registration_number)
+        birth_id = await host.records.birth_id_of(registration_number)
+        in_doubt = await host.records.void_in_doubt(registration_number)
         exchange_id, result = await host.transact(VOID, request, birth_id=birth_id)
         reply = msgspec.json.encode(result)
         if not result.ok and in_doubt and host.cause_says(result.cause, host.config.already_void_markers):
             log.info("%s: already void after a void whose reply was lost: recorded as voided", registration_number)
             result = VoidResult(flag=1, cause=result.cause, registration_number=registration_number)
         if result.ok:
-            await host.run_journal(host.journal.voided, exchange_id, reply, registration_number, request.reason)
+            await host.records.voided(exchange_id, reply, registration_number, request.reason)
         else:
-            await host.run_journal(host.journal.finish_exchange, exchange_id, Outcome.REFUSED, reply, result.cause)
+            await host.records.finish_exchange(exchange_id, Outcome.REFUSED, reply, result.cause)
         return result
 
 

@@ -472,3 +472,13 @@ async def test_ybplug_run_stops_with_one_line_when_its_journal_is_deleted(tmp_pa
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
+
+
+@pytest.mark.anyio
+async def test_a_plugin_cannot_use_the_journal_beside_its_thread(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        recorded = await host.record_birth(birth(17))
+        with pytest.raises(RuntimeError, match="host.records"):
+            host.journal.status()  # on the event loop: it would block it on fsync, beside the journal's thread
+        row = await host.records.birth(recorded.birth_id)  # the way plugins use it
+        assert row.id == recorded.birth_id

@@ -9,7 +9,7 @@ on, so no background task is needed and nothing is left behind when the host sto
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -72,6 +72,23 @@ class GroupCommitter:
             following = self._queue[0]
             following.lead = True
             following.ready.set()
+
+
+class AsyncJournal:
+    """The journal as plugins use it (``host.records``): every method awaited, run on the journal's
+    own thread in the next group commit.  The journal itself refuses calls from any other thread
+    (see :meth:`ybplug.journal.base.JournalBase.bind`), so a plugin cannot block the event loop on
+    fsync, or use the connection beside the journal's thread, by accident."""
+
+    def __init__(self, journal: Journal, committer: GroupCommitter) -> None:
+        self._journal = journal
+        self._committer = committer
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._journal, name, None)
+        if name.startswith("_") or not callable(method):
+            raise AttributeError(f"the journal has no operation {name!r}")
+        return functools.partial(self._committer.run, method)
 
 
 class _Operation:

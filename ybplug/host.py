@@ -33,7 +33,7 @@ import pluggy
 from ybplug import events
 from ybplug.caller import AsyncHookCaller, HookError, PluginError
 from ybplug.codes import Funid
-from ybplug.committer import GroupCommitter
+from ybplug.committer import AsyncJournal, GroupCommitter
 from ybplug.config import Config
 from ybplug.dedicated import DedicatedThread
 from ybplug.deliveries import Deliveries
@@ -119,6 +119,8 @@ class Host:
         self.journal = Journal(self.config.journal, lease=self.config.lease)
         self._journal_thread = DedicatedThread("ybplug-journal")  # the one thread touching the SQLite connection
         self._committer = GroupCommitter(self.journal, self._journal_thread, on_lost=self.fail)
+        #: The journal for plugins: ``await host.records.birth(birth_id)``, on the journal's thread.
+        self.records = AsyncJournal(self.journal, self._committer)
         self._transport: Transport | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
@@ -152,6 +154,7 @@ class Host:
             stack.push_async_callback(transport.aclose)
             self._journal_thread.start()
             stack.callback(self._journal_thread.stop)
+            self.journal.bind(await self._journal_thread.call(threading.get_ident))
             self.journal.loaded = frozenset(self.plugin_names())
             await self._journal_thread.call(self.journal.open)
             stack.push_async_callback(self._close_journal)

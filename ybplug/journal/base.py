@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -54,6 +55,7 @@ class JournalBase:
         self.new = new
         self.id = ""
         self._db: sqlite3.Connection | None = None
+        self._thread: int | None = None
         self._watch: identity.FileWatch | None = None
         self._in_group = False
         self._checked_claims: dict[str, float] = {}
@@ -112,10 +114,19 @@ class JournalBase:
                 self._db.close()
                 self._db = None
 
+    def bind(self, thread: int) -> None:
+        """Only ``thread`` (the host's journal thread) may use the connection from now on."""
+        self._thread = thread
+
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("journal is not open")
+        if self._thread is not None and threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "the journal is used only on the host's journal thread: await host.records.<operation>(...) "
+                "or host.run_journal(...) instead of calling it directly"
+            )
         return self._db
 
     def changed_elsewhere(self) -> bool:
