@@ -87,9 +87,13 @@ class RealName:
             after, batches = 0, 0
             async with anyio.create_task_group() as tg:
                 while not failures:
-                    rows = await host.records.awaiting_realname(
-                        after, host.config.realname_batch, state="stale" if stale else "registered"
-                    )
+                    try:
+                        rows = await host.records.awaiting_realname(
+                            after, host.config.realname_batch, state="stale" if stale else "registered"
+                        )
+                    except Error as exc:  # like a batch's: one error after the group, never a group of them
+                        failures.append(exc)
+                        break
                     if not rows:
                         break
                     after = rows[-1][0]

@@ -197,11 +197,12 @@ class Host:
             try:
                 with scope:
                     await func()
-            except Error as exc:
-                if isinstance(exc, JournalLost):
-                    self.fail(exc)
-                else:
-                    log.error("%s stopped: %s", name or "background work", exc)
+            except* Error as group:  # alone, or gathered by a task group inside the work
+                for exc in _leaves(group):
+                    if isinstance(exc, JournalLost):
+                        self.fail(exc)
+                    else:
+                        log.error("%s stopped: %s", name or "background work", exc)
             finally:
                 self._background.discard(scope)
 
@@ -572,6 +573,14 @@ class Host:
             if changed:
                 self.births_waiting()
                 self.deliveries_waiting()
+
+
+def _leaves(group: BaseExceptionGroup[Error]) -> list[Error]:
+    """The errors of a (nested) exception group."""
+    found: list[Error] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _decode_outcome(error: Exception) -> Outcome:
