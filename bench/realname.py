@@ -118,7 +118,7 @@ async def bare_sweep(session: aiohttp.ClientSession, url: str, bodies: list[byte
 async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Row]:
     count = 10_000
     repeats = 3 if quick else 5
-    batch = Config().realname_batch
+    batch = Config(journal="journal.db").realname_batch  # a journal named: no state folder made for the default
     with common.scratch() as folder:
         template, numbers = prepare(folder, count)
         bodies = [
