@@ -1,0 +1,105 @@
+"""The kit for hospitals' own plugins: the pure-Python fake EcTrans answers as the C library does,
+the demo decodes without a C compiler, and the ``ybplug_`` fixtures make what they promise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ybplug.codes import Funid
+from ybplug.errors import Error
+from ybplug.messages import QrIdentity, QrRequest, QrRequestData
+from ybplug.sandbox import FAKE_ECTRANS_FUNCTION, SEED_MOTHERS, Fault, fake_ectrans
+from ybplug.testing import BirthMaker, fake_voucher
+from ybplug.voucher import Voucher, VoucherConfig, VoucherError, VoucherTimeout
+
+YBPLUG = str(Path(sys.executable).parent / "ybplug")
+
+
+def qr(idcode: str) -> QrRequest:
+    return QrRequest(idcode=idcode, data=QrRequestData(org_id="350200100011", business_type="101", district_no="350203"))
+
+
+async def answer(voucher: Voucher, idcode: str) -> QrIdentity | tuple[str, str]:
+    try:
+        return await voucher.decode(qr(idcode))
+    except Error as exc:
+        return type(exc).__name__, str(exc)
+
+
+MODES = ["Q123", "mode:ok::Q9", "mode:rc:7:x", "mode:refuse::x", "mode:echo::SECRETCODE", "mode:comma::",
+         "mode:gb18030::Q1", "mode:numbers::Q2", "mode:notjson::"]
+
+
+@pytest.mark.anyio
+async def test_the_python_fake_answers_as_the_c_library_does(fake_library: Path) -> None:
+    c = Voucher(VoucherConfig(library=str(fake_library), backend="thread", timeout=2.0))
+    py = Voucher(VoucherConfig(library=FAKE_ECTRANS_FUNCTION, backend="python", timeout=2.0))
+    async with c, py:
+        for idcode in MODES:
+            assert await answer(py, idcode) == await answer(c, idcode), idcode
+
+
+@pytest.mark.anyio
+async def test_the_python_backend_times_out_and_names_a_bad_library() -> None:
+    async with Voucher(VoucherConfig(library=FAKE_ECTRANS_FUNCTION, backend="python", timeout=0.1)) as voucher:
+        with pytest.raises(VoucherTimeout):
+            await voucher.decode(qr("mode:slow:1000:x"))
+    with pytest.raises(VoucherError, match="has no function nowhere"):
+        async with Voucher(VoucherConfig(library="ybplug.sandbox.ectrans:nowhere", backend="python")):
+            pass
+    with pytest.raises(ValueError, match="module:function"):
+        VoucherConfig(library="fake.dll", backend="python")
+
+
+def test_the_python_fake_refuses_utf8_input_as_the_c_library_does() -> None:
+    code, out = fake_ectrans('{"idcode":"x","data":{"operatorName":"李明"}}'.encode())
+    assert (code, out.decode("gbk")) == (0, '{"flag":"0","cause":"inData is not GBK","data":null}')
+
+
+def test_without_a_compiler_the_kit_and_the_demo_use_the_python_fake(tmp_path: Path) -> None:
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    done = subprocess.run([YBPLUG, "demo", "--dir", str(tmp_path / "demo")], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "pure-Python fake EcTrans" in done.stdout and "qr_decoded" in done.stdout
+    assert fake_voucher(tmp_path / "x").backend in ("thread", "python")
+
+
+def test_the_birth_maker_makes_every_kind_of_mother_and_twins() -> None:
+    make = BirthMaker()
+    assert set(make.mothers) == set(SEED_MOTHERS)
+    births = [make(kind) for kind in make.mothers] + make.twins("nonlocal", count=3)
+    assert len({b.his_serial for b in births}) == len(births)
+    assert [b.multiple_birth_number for b in births[-3:]] == [1, 2, 3]
+    assert len({b.birth_time for b in births[-3:]}) == 1
+    assert make("unregistered").mother_id_number not in SEED_MOTHERS.values()
+
+
+@pytest.mark.anyio
+async def test_the_kit_fixtures_upload_every_kind_of_mother(ybplug_host, ybplug_birth, ybplug_sandbox) -> None:  # type: ignore[no-untyped-def]
+    for kind in ybplug_birth.mothers:
+        await ybplug_host.record_birth(ybplug_birth(kind))
+    await ybplug_host.record_birth(ybplug_birth("unregistered"))
+    summary = await ybplug_host.sync("upload")
+    assert summary["uploaded"] == len(ybplug_birth.mothers) + 1
+    assert ybplug_sandbox.calls(Funid.COLLECT) == summary["uploaded"]
+    identity = await ybplug_host.decode_qr(business_type="101", idcode="Q42")
+    assert identity.id_number == "Q42"
+
+
+@pytest.mark.anyio
+async def test_the_kit_sandbox_takes_faults(ybplug_host, ybplug_birth, ybplug_sandbox) -> None:  # type: ignore[no-untyped-def]
+    ybplug_sandbox.inject(Fault("http_error", funid=Funid.COLLECT))
+    await ybplug_host.record_birth(ybplug_birth())
+    assert (await ybplug_host.sync("upload"))["upload_failed"] == 1
+
+
+@pytest.fixture
+def ybplug_plugins() -> list[object]:
+    """Here only the built-ins: the example plugin (installed in this environment) has tests of its own."""
+    return []
