@@ -26,14 +26,16 @@ def _bin(venv: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A fresh venv holding ybplug[testing] and a plugin ``ybplug new-plugin`` just wrote."""
+    """A fresh venv holding ybplug[testing] and a plugin ``ybplug new-plugin`` just wrote, both
+    editable as the README says for a type-checked project (``editable_mode=strict``), and mypy."""
     where = tmp_path_factory.mktemp("new-plugin")
     made = subprocess.run([YBPLUG, "new-plugin", "st-mary-his"], cwd=where, capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run(
-        [str(_bin(venv) / "python"), "-m", "pip", "install", "-q", "-e", f"{ROOT}[testing]", "-e", str(where / "st-mary-his")],
+        [str(_bin(venv) / "python"), "-m", "pip", "install", "-q", "--config-settings", "editable_mode=strict",
+         "-e", f"{ROOT}[testing]", "-e", str(where / "st-mary-his"), "mypy"],
         capture_output=True, text=True, timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
@@ -96,3 +98,19 @@ async def test_ybplug_check_passes_against_the_sandbox_and_fails_on_a_wrong_pass
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
     assert [line.split()[:2] for line in wrong.stdout.splitlines()][1] == ["FAIL", "centre"]
     assert "not-the-password" not in wrong.stdout + wrong.stderr
+
+
+@pytest.mark.timeout(900)
+def test_mypy_finds_ybplug_types_for_the_generated_plugin(plugin_venv: tuple[Path, Path]) -> None:
+    """A hospital's plugin type-checks against the editable ybplug: ``--strict`` passes, and a
+    wrong use of a ybplug type is caught (so the types really were found, not skipped)."""
+    venv, project = plugin_venv
+    env = no_compiler_env(venv)
+    mypy = str(_bin(venv) / "mypy")
+    done = subprocess.run([mypy, "--strict", "--cache-dir", os.devnull, "st_mary_his"], cwd=project,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (project / "wrong.py").write_text("from ybplug.messages import Birth\n\nx: int = Birth\n", encoding="utf-8")
+    wrong = subprocess.run([mypy, "--cache-dir", os.devnull, "wrong.py"], cwd=project, capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert wrong.returncode == 1 and 'type "type[Birth]"' in wrong.stdout, wrong.stdout
