@@ -3,17 +3,24 @@ the demo decodes without a C compiler, and the ``ybplug_`` fixtures make what th
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from ybplug.codes import Funid
+from ybplug.config import Config, WireConfig
+from ybplug.hooks import hookimpl
+from ybplug.host import Host
 from ybplug.errors import Error
 from ybplug.messages import QrIdentity, QrRequest, QrRequestData
-from ybplug.sandbox import FAKE_ECTRANS_FUNCTION, SEED_MOTHERS, Fault, fake_ectrans
+from ybplug.sandbox import FAKE_ECTRANS_FUNCTION, SEED_MOTHERS, Fault, Sandbox, fake_ectrans
 from ybplug.testing import BirthMaker, fake_voucher
 from ybplug.voucher import Voucher, VoucherConfig, VoucherError, VoucherTimeout
 
@@ -103,3 +110,83 @@ async def test_the_kit_sandbox_takes_faults(ybplug_host, ybplug_birth, ybplug_sa
 def ybplug_plugins() -> list[object]:
     """Here only the built-ins: the example plugin (installed in this environment) has tests of its own."""
     return []
+
+
+def ybplug(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([YBPLUG, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+class Gone:
+    """A plugin that subscribed once and then was uninstalled; its hook fails, so its delivery waits."""
+
+    ybplug_name = "gone_plugin"
+
+    @hookimpl
+    def birth_recorded(self, event_id: str) -> None:
+        raise RuntimeError("the hospital database is down")
+
+
+@pytest.mark.anyio
+async def test_ybplug_plugins_shows_origins_hooks_and_what_waits_for_a_plugin_not_loaded(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    config = Config(journal=str(tmp_path / "journal.db"), wire=WireConfig(url=sandbox.url))
+    async with Host(config, plugins=[Gone()], entry_points=False, background=False) as host:
+        await host.record_birth(BirthMaker()())
+        await host.deliver_due()
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    done = await anyio.to_thread.run_sync(lambda: ybplug("plugins", "-c", "ybplug.toml", cwd=tmp_path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "ybplug.collection: built-in ybplug.plugins.collection" in out
+    assert "example_hospital: entry point ybplug-example-hospital 0.1.0 (ybplug_example_hospital)" in out
+    gone = out[out.index("gone_plugin: NOT LOADED"):]
+    assert "hooks: birth_recorded" in gone and "1 pending, 0 parked" in gone
+    listed = json.loads((await anyio.to_thread.run_sync(
+        lambda: ybplug("plugins", "--json", "-c", "ybplug.toml", cwd=tmp_path))).stdout)
+    [entry] = [e for e in listed if e["name"] == "gone_plugin"]
+    assert (entry["loaded"], entry["pending"]) == (False, 1)
+
+
+def test_ybplug_check_fails_on_each_thing_it_checks(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text(
+        'plugins = ["no_such_module_here"]\n[wire]\nurl = "http://127.0.0.1:9"\n'
+        '[voucher]\nlibrary = "ybplug.sandbox.ectrans:nowhere"\nbackend = "python"\n', encoding="utf-8")
+    done = ybplug("check", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = [line.split(None, 2) for line in done.stdout.splitlines()]
+    assert [line[:2] for line in lines] == [["ok", "config"], ["FAIL", "centre"], ["FAIL", "voucher"], ["FAIL", "plugins"]]
+    assert "no_such_module_here" in lines[3][2] and "nowhere" in lines[2][2]
+    (tmp_path / "bad.toml").write_text('uplaod = "immediate"\n', encoding="utf-8")
+    bad = ybplug("check", "-c", "bad.toml", cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stdout.startswith("FAIL  config") and "uplaod" in bad.stdout
+
+
+def test_new_plugin_refuses_a_bad_name_and_a_folder_in_use(tmp_path: Path) -> None:
+    bad = ybplug("new-plugin", "9 lives", cwd=tmp_path)
+    assert bad.returncode == 1 and "plugin name" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "file").write_text("x", encoding="utf-8")
+    taken = ybplug("new-plugin", "mine", "--dir", "used", cwd=tmp_path)
+    assert taken.returncode == 1 and "not empty" in taken.stderr
+
+
+def test_the_generated_hooks_are_every_event_hook_with_the_specs_own_parameters(tmp_path: Path) -> None:
+    from ybplug.hooks import specs
+    from ybplug.scaffold import PLUGIN_HOOKS, new_plugin
+
+    module = (new_plugin("st-mary", tmp_path / "st-mary") / "st_mary" / "__init__.py").read_text(encoding="utf-8")
+    for hook in PLUGIN_HOOKS:
+        parameters = ", ".join(inspect.signature(getattr(specs, hook)).parameters)
+        assert re.search(rf"^def {hook}\(", module, flags=re.M), hook
+        found = re.search(rf"^def {hook}\((.*)\) -> None:", module, flags=re.M)
+        assert found and ", ".join(p.split(":")[0] for p in found.group(1).split(", ")) == parameters
+
+
+def test_version_and_python_dash_m(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    script = ybplug("--version", cwd=tmp_path)
+    module = subprocess.run([sys.executable, "-m", "ybplug", "--version"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert script.stdout == module.stdout == f"ybplug {version('ybplug')}\n"
