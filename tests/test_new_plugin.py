@@ -35,7 +35,7 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run(
         [str(_bin(venv) / "python"), "-m", "pip", "install", "-q", "--config-settings", "editable_mode=strict",
-         "-e", f"{ROOT}[testing]", "-e", str(where / "st-mary-his"), "mypy"],
+         "-e", f"{ROOT}[testing]", "-e", str(where / "st-mary-his"), "mypy", "setuptools>=77"],
         capture_output=True, text=True, timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
@@ -114,3 +114,24 @@ def test_mypy_finds_ybplug_types_for_the_generated_plugin(plugin_venv: tuple[Pat
     wrong = subprocess.run([mypy, "--cache-dir", os.devnull, "wrong.py"], cwd=project, capture_output=True, text=True,
                            timeout=300, env=env)
     assert wrong.returncode == 1 and 'type "type[Birth]"' in wrong.stdout, wrong.stdout
+
+
+@pytest.mark.timeout(900)
+def test_the_sdist_carries_the_package_and_its_documents_not_a_broken_test_suite(
+    plugin_venv: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import tarfile
+
+    venv, _ = plugin_venv
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    done = subprocess.run([str(_bin(venv) / "python"), "-c", build, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with tarfile.open(tmp_path / done.stdout.split()[-1]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+        info = sdist.extractfile(next(n for n in sdist.getnames() if n.endswith("/PKG-INFO")))
+        assert info is not None
+        metadata = info.read().decode("utf-8")
+    assert {"LICENSE", "CHANGELOG.md", "README.md", "ybplug/py.typed", "ybplug/fake_ectrans.c", "hooks/specs.py"} <= names
+    assert not [name for name in names if name.startswith(("tests/", "bench/", "examples/"))]
+    assert "License-Expression: MIT" in metadata and "Classifier: Typing :: Typed" in metadata
