@@ -190,3 +190,14 @@ def test_version_and_python_dash_m(tmp_path: Path) -> None:
     module = subprocess.run([sys.executable, "-m", "ybplug", "--version"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
     assert script.stdout == module.stdout == f"ybplug {version('ybplug')}\n"
+
+
+def test_the_kit_runs_async_tests_on_asyncio_once_without_a_conftest(tmp_path: Path) -> None:
+    """anyio's own default parametrizes every async test over each backend installed (trio too,
+    where it is): the kit's ``anyio_backend`` makes it asyncio, once, which aiohttp needs."""
+    (tmp_path / "test_backend.py").write_text(
+        "import pytest\n\n\n@pytest.mark.anyio\nasync def test_on(anyio_backend):\n    assert anyio_backend == 'asyncio'\n",
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "test_backend.py::test_on\n" in done.stdout, done.stdout  # not test_on[asyncio], test_on[trio]

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -68,7 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """``anyio_backend``: asyncio (aiohttp needs it), registered once every plugin is loaded so it
     wins over anyio's every-backend default; a conftest's own ``anyio_backend`` still wins."""
     if not config.pluginmanager.has_plugin("ybplug.testing.anyio"):
-        holder = SimpleNamespace(anyio_backend=pytest.fixture(scope="module", name="anyio_backend")(_asyncio_backend))
+        holder = ModuleType("ybplug.testing.anyio")  # pytest reads a plugin's fixtures off a module or a class
+        holder.anyio_backend = pytest.fixture(scope="module", name="anyio_backend")(_asyncio_backend)  # type: ignore[attr-defined]
         config.pluginmanager.register(holder, "ybplug.testing.anyio")
 
 
