@@ -125,6 +125,51 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _plugins(args: argparse.Namespace) -> int:
+    """``ybplug plugins``: what this config loads, and the journal's durable subscribers (read
+    only: listing subscribes nothing and creates no journal)."""
+    import pluggy
+
+    from ybplug.hooks import PROJECT, specs
+    from ybplug.kit import plugins_report, print_plugins
+    from ybplug.loading import load_plugins
+
+    if args.plugins_command == "forget":
+        return _forget(args)
+    config = _config(args)
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(specs)
+    load_plugins(pm, config, (), entry_points=True)
+    status: dict[str, Any] = {}
+    journal = _open_journal(args) if not args.json else _open_journal_quietly(args)
+    if journal is not None:
+        try:
+            status = journal.status()
+        finally:
+            journal.close()
+    print_plugins(plugins_report(pm, status), as_json=args.json)
+    return 0
+
+
+def _open_journal_quietly(args: argparse.Namespace) -> Any:
+    with contextlib.redirect_stdout(sys.stderr):  # --json keeps stdout for the JSON
+        return _open_journal(args)
+
+
+async def _check(args: argparse.Namespace) -> int:
+    from ybplug.kit import run_checks
+
+    return await run_checks(args.config or "ybplug.toml")
+
+
+async def _new_plugin(args: argparse.Namespace) -> int:
+    from ybplug.scaffold import new_plugin
+
+    target = new_plugin(args.name, Path(args.dir) if args.dir else None)
+    print(f"wrote {target}: `pip install -e {target} 'ybplug[testing]'`, then `pytest {target}`")
+    return 0
+
+
 def _forget(args: argparse.Namespace) -> int:
     with _journal(args) as journal:
         if journal is None:
@@ -188,15 +233,25 @@ def _operator() -> str:
         return "unknown"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ybplug")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ybplug", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (personal data stays masked)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Callable[[argparse.Namespace], Awaitable[int] | int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.set_defaults(func=func)
-        if name not in ("demo", "plugins"):
+        if name not in ("demo", "new-plugin"):
             p.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
         return p
 
@@ -224,12 +279,18 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
                        help="births settled (real-named, voided, refused, every delivery done) this many days ago")
     prune.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
-    plugins = command("plugins", _forget, "the durable subscribers: `plugins forget NAME` drops one")
-    plugins_sub = plugins.add_subparsers(dest="plugins_command", required=True)
+    plugins = command("plugins", _plugins, "every plugin loaded, from where, its hooks and what waits for it; `plugins forget NAME`")
+    plugins.add_argument("--json", action="store_true", help="one JSON list, for a script")
+    plugins_sub = plugins.add_subparsers(dest="plugins_command", required=False)
     forget = plugins_sub.add_parser("forget", help="stop keeping events for a plugin that is gone for good (journaled)")
     forget.add_argument("name", help="the plugin's name, as `ybplug status` shows it")
     forget.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
-    forget.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
+    forget.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                        help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
+    command("check", _check, "check a config here: the centre (sign-in), the voucher library (loaded, not called), the plugins")
+    new = command("new-plugin", _new_plugin, "write a new plugin distribution: pyproject, hooks stubbed, a test using the kit")
+    new.add_argument("name", help="the plugin's name, e.g. st-mary-his (a folder and a Python package are made from it)")
+    new.add_argument("--dir", help="where to write it (default: ./NAME)")
     sub.add_parser("sandbox", help="serve the simulated centre (see `ybplug sandbox --help`)", add_help=False)
     return parser
 

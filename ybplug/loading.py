@@ -4,14 +4,17 @@ misspelled hook fails at start-up instead of being silently ignored.
 
 ``YBPLUG_PLUGINS=name,name`` limits which plugins load (a name no plugin answers to is an
 error); each plugin is registered under a stable name, which the journal's durable
-subscriptions and deliveries are keyed by.
+subscriptions and deliveries are keyed by.  Where each came from is recorded as it loads
+(:func:`origins`), for ``ybplug plugins``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pluggy
 
@@ -28,15 +31,37 @@ BUILTIN_PLUGINS = (
 )
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a loaded plugin came from: ``kind`` is ``built-in``, ``entry point``, ``config``,
+    ``.NET`` or ``host`` (an object the HIS passed to :class:`~ybplug.host.Host`)."""
+
+    kind: str
+    source: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+# Filled by load_plugins, per plugin manager (so two hosts in one process keep their own).
+_ORIGINS: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, Origin]] = weakref.WeakKeyDictionary()
+
+
+def origins(pm: pluggy.PluginManager) -> dict[str, Origin]:
+    """Where each plugin :func:`load_plugins` registered in ``pm`` came from, by stable name."""
+    return dict(_ORIGINS.get(pm, {}))
+
+
 def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[object], *, entry_points: bool) -> None:
     """Register every plugin this host runs with, in order; raise :class:`PluginError` for any
     that cannot be used as written."""
     allowed = _allowed_plugins()
     offered: list[str] = []
+    found = _ORIGINS.setdefault(pm, {})
     for name, module in BUILTIN_PLUGINS:
         offered.append(name)
         if allowed is None or name in allowed:
             _register(pm, importlib.import_module(module).plugin(), name)
+            found[name] = Origin("built-in", module)
     if entry_points:
         from importlib.metadata import entry_points as installed
 
@@ -49,12 +74,17 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
             except Exception as exc:
                 raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
             _register(pm, loaded, entry.name)
+            dist = entry.dist
+            found[entry.name] = Origin(
+                "entry point", entry.value, dist.name if dist else None, dist.version if dist else None
+            )
     for module in config.plugins:
         offered.append(module)
         if allowed is not None and module not in allowed:
             continue
         try:
             _register(pm, importlib.import_module(module), module)
+            found[module] = Origin("config", module)
         except ImportError as exc:
             raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
     if config.dotnet is not None and config.dotnet.plugins:
@@ -62,11 +92,14 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
 
         offered.extend(e.plugin_name for e in config.dotnet.plugins)
         entries = [e for e in config.dotnet.plugins if allowed is None or e.plugin_name in allowed]
+        assemblies = {e.plugin_name: f"{e.assembly} ({e.type})" for e in entries}
         for name, plugin in plugins_from_config(entries, runtime=config.dotnet):
             _register(pm, plugin, name)
+            found[name] = Origin(".NET", assemblies.get(name, ""))
     for plugin in extra:
         offered.append(_stable_name(plugin))
         _register(pm, plugin, _stable_name(plugin))
+        found[_stable_name(plugin)] = Origin("host", _stable_name(plugin))
     unknown = sorted((allowed or set()) - set(offered))
     if unknown:
         raise PluginError(
@@ -106,4 +139,4 @@ def _allowed_plugins() -> set[str] | None:
 
 
 
-__all__ = ["BUILTIN_PLUGINS", "load_plugins"]
+__all__ = ["BUILTIN_PLUGINS", "Origin", "load_plugins", "origins"]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         SandboxError,
     )
     from ybplug.sandbox.cli import main
-    from ybplug.sandbox.ectrans import FAKE_ECTRANS_SOURCE, NoCompiler, build_fake_ectrans
+    from ybplug.sandbox.ectrans import FAKE_ECTRANS_FUNCTION, FAKE_ECTRANS_SOURCE, NoCompiler, build_fake_ectrans, fake_ectrans
     from ybplug.sandbox.faults import FAULT_KINDS, Fault, parse_fault
     from ybplug.sandbox.server import Sandbox
 
@@ -42,7 +42,7 @@ _LAZY = {
         "ybplug.sandbox.centre",
     ),
     "main": "ybplug.sandbox.cli",
-    **dict.fromkeys(["FAKE_ECTRANS_SOURCE", "NoCompiler", "build_fake_ectrans"], "ybplug.sandbox.ectrans"),
+    **dict.fromkeys(["FAKE_ECTRANS_FUNCTION", "FAKE_ECTRANS_SOURCE", "NoCompiler", "build_fake_ectrans", "fake_ectrans"], "ybplug.sandbox.ectrans"),
     **dict.fromkeys(["FAULT_KINDS", "Fault", "parse_fault"], "ybplug.sandbox.faults"),
     "Sandbox": "ybplug.sandbox.server",
 }
@@ -50,7 +50,7 @@ _LAZY = {
 __all__ = [
     "Sandbox", "Centre", "Fault", "SandboxError", "FAULT_KINDS", "MOTHER_KINDS", "SEED_MOTHERS",
     "UNREGISTERED_MOTHER", "SANDBOX_USR", "SANDBOX_PWD", "DEFAULT_PORT", "DUPLICATE_CAUSE", "parse_fault",
-    "main", "build_fake_ectrans", "NoCompiler", "FAKE_ECTRANS_SOURCE",
+    "main", "build_fake_ectrans", "NoCompiler", "FAKE_ECTRANS_SOURCE", "FAKE_ECTRANS_FUNCTION", "fake_ectrans",
 ]
 
 

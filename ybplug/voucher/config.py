@@ -16,7 +16,7 @@ import msgspec
 __all__ = ["BackendName", "Convention", "REPLY_LIMIT", "VoucherConfig"]
 
 Convention = Literal["auto", "stdcall", "cdecl"]
-BackendName = Literal["thread", "process", "dotnet"]
+BackendName = Literal["thread", "process", "dotnet", "python"]
 
 #: The largest reply ybplug reads (bytes), and so the largest ``buffer_size``.
 REPLY_LIMIT = 1 << 20
@@ -29,7 +29,9 @@ class VoucherConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ``backend = "dotnet"`` the .NET assembly holding EcTrans.
     ``convention``: ``"auto"`` (stdcall on Windows, cdecl elsewhere), ``"stdcall"`` or ``"cdecl"``.
     ``backend``: ``"process"`` (isolated worker, survives crashes and hangs), ``"thread"`` or
-    ``"dotnet"`` (a .NET ``static int EcTrans(string, out string)`` in ``dotnet_type``).
+    ``"dotnet"`` (a .NET ``static int EcTrans(string, out string)`` in ``dotnet_type``) or
+    ``"python"`` (``library = "module:function"``, a Python ``EcTrans(bytes) -> (int, bytes)``,
+    e.g. the sandbox's pure-Python fake ``ybplug.sandbox.ectrans:fake_ectrans``).
     ``buffer_size``: bytes of the output buffer; comparable libraries want 8 to 20 KB.
     ``timeout``: seconds for a call with an ``idcode``; ``scan_timeout``: for a call without one,
     when the library shows its scanning window and waits for a person.
@@ -60,8 +62,10 @@ class VoucherConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("VoucherConfig.library is empty: give the path of ylz-certificate.dll")
         if self.convention not in ("auto", "stdcall", "cdecl"):
             raise ValueError(f"VoucherConfig.convention must be auto, stdcall or cdecl, got {self.convention!r}")
-        if self.backend not in ("thread", "process", "dotnet"):
-            raise ValueError(f"VoucherConfig.backend must be thread, process or dotnet, got {self.backend!r}")
+        if self.backend not in ("thread", "process", "dotnet", "python"):
+            raise ValueError(f"VoucherConfig.backend must be thread, process, dotnet or python, got {self.backend!r}")
+        if self.backend == "python" and ":" not in self.library:
+            raise ValueError(f'backend = "python" needs library = "module:function", got {self.library!r}')
         size = self.buffer_size
         if isinstance(size, bool) or not isinstance(size, int) or not 1024 <= size <= REPLY_LIMIT:
             raise ValueError(f"VoucherConfig.buffer_size must be 1024 to {REPLY_LIMIT} bytes, got {size!r}")

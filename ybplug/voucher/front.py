@@ -33,6 +33,10 @@ def make_backend(config: VoucherConfig, dotnet: DotnetSection | DotnetRuntime | 
         from ybplug.dotnet.ectrans import DotnetBackend
 
         return DotnetBackend(config, dotnet)
+    if config.backend == "python":
+        from ybplug.voucher.pycall import PythonBackend
+
+        return PythonBackend(config)
     if config.backend == "thread":
         from ybplug.voucher.thread import ThreadBackend
 
