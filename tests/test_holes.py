@@ -482,3 +482,26 @@ async def test_a_plugin_cannot_use_the_journal_beside_its_thread(tmp_path: Path,
             host.journal.status()  # on the event loop: it would block it on fsync, beside the journal's thread
         row = await host.records.birth(recorded.birth_id)  # the way plugins use it
         assert row.id == recorded.birth_id
+
+
+@pytest.mark.anyio
+async def test_a_void_left_in_doubt_is_carried_on_until_the_centre_says_done(tmp_path: Path, sandbox: Sandbox) -> None:
+    """The void's reply is lost, the operator's retry is refused for another reason and they give
+    up: the next sync sends it again, hears "already void", and records it (once)."""
+    seen = Hospital()
+    async with Host(host_config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+        recorded = await host.record_birth(birth(18))
+        await host.sync("upload")
+        baz726 = sandbox.registrations()[0]["baz726"]
+        sandbox.inject(Fault(kind="drop_after_commit", funid=Funid.VOID))
+        with pytest.raises(ybplug.Error):
+            await host.void(baz726, "重复上传")
+        sandbox.inject(Fault(kind="refuse", funid=Funid.VOID, cause="系统繁忙"))
+        with pytest.raises(ybplug.Error, match="系统繁忙"):
+            await host.void(baz726, "重复上传")
+        summary = await host.sync()
+        again = await host.sync()
+        row = await host.records.birth(recorded.birth_id)
+    assert summary.get("voids_resumed") == 1 and "voids_resumed" not in again
+    assert row.state == BirthState.VOIDED
+    assert [v["registration_number"] for v in seen.of("collection_voided")] == [baz726]

@@ -165,6 +165,7 @@ class Host:
                 self.start_soon(self.deliveries.loop, name="ybplug deliveries")
                 self.start_soon(self._watch_other_processes, name="ybplug journal watch")
                 self.start_soon(self.resume_replacements, name="ybplug replacements")
+                self.start_soon(self.resume_voids, name="ybplug voids in doubt")
             for outcome in await self.caller.call_each("ybplug_startup", host=self):
                 if not outcome.ok:
                     raise PluginError(f"plugin {outcome.plugin} failed to start: {outcome.error}")
@@ -341,6 +342,19 @@ class Host:
 
     # The signature is the journal's resolve_review's (which `duplicates` pairs): the host checks
     # and delivers, the journal records.
+    async def resume_voids(self) -> int:
+        """Send again the voids whose reply was lost (the centre may or may not have voided):
+        "already void" then records the void, a refusal leaves it for the next round (at most a
+        few) and for a person.  Returns how many were recorded."""
+        done = 0
+        for number, reason in await self.records.voids_in_doubt():
+            try:
+                await self.void(number, reason)
+                done += 1
+            except Error as exc:
+                log.warning("void of %s still in doubt: %s", number, exc)
+        return done
+
     async def resolve_review(
         self,
         birth_id: int,
@@ -451,6 +465,8 @@ class Host:
         summary: dict[str, int] = {}
         if job in ("upload", "all") and (resumed := await self.resume_replacements()):
             summary["replacements_resumed"] = resumed
+        if job in ("upload", "all") and (voids := await self.resume_voids()):
+            summary["voids_resumed"] = voids
         for outcome in await self.caller.call_each("ybplug_sync", timeout=None, log_errors=False, host=self, job=job):
             if outcome.error is not None:
                 raise outcome.error

@@ -256,6 +256,31 @@ class Journal(Births):
         ).fetchone()
         return found is not None
 
+    def voids_in_doubt(self, most: int = 5) -> list[tuple[str, str]]:
+        """(registration number, reason) of voids of our births whose outcome is unknown (the reply
+        was lost; the centre may have voided it) and not settled since: no void recorded for the
+        birth, fewer than ``most`` attempts since, no replacement carrying it.  The host sends them
+        again until the centre says done or "already void": an operator's void is never half kept."""
+        rows = self.db.execute(
+            "SELECT b.registration_number, e.request FROM exchanges e JOIN births b ON b.id = e.birth_id"
+            " WHERE e.funid = ? AND e.outcome IN ('sent', 'unknown') AND e.request IS NOT NULL"
+            " AND b.state != 'voided' AND b.registration_number IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_birth_id = b.id AND r.state = 'voiding')"
+            " AND (SELECT count(*) FROM exchanges later WHERE later.funid = e.funid AND later.birth_id = e.birth_id"
+            "      AND later.id > e.id) < ?"
+            " GROUP BY b.id ORDER BY max(e.id)",
+            (Funid.VOID, most),
+        ).fetchall()
+        found = []
+        for number, request in rows:
+            try:
+                reason = str(msgspec.json.decode(request).get("bae016") or "")
+            except (msgspec.DecodeError, AttributeError):
+                continue
+            if reason:
+                found.append((str(number), reason))
+        return found
+
     def voided(self, exchange_id: int, reply: bytes, registration_number: str, reason: str) -> int | None:
         """Record a successful yb04.13.01.22 and its event; returns the birth id if it is ours.
 
