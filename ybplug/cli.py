@@ -175,6 +175,14 @@ async def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _console(args: argparse.Namespace) -> int:
+    from ybplug.console import command
+
+    if args.console_command == "add-user":
+        return command.add_user(args)
+    return await command.serve(_config(args), args.listen)
+
+
 def _operator() -> str:
     import getpass
 
@@ -226,6 +234,9 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("name", help="the plugin's name, as `ybplug status` shows it")
     forget.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
     forget.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
+    from ybplug.console.command import add_arguments as console_arguments
+
+    console_arguments(command("console", _console, "serve the operations console (browser) on the journal; `console add-user` makes an account"))
     sub.add_parser("sandbox", help="serve the simulated centre (see `ybplug sandbox --help`)", add_help=False)
     return parser
 
