@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ybplug.console.config import ConsoleSection, ConsoleUser
 from ybplug.config import ConfigError
 from ybplug.console.passwords import hash_password, verify_password
 from ybplug.hooks import hookimpl
+from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
@@ -352,10 +354,25 @@ async def test_the_overview_shows_the_journals_counts(tmp_path: Path, sandbox: S
         await console.host.record_birth(birth_record(11))
         await browser.login("chen")
         status, text = await browser.get("/")
-    assert status == 200
-    for state, count in (("registered", 1), ("needs_review", 1), ("pending", 1)):
-        assert f'<span data-state="{state}">{count}</span>' in text
-    assert "1 条登记待复核" in text and "st_mary" in text and "上传" in text
+        assert status == 200
+        for state, count in (("registered", 1), ("needs_review", 1), ("pending", 1)):
+            assert f'<span data-state="{state}">{count}</span>' in text
+        assert "1 条登记待复核" in text and "st_mary" in text
+        now = datetime.now(CHINA_TIME)  # uploads "daily at 02:00" (host_config): the next 02:00, China time
+        two = now.replace(hour=2, minute=0, second=0, microsecond=0)
+        expected = two if two > now else two + timedelta(days=1)
+        assert f'<span data-next="upload">{expected:%Y-%m-%d %H:%M:%S}</span>' in text
+        assert '<span data-next="realname">已到期：工作进程运行时立即查询</span>' in text
+
+        await console.host.sync("realname")
+        db = journal_db(tmp_path)
+        try:
+            [(finished,)] = db.execute("SELECT finished_at FROM runs WHERE job = 'realname'").fetchall()
+        finally:
+            db.close()
+        text = (await browser.get("/"))[1]
+        due = datetime.fromtimestamp(finished + 86400, CHINA_TIME)  # realname_interval's default: a day
+        assert f'<span data-next="realname">{due:%Y-%m-%d %H:%M:%S}</span>' in text
 
 
 @pytest.mark.anyio

@@ -22,6 +22,7 @@ from ybplug.console import pages
 from ybplug.console.config import ConsoleSection
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.passwords import verify_password, waste_time
+from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.errors import Error
 from ybplug.host import Host
@@ -208,7 +209,8 @@ class Console:
     # --- pages ---------------------------------------------------------------------------------------
 
     async def overview(self, request: web.Request) -> web.Response:
-        return _html(pages.overview(await self.host.status(), self._session(request)))
+        status = await self.host.status()
+        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), self._session(request)))
 
     async def review(self, request: web.Request) -> web.Response:
         births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)

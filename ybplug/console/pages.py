@@ -115,7 +115,7 @@ def login(token: str, message: str = "", users: bool = True) -> str:
 # --- overview --------------------------------------------------------------------------------------
 
 
-def overview(status: Mapping[str, Any], session: Session) -> str:
+def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], session: Session) -> str:
     births = status["births"]
     by_state = table(
         ["状态", "数量"],
@@ -135,14 +135,16 @@ def overview(status: Mapping[str, Any], session: Session) -> str:
         ),
         "没有持久订阅者",
     )
+    jobs = sorted(set(status["runs"]) | set(next_runs))
     runs = table(
-        ["任务", "开始（北京时间）", "结束（北京时间）", "结果"],
+        ["任务", "最近开始（北京时间）", "最近结束（北京时间）", "结果", "下次运行（按配置）"],
         (
-            [e(JOBS.get(job, job)), e(china_time(run["started_at"])), e(china_time(run["finished_at"]) or "运行中或中断"),
-             e(", ".join(f"{k} {v}" for k, v in (run["summary"] or {}).items()))]
-            for job, run in sorted(status["runs"].items())
+            [e(JOBS.get(job, job)), e(china_time(run.get("started_at")) or "尚未运行"),
+             e(china_time(run.get("finished_at")) or ("运行中或中断" if run else "")),
+             e(", ".join(f"{k} {v}" for k, v in (run.get("summary") or {}).items())),
+             f'<span data-next="{e(job)}">{e(next_runs.get(job, ""))}</span>']
+            for job in jobs for run in [status["runs"].get(job) or {}]
         ),
-        "尚无运行记录",
     )
     review = len(status["needs_review"])
     parked = status["deliveries"].get("parked", 0)
