@@ -376,6 +376,25 @@ async def test_the_overview_shows_the_journals_counts(tmp_path: Path, sandbox: S
 
 
 @pytest.mark.anyio
+async def test_the_overview_tells_whether_the_centre_answered_lately(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+        await browser.login("chen")
+        assert 'data-centre="none"' in (await browser.get("/"))[1]
+        await console.host.record_birth(birth_record(16))
+        await console.host.sync("upload")
+        text = (await browser.get("/"))[1]
+        assert 'data-centre="answered"' in text and "中心有应答" in text
+        await console.host.record_birth(birth_record(17))
+        sandbox.inject(Fault(kind="http_error", funid=Funid.COLLECT, status=404))
+        assert (await console.host.sync("upload"))["upload_failed"] == 1
+        text = (await browser.get("/"))[1]
+    assert 'data-centre="unanswered"' in text and "最近一次交易未得到中心应答" in text
+    rows = dict(re.findall(r"<tr><td>(最近一次[^<]*)</td>(.*?)</tr>", text))
+    assert "未送达" in rows["最近一次交易"] and "成功" not in rows["最近一次交易"]
+    assert "成功" in rows["最近一次得到应答"] and Funid.COLLECT in rows["最近一次得到应答"]
+
+
+@pytest.mark.anyio
 async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
     async with served(tmp_path, sandbox, delivery_attempts=1) as console, Browser(console.url) as browser:
         await birth_in_review(console, 12)

@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ybplug.console import pages
 from ybplug.console.config import ConsoleSection
+from ybplug.console.contact import last_contact
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.passwords import verify_password, waste_time
 from ybplug.console.schedule import next_runs
@@ -210,7 +211,8 @@ class Console:
 
     async def overview(self, request: web.Request) -> web.Response:
         status = await self.host.status()
-        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), self._session(request)))
+        contact = await self.host.run_journal(last_contact, self.host.journal)
+        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request)))
 
     async def review(self, request: web.Request) -> web.Response:
         births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)

@@ -17,6 +17,7 @@ import msgspec
 
 from ybplug.clerk import china_time
 from ybplug.codes import Funid
+from ybplug.console.contact import Contact
 from ybplug.console.sessions import Session
 from ybplug.journal.model import BirthStatus
 from ybplug.lifecycle import BirthState
@@ -115,7 +116,23 @@ def login(token: str, message: str = "", users: bool = True) -> str:
 # --- overview --------------------------------------------------------------------------------------
 
 
-def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], session: Session) -> str:
+def centre(contact: Contact) -> str:
+    """The centre's reachability as the journal's last exchanges show it."""
+    if contact.last is None:
+        return '<p data-centre="none">尚未与中心交易。</p>'
+    verdict = "中心有应答" if contact.reachable else "最近一次交易未得到中心应答"
+    rows = [
+        [e(what), e(china_time(x.started_at)), e(funid_label(x.funid)), e(OUTCOMES.get(x.outcome, x.outcome)), e(x.error)]
+        for what, x in (("最近一次交易", contact.last), ("最近一次得到应答", contact.last_answered)) if x is not None
+    ]
+    kind = "ok" if contact.reachable else "error"
+    return (
+        f'<p class="flash-{kind}" data-centre="{"answered" if contact.reachable else "unanswered"}">{e(verdict)}</p>'
+        + table(["", "时间（北京时间）", "交易", "结果", "错误"], rows)
+    )
+
+
+def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: Contact, session: Session) -> str:
     births = status["births"]
     by_state = table(
         ["状态", "数量"],
@@ -155,7 +172,7 @@ def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], session: S
         alerts += f'<p class="flash-error"><a href="/parked">{e(parked)} 个投递已搁置</a></p>'
     return page(
         "概览",
-        f"{alerts}<h2>新生儿登记（按状态）</h2>{by_state}<h2>钩子投递</h2>{deliveries}"
+        f"{alerts}<h2>与医保中心的连通</h2>{centre(contact)}<h2>新生儿登记（按状态）</h2>{by_state}<h2>钩子投递</h2>{deliveries}"
         f"<h2>插件（持久订阅者）</h2>{subscribers}<h2>定时任务最近运行</h2>{runs}",
         session,
     )
