@@ -395,6 +395,30 @@ async def test_the_overview_tells_whether_the_centre_answered_lately(tmp_path: P
 
 
 @pytest.mark.anyio
+async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+        await console.host.record_birth(birth_record(18))
+        await console.host.sync("upload")
+        lost = await console.host.record_birth(birth_record(19))
+        sandbox.inject(Fault(kind="http_error", funid=Funid.COLLECT, status=404))
+        await console.host.sync("upload")
+        await browser.login("chen")
+        everything = (await browser.get("/exchanges"))[1]
+        only = (await browser.get(f"/exchanges?funid={Funid.COLLECT}&outcome=not_delivered"))[1]
+        bogus = (await browser.get("/exchanges?outcome=%3Cscript%3E"))[1]
+    db = journal_db(tmp_path)
+    try:
+        journaled = [r[0] for r in db.execute("SELECT outcome FROM exchanges ORDER BY id DESC")]
+    finally:
+        db.close()
+    assert "not_delivered" in journaled and "ok" in journaled
+    assert re.findall(r'data-outcome="([a-z_]+)"', everything) == journaled
+    assert re.findall(r'data-outcome="([a-z_]+)"', only) == ["not_delivered"]
+    assert f'href="/births/{lost.birth_id}"' in only
+    assert re.findall(r'data-outcome="([a-z_]+)"', bogus) == journaled and "<script>" not in bogus
+
+
+@pytest.mark.anyio
 async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
     async with served(tmp_path, sandbox, delivery_attempts=1) as console, Browser(console.url) as browser:
         await birth_in_review(console, 12)

@@ -21,10 +21,12 @@ from aiohttp.abc import AbstractAccessLogger
 from ybplug.console import pages
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact
+from ybplug.console.exchanges import latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.passwords import verify_password, waste_time
 from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
+from ybplug.codes import Funid
 from ybplug.errors import Error
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
@@ -83,6 +85,7 @@ class Console:
         app.router.add_get("/review", self.review)
         app.router.add_get("/parked", self.parked)
         app.router.add_post("/parked/replay", self.replay)
+        app.router.add_get("/exchanges", self.exchanges)
         app.router.add_get("/births", self.find_page)
         app.router.add_post("/births", self.find)
         app.router.add_get(r"/births/{birth_id:\d{1,12}}", self.birth)
@@ -221,6 +224,16 @@ class Console:
     async def parked(self, request: web.Request) -> web.Response:
         status = await self.host.status()
         return _html(pages.parked(status["parked"], self._session(request)))
+
+    async def exchanges(self, request: web.Request) -> web.Response:
+        """The latest exchanges, filtered by transaction and outcome (codes: nothing personal in the URL)."""
+        funids = [str(f) for f in Funid] + ["EcTrans"]
+        funid = request.query.get("funid") or None
+        outcome = request.query.get("outcome") or None
+        funid = funid if funid in funids else None
+        outcome = outcome if outcome in pages.OUTCOMES else None
+        rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
+        return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
 
     async def find_page(self, request: web.Request) -> web.Response:
         return _html(pages.find_birth(self._session(request)))

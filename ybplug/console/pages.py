@@ -18,6 +18,7 @@ import msgspec
 from ybplug.clerk import china_time
 from ybplug.codes import Funid
 from ybplug.console.contact import Contact
+from ybplug.console.exchanges import ExchangeRow
 from ybplug.console.sessions import Session
 from ybplug.journal.model import BirthStatus
 from ybplug.lifecycle import BirthState
@@ -58,7 +59,7 @@ def page(title: str, body: str, session: Session | None = None) -> str:
     if session is not None:
         nav = (
             '<nav><a href="/">概览</a><a href="/review">待复核</a><a href="/parked">搁置的投递</a>'
-            '<a href="/births">查找新生儿</a>'
+            '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a>'
             f'<span>{e(session.name)}（{"操作员" if session.may_act else "查看员"}）</span>'
             f'<form method="post" action="/logout">{csrf_field(session)}<button>退出</button></form></nav>'
         )
@@ -235,6 +236,34 @@ def parked(items: list[Mapping[str, Any]], session: Session) -> str:
         + table(["插件", "钩子", "登记", "尝试次数", "最后错误", "事件", "操作"], rows, "没有搁置的投递"),
         session,
     )
+
+
+# --- exchanges ------------------------------------------------------------------------------------------
+
+
+def exchanges(rows: list[ExchangeRow], funids: list[str], funid: str | None, outcome: str | None, session: Session) -> str:
+    def options(values: list[tuple[str, str]], chosen: str | None) -> str:
+        return '<option value="">全部</option>' + "".join(
+            f'<option value="{e(v)}"{" selected" if v == chosen else ""}>{e(label)}</option>' for v, label in values
+        )
+
+    choose = (
+        '<form method="get" action="/exchanges">'
+        f'<label>交易 <select name="funid">{options([(f, funid_label(f)) for f in funids], funid)}</select></label> '
+        f'<label>结果 <select name="outcome">{options(list(OUTCOMES.items()), outcome)}</select></label> '
+        "<button>筛选</button></form>"
+    )
+    listed = table(
+        ["时间（北京时间）", "交易", "结果", "耗时（秒）", "登记", "错误"],
+        (
+            [e(china_time(x.started_at)), e(funid_label(x.funid)), f'<span data-outcome="{e(x.outcome)}">'
+             f"{e(OUTCOMES.get(x.outcome, x.outcome))}</span>", e("" if x.elapsed is None else f"{x.elapsed:.3f}"),
+             birth_link(x.birth_id) if x.birth_id is not None else "", e(x.error)]
+            for x in rows
+        ),
+        "没有符合条件的交易",
+    )
+    return page("交易记录", f"{choose}<p>最近 {len(rows)} 条（最多 200 条，新的在前）。</p>{listed}", session)
 
 
 # --- births -------------------------------------------------------------------------------------------
