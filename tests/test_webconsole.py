@@ -246,6 +246,9 @@ async def test_an_operator_enters_the_baz726_found_at_the_centre(tmp_path: Path,
         assert f"/births/{birth_id}/resolve" in text
         status, text = await browser.act(f"/births/{birth_id}/resolve", how="registered", baz726=held["baz726"].lower(), eligible="yes")
         assert status == 200 and "现为「已登记」" in text and held["baz726"] in text
+        # the timeline: recorded, the upload whose reply was lost, the refusal, the resolution
+        assert re.findall(r'data-kind="(\w+)"', text) == ["recorded", "exchange", "exchange", "action"]
+        assert "结果未知" in text and "系统繁忙" in text and "registered as" in text
         status_after = await console.host.birth(birth_id)
         assert (status_after.state, status_after.registration_number, status_after.eligible) == ("registered", held["baz726"], True)
         assert [(a.operator, a.action) for a in status_after.actions] == [("林护士", "resolve review")]
@@ -416,6 +419,35 @@ async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(
     assert re.findall(r'data-outcome="([a-z_]+)"', only) == ["not_delivered"]
     assert f'href="/births/{lost.birth_id}"' in only
     assert re.findall(r'data-outcome="([a-z_]+)"', bogus) == journaled and "<script>" not in bogus
+
+
+@pytest.mark.anyio
+async def test_the_births_list_by_day_and_state_matches_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+        registered = await console.host.record_birth(birth_record(21))
+        await console.host.sync("upload")
+        waiting = [await console.host.record_birth(birth_record(n)) for n in (22, 23)]
+        db = journal_db(tmp_path)
+        try:
+            [(created,)] = db.execute("SELECT created_at FROM births WHERE id = ?", (registered.birth_id,)).fetchall()
+        finally:
+            db.close()
+        day = datetime.fromtimestamp(created, CHINA_TIME).date()
+        await browser.login("chen")
+        listed = (await browser.get(f"/births?date={day}"))[1]
+        only = (await browser.get(f"/births?date={day}&state=registered"))[1]
+        other_day = (await browser.get(f"/births?date={day - timedelta(days=3)}"))[1]
+        any_day = (await browser.get("/births?date=&state=pending"))[1]
+
+    def ids(text: str) -> list[int]:
+        return [int(i) for i in re.findall(r'<tr><td><a href="/births/(\d+)">', text)]
+
+    newest_first = [w.birth_id for w in reversed(waiting)] + [registered.birth_id]
+    assert ids(listed) == newest_first
+    assert ids(only) == [registered.birth_id] and '<span data-state="registered">已登记</span>' in only
+    assert ids(other_day) == [] and "没有符合条件的登记" in other_day
+    assert ids(any_day) == [w.birth_id for w in reversed(waiting)]
+    assert "陈静" not in listed  # the mother's name: the list shows no personal field
 
 
 @pytest.mark.anyio

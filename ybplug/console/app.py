@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date, datetime
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ybplug.console import pages
+from ybplug.console.births import births_on
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact
 from ybplug.console.exchanges import latest_exchanges
@@ -28,6 +30,7 @@ from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.codes import Funid
 from ybplug.errors import Error
+from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
 from ybplug.privacy import scrub
@@ -235,19 +238,32 @@ class Console:
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
         return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
 
+    async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
+        """The births list: by recorded day (China time, default today) and state; codes and a
+        date in the URL, nothing personal."""
+        try:
+            day = date.fromisoformat(request.query.get("date", "")) if request.query.get("date") else None
+        except ValueError:
+            day = None
+        if "date" not in request.query:
+            day = datetime.now(CHINA_TIME).date()
+        state = request.query.get("state") or None
+        state = state if state in pages.STATES else None
+        lines = await self.host.run_journal(births_on, self.host.journal, day, state)
+        return _html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
+
     async def find_page(self, request: web.Request) -> web.Response:
-        return _html(pages.find_birth(self._session(request)))
+        return await self._births_page(request)
 
     async def find(self, request: web.Request) -> web.Response:
         """A birth by id, HIS serial or baz726, posted (so the key is in no URL), then its page."""
-        session = self._session(request)
         key = (await request.post()).get("key")
         if not isinstance(key, str) or not key.strip():
-            return _html(pages.find_birth(session, "请输入要查找的号码。"), 400)
+            return await self._births_page(request, "请输入要查找的号码。", 400)
         try:
             status = await self.host.birth(key.strip())
         except BirthNotFound:
-            return _html(pages.find_birth(session, "没有找到对应的登记（多胞胎请用登记号 # 查找）。"), 404)
+            return await self._births_page(request, "没有找到对应的登记（多胞胎请用登记号 # 查找）。", 404)
         return _see_other(f"/births/{status.birth_id}")
 
     async def birth(self, request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import msgspec
 from ybplug.clerk import china_time
 from ybplug.codes import Funid
 from ybplug.console.contact import Contact
+from ybplug.console.births import BirthLine
 from ybplug.console.exchanges import ExchangeRow
 from ybplug.console.sessions import Session
 from ybplug.journal.model import BirthStatus
@@ -269,13 +270,37 @@ def exchanges(rows: list[ExchangeRow], funids: list[str], funid: str | None, out
 # --- births -------------------------------------------------------------------------------------------
 
 
-def find_birth(session: Session, message: str = "") -> str:
+def find_birth(
+    session: Session, lines: list[BirthLine], day: str, state: str | None, message: str = ""
+) -> str:
+    """The births list (by day and state) and the lookup by number (posted: never in a URL)."""
     error = f'<p class="flash-error" role="alert">{e(message)}</p>' if message else ""
+    find = (
+        f'<form method="post" action="/births">{csrf_field(session)}'
+        '<label>登记号（#）、HIS流水号 bke042 或 登记流水号 baz726 <input name="key" required></label> '
+        "<button>查找</button></form>"
+    )
+    states = '<option value="">全部</option>' + "".join(
+        f'<option value="{e(k)}"{" selected" if k == state else ""}>{e(v)}</option>' for k, v in STATES.items()
+    )
+    choose = (
+        '<form method="get" action="/births">'
+        f'<label>记录日期 <input type="date" name="date" value="{e(day)}"></label> '
+        f'<label>状态 <select name="state">{states}</select></label> <button>列出</button></form>'
+    )
+    listed = table(
+        ["登记", "HIS流水号", "多胞胎序号", "状态", "登记流水号 baz726", "记录时间（北京时间）"],
+        (
+            [birth_link(b.id), e(b.his_serial), e(b.multiple_birth_number),
+             f'<span data-state="{e(b.state)}">{e(state_label(b.state))}</span>', e(b.registration_number),
+             e(china_time(b.recorded_at))]
+            for b in lines
+        ),
+        "没有符合条件的登记",
+    )
     return page(
         "查找新生儿",
-        f'{error}<form method="post" action="/births">{csrf_field(session)}'
-        '<label>登记号（#）、HIS流水号 bke042 或 登记流水号 baz726 <input name="key" required></label> '
-        "<button>查找</button></form>",
+        f"{error}<h2>按号码查找</h2>{find}<h2>按日期和状态列出</h2>{choose}<p>最多 200 条，新的在前。</p>{listed}",
         session,
     )
 
@@ -288,6 +313,21 @@ def _birth_field(birth: Birth, name: str) -> str:
     if value is None or value == "":
         return ""
     return mask(value) if name in Birth.personal else str(value)
+
+
+KINDS = {"recorded": "记录", "exchange": "与中心交易", "action": "人工操作"}
+
+
+def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
+    """The birth's life in time order: recorded, each exchange with the centre, each person's action."""
+    entries = [(status.recorded_at, "recorded", "HIS 记录了这条登记", "", "")]
+    entries += [
+        (x.started_at, "exchange", funid_label(x.funid), OUTCOMES.get(x.outcome, x.outcome),
+         " ".join(part for part in ("" if x.elapsed is None else f"{x.elapsed:.3f} 秒", x.error or "") if part))
+        for x in status.exchanges
+    ]
+    entries += [(a.at, "action", a.action, a.operator, a.detail or "") for a in status.actions]
+    return sorted(entries, key=lambda entry: entry[0])
 
 
 def birth(status: BirthStatus, session: Session) -> str:
@@ -311,26 +351,19 @@ def birth(status: BirthStatus, session: Session) -> str:
             for name, wire in _WIRE_NAMES.items() if _birth_field(status.birth, name)
         ),
     )
-    exchanges = table(
-        ["时间", "交易", "结果", "耗时（秒）", "错误"],
+    timeline = table(
+        ["时间（北京时间）", "类别", "内容", "结果或操作员", "说明"],
         (
-            [e(china_time(x.started_at)), e(funid_label(x.funid)), e(OUTCOMES.get(x.outcome, x.outcome)),
-             e("" if x.elapsed is None else f"{x.elapsed:.3f}"), e(x.error)]
-            for x in status.exchanges
+            [e(china_time(at)), f'<span data-kind="{e(kind)}">{e(KINDS[kind])}</span>', e(what), e(who), e(note)]
+            for at, kind, what, who, note in _timeline(status)
         ),
-        "尚未与中心交易",
-    )
-    actions = table(
-        ["时间", "操作员", "操作", "说明"],
-        ([e(china_time(a.at)), e(a.operator), e(a.action), e(a.detail)] for a in status.actions),
-        "无人工操作",
     )
     resolve = ""
     if status.state == BirthState.NEEDS_REVIEW:
         resolve = "<h2>复核处理</h2>" + resolve_forms(status.birth_id, session)
     return page(
         f"新生儿登记 #{status.birth_id}",
-        f"{summary}{resolve}<h2>上传的记录</h2>{record}<h2>与中心的交易</h2>{exchanges}<h2>人工操作</h2>{actions}",
+        f"{summary}{resolve}<h2>时间线</h2>{timeline}<h2>上传的记录</h2>{record}",
         session,
     )
 
