@@ -224,6 +224,14 @@ async def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _console(args: argparse.Namespace) -> int:
+    from ybplug.console import command
+
+    if args.console_command == "add-user":
+        return command.add_user(args)
+    return await command.serve(_config(args), args.listen)
+
+
 def _operator() -> str:
     import getpass
 
@@ -291,6 +299,9 @@ def _parser() -> argparse.ArgumentParser:
     new = command("new-plugin", _new_plugin, "write a new plugin distribution: pyproject, hooks stubbed, a test using the kit")
     new.add_argument("name", help="the plugin's name, e.g. st-mary-his (a folder and a Python package are made from it)")
     new.add_argument("--dir", help="where to write it (default: ./NAME)")
+    from ybplug.console.command import add_arguments as console_arguments
+
+    console_arguments(command("console", _console, "serve the operations console (browser) on the journal; `console add-user` makes an account"))
     sub.add_parser("sandbox", help="serve the simulated centre (see `ybplug sandbox --help`)", add_help=False)
     return parser
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ybplug.console.config import ConsoleSection
 from ybplug.dotnet.config import DotnetSection
 from ybplug.envelope import OUTPUT_LEN
 from ybplug.errors import Error
@@ -131,6 +132,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     wire: WireConfig = msgspec.field(default_factory=WireConfig)
     voucher: VoucherSection | None = None
     dotnet: DotnetSection | None = None
+    console: ConsoleSection | None = None
 
     def __post_init__(self) -> None:
         if upload_time(self.upload) is None and self.upload != "immediate":

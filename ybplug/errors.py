@@ -35,4 +35,18 @@ class Error(Exception):
     outcome: Outcome | None = None
 
 
-__all__ = ["Error", "Outcome"]
+def outcome_of(error: BaseException) -> Outcome:
+    """How a failed exchange is journaled: the error's own ``outcome`` (refused, unknown...),
+    else failed."""
+    return (error.outcome if isinstance(error, Error) else None) or Outcome.FAILED
+
+
+def errors_in(group: BaseExceptionGroup[Error]) -> list[Error]:
+    """The errors of a (nested) exception group, as a task group gathers them."""
+    found: list[Error] = []
+    for exc in group.exceptions:
+        found.extend(errors_in(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+__all__ = ["Error", "Outcome", "errors_in", "outcome_of"]

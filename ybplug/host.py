@@ -37,7 +37,7 @@ from ybplug.committer import AsyncJournal, GroupCommitter
 from ybplug.config import Config
 from ybplug.dedicated import DedicatedThread
 from ybplug.deliveries import Deliveries
-from ybplug.errors import Error, Outcome
+from ybplug.errors import Error, Outcome, errors_in, outcome_of
 from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
@@ -199,7 +199,7 @@ class Host:
                 with scope:
                     await func()
             except* Error as group:  # alone, or gathered by a task group inside the work
-                for exc in _leaves(group):
+                for exc in errors_in(group):
                     if isinstance(exc, JournalLost):
                         self.fail(exc)
                     else:
@@ -438,7 +438,7 @@ class Host:
                 raise PluginError("no plugin decodes QR codes: configure [voucher] library in ybplug.toml")
             outcome, error = Outcome.OK, ""
         except Exception as exc:
-            outcome, error = _decode_outcome(exc), str(exc)
+            outcome, error = outcome_of(exc), str(exc)
             raise
         finally:
             # Audit without making the person at the counter wait for a disk write: decoding
@@ -589,20 +589,6 @@ class Host:
             if changed:
                 self.births_waiting()
                 self.deliveries_waiting()
-
-
-def _leaves(group: BaseExceptionGroup[Error]) -> list[Error]:
-    """The errors of a (nested) exception group."""
-    found: list[Error] = []
-    for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
-
-
-def _decode_outcome(error: Exception) -> Outcome:
-    """How a failed EcTrans call is journaled: the error's own ``outcome`` (a VoucherError or a
-    WireError says refused, unknown...), else failed."""
-    return (error.outcome if isinstance(error, Error) else None) or Outcome.FAILED
 
 
 __all__ = ["Host", "Recorded", "Refused", "PluginError", "events"]

@@ -1,0 +1,333 @@
+"""The console's web application (aiohttp.web): login, the pages, the actions, health and metrics.
+
+Every page but ``/login``, ``/healthz``, ``/readyz`` and ``/metrics`` needs a session; every
+POST but the login carries the session's CSRF token; actions need the operator role and are
+done through the :class:`~ybplug.host.Host` (so the hooks fire) in the logged-in operator's name.
+The access log has the method, the path and the status: never a query string or a form field.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any
+
+import anyio
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from ybplug.console import pages
+from ybplug.console.births import births_on
+from ybplug.console.config import ConsoleSection
+from ybplug.console.contact import last_contact
+from ybplug.console.exchanges import latest_exchanges
+from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
+from ybplug.console.passwords import verify_password, waste_time
+from ybplug.console.schedule import next_runs
+from ybplug.console.sessions import LoginLimiter, Session, Sessions
+from ybplug.codes import Funid
+from ybplug.errors import Error
+from ybplug.fields import CHINA_TIME
+from ybplug.host import Host
+from ybplug.journal import BirthNotFound, BirthState
+from ybplug.privacy import scrub
+
+log = logging.getLogger("ybplug.console")
+
+SESSION_COOKIE = "ybplug_session"
+LOGIN_COOKIE = "ybplug_login"
+PUBLIC = frozenset({"/login", "/healthz", "/readyz", "/metrics"})
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AccessLog(AbstractAccessLogger):
+    """Method, path, status and time: the query string and the form stay out of the log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %d %.3fs", request.remote, request.method, request.path, response.status, time)
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def _see_other(location: str) -> web.Response:
+    """Post/redirect/get: after an action the browser shows the page again."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+class Console:
+    """The console over one running host (its journal, its plugins)."""
+
+    def __init__(self, host: Host, section: ConsoleSection, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host = host
+        self.section = section
+        self.sessions = Sessions(section.session_minutes * 60, clock)
+        self.limiter = LoginLimiter(section.login_attempts, section.login_window, clock)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/login", self.login_page)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
+        app.router.add_get("/", self.overview)
+        app.router.add_get("/review", self.review)
+        app.router.add_get("/parked", self.parked)
+        app.router.add_post("/parked/replay", self.replay)
+        app.router.add_get("/exchanges", self.exchanges)
+        app.router.add_get("/births", self.find_page)
+        app.router.add_post("/births", self.find)
+        app.router.add_get(r"/births/{birth_id:\d{1,12}}", self.birth)
+        app.router.add_post(r"/births/{birth_id:\d{1,12}}/resolve", self.resolve)
+        return app
+
+    # --- the guard: session, CSRF, headers ---------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in PUBLIC:
+            session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+            if session is None:
+                if request.method == "GET":
+                    return self._secured(_see_other("/login"))
+                return self._secured(_html(pages.message("未登录", "请先登录。"), 403))
+            if request.method == "POST":
+                form = await request.post()
+                token = form.get("csrf")
+                if not session.csrf_ok(token if isinstance(token, str) else None):
+                    log.warning("console: %s %s refused for %s: no valid CSRF token", request.method, request.path, session.name)
+                    return self._secured(_html(pages.message("请求被拒绝", "表单已失效，请刷新页面后重试。", session), 403))
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self._secured(exc)
+            raise
+        return self._secured(response)
+
+    @staticmethod
+    def _secured(response: web.StreamResponse) -> web.StreamResponse:
+        for name, value in _HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def _session(self, request: web.Request) -> Session:
+        """The session the guard let through (looked up again: no per-request storage, which
+        aiohttp only types from 3.12 on)."""
+        session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is None:  # ended between the guard and here (another tab's logout)
+            raise web.HTTPForbidden(text=pages.message("未登录", "请先登录。"), content_type="text/html")
+        return session
+
+    def _operator(self, request: web.Request) -> Session:
+        """The session, which must have the operator role (a viewer only looks)."""
+        session = self._session(request)
+        if not session.may_act:
+            log.warning("console: %s %s refused for viewer %s", request.method, request.path, session.name)
+            raise web.HTTPForbidden(
+                text=pages.message("无权操作", "查看员只能查看；处理需要操作员账号。", session), content_type="text/html"
+            )
+        return session
+
+    # --- health and metrics (no login; nothing personal) -------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.host.failure is not None:
+            return web.Response(text="journal lost\n", status=503)
+        try:
+            await self.host.run_journal(lambda: self.host.journal.db.execute("SELECT 1").fetchone())
+        except Exception:
+            return web.Response(text="journal not readable\n", status=503)
+        return web.Response(text="ready\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        figures = await self.host.run_journal(read_figures, self.host.journal)
+        return web.Response(body=exposition(figures).encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    # --- login and logout --------------------------------------------------------------------------
+
+    def _login_form(self, message: str = "", status: int = 200) -> web.Response:
+        token = secrets.token_urlsafe(32)
+        response = _html(pages.login(token, message, users=bool(self.section.users)), status)
+        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login", max_age=3600)
+        return response
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        if self.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None:
+            return _see_other("/")
+        return self._login_form()
+
+    async def login(self, request: web.Request) -> web.Response:
+        address = request.remote or "unknown"
+        wait = self.limiter.wait(address)
+        if wait > 0:
+            log.warning("console: login from %s refused: too many failures", address)
+            return self._login_form(f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。", 429)
+        form = await request.post()
+        token, cookie = form.get("csrf"), request.cookies.get(LOGIN_COOKIE)
+        if not isinstance(token, str) or not cookie or not secrets.compare_digest(token.encode(), cookie.encode()):
+            return self._login_form("登录页面已失效，请重新输入。", 403)
+        name, password = form.get("name"), form.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            return self._login_form("请输入用户名和密码。", 400)
+        user = self.section.user(name)
+        if user is None:
+            await anyio.to_thread.run_sync(waste_time, password)
+            ok = False
+        else:
+            ok = await anyio.to_thread.run_sync(verify_password, password, user.password_hash)
+        if not ok or user is None:
+            self.limiter.failed(address)
+            log.warning("console: failed login from %s", address)  # not the name typed: it may be a password
+            return self._login_form("用户名或密码错误。", 401)
+        self.limiter.succeeded(address)
+        self.sessions.end(request.cookies.get(SESSION_COOKIE))
+        session_token, _ = self.sessions.start(user.name, user.role)
+        log.info("console: %s (%s) logged in from %s", user.name, user.role, address)
+        response = _see_other("/")
+        response.set_cookie(SESSION_COOKIE, session_token, httponly=True, samesite="Strict", path="/")
+        response.del_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        self.sessions.end(request.cookies.get(SESSION_COOKIE))
+        log.info("console: %s logged out", session.name)
+        response = _see_other("/login")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # --- pages ---------------------------------------------------------------------------------------
+
+    async def overview(self, request: web.Request) -> web.Response:
+        status = await self.host.status()
+        contact = await self.host.run_journal(last_contact, self.host.journal)
+        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request)))
+
+    async def review(self, request: web.Request) -> web.Response:
+        births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)
+        return _html(pages.needs_review(births, self._session(request)))
+
+    async def parked(self, request: web.Request) -> web.Response:
+        status = await self.host.status()
+        return _html(pages.parked(status["parked"], self._session(request)))
+
+    async def exchanges(self, request: web.Request) -> web.Response:
+        """The latest exchanges, filtered by transaction and outcome (codes: nothing personal in the URL)."""
+        funids = [str(f) for f in Funid] + ["EcTrans"]
+        funid = request.query.get("funid") or None
+        outcome = request.query.get("outcome") or None
+        funid = funid if funid in funids else None
+        outcome = outcome if outcome in pages.OUTCOMES else None
+        rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
+        return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
+
+    async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
+        """The births list: by recorded day (China time, default today) and state; codes and a
+        date in the URL, nothing personal."""
+        try:
+            day = date.fromisoformat(request.query.get("date", "")) if request.query.get("date") else None
+        except ValueError:
+            day = None
+        if "date" not in request.query:
+            day = datetime.now(CHINA_TIME).date()
+        state = request.query.get("state") or None
+        state = state if state in pages.STATES else None
+        lines = await self.host.run_journal(births_on, self.host.journal, day, state)
+        return _html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
+
+    async def find_page(self, request: web.Request) -> web.Response:
+        return await self._births_page(request)
+
+    async def find(self, request: web.Request) -> web.Response:
+        """A birth by id, HIS serial or baz726, posted (so the key is in no URL), then its page."""
+        key = (await request.post()).get("key")
+        if not isinstance(key, str) or not key.strip():
+            return await self._births_page(request, "请输入要查找的号码。", 400)
+        try:
+            status = await self.host.birth(key.strip())
+        except BirthNotFound:
+            return await self._births_page(request, "没有找到对应的登记（多胞胎请用登记号 # 查找）。", 404)
+        return _see_other(f"/births/{status.birth_id}")
+
+    async def birth(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        try:
+            status = await self.host.birth(int(request.match_info["birth_id"]))
+        except BirthNotFound:
+            return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
+        return _html(pages.birth(status, session))
+
+    # --- actions -------------------------------------------------------------------------------------
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        """Resolve a birth in review the way the operator found it at the centre."""
+        session = self._operator(request)
+        birth_id = int(request.match_info["birth_id"])
+        form = await request.post()
+        how = form.get("how")
+        back = f"/births/{birth_id}"
+        kwargs: dict[str, Any] = {}
+        if how == "registered":
+            number, eligible = form.get("baz726"), form.get("eligible")
+            if not isinstance(number, str) or not number.strip() or eligible not in ("yes", "no"):
+                session.flash.append(("error", "请填写中心的登记流水号 baz726，并选择是否可预参保。"))
+                return _see_other(back)
+            kwargs = {"registration_number": number, "eligible": eligible == "yes"}
+            done = "已按中心的登记结果处理"
+        elif how == "refused":
+            cause = form.get("cause")
+            if not isinstance(cause, str) or not cause.strip():
+                session.flash.append(("error", "请填写中心给出的拒绝原因。"))
+                return _see_other(back)
+            kwargs = {"refused": cause.strip()}
+            done = "已标记为中心拒绝"
+        elif how == "send_again":
+            kwargs = {"send_again": True}
+            done = "已清除疑问并重新上传"
+        else:
+            raise web.HTTPBadRequest(text="unknown resolution")
+        try:
+            result = await self.host.resolve_review(birth_id, operator=session.name, **kwargs)
+            log.info("console: %s resolved the review of birth #%d (%s)", session.name, birth_id, how)
+            if how == "send_again":
+                await self.host.sync("upload")
+                result = await self.host.birth(birth_id)
+            await self.host.deliver_due()
+        except Error as exc:
+            session.flash.append(("error", f"未能处理：{scrub(str(exc))}"))
+            return _see_other(back)
+        session.flash.append(("ok", f"{done}：登记 #{birth_id} 现为「{pages.state_label(result.state)}」。"))
+        return _see_other(back)
+
+    async def replay(self, request: web.Request) -> web.Response:
+        """Re-queue one parked delivery (by event id) and deliver it now to the plugins loaded here."""
+        session = self._operator(request)
+        event_id = (await request.post()).get("event_id")
+        if not isinstance(event_id, str) or not event_id.strip():
+            raise web.HTTPBadRequest(text="no event")
+        try:
+            count = await self.host.replay(event_id=event_id.strip())
+            delivered = await self.host.deliver_due()
+        except Error as exc:
+            session.flash.append(("error", f"未能重新投递：{scrub(str(exc))}"))
+            return _see_other("/parked")
+        log.info("console: %s replayed %d parked deliveries of event %s", session.name, count, event_id)
+        session.flash.append(("ok", f"已重新排队 {count} 个投递，本次投递成功 {delivered} 个。"))
+        return _see_other("/parked")

@@ -1,0 +1,108 @@
+"""``ybplug console``: serve the console on the configured journal; ``console add-user`` makes an account.
+
+Kept apart from :mod:`ybplug.cli` (one small hook there) and free of aiohttp at import: the
+parser is built for every ``ybplug`` command, the web application loads only when served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from typing import Any
+
+from ybplug.console.config import ConsoleSection, ConsoleUser, split_listen
+from ybplug.console.passwords import hash_password
+from ybplug.errors import Error
+
+log = logging.getLogger("ybplug.console")
+
+
+class ConsoleError(Error):
+    """The console cannot start or the account cannot be made, for a reason a person can fix."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="where to listen (default: [console] listen in ybplug.toml, else 127.0.0.1:8722)")
+    sub = parser.add_subparsers(dest="console_command")
+    add_user = sub.add_parser("add-user", help="make an operator account: prints the line for [console] users")
+    add_user.add_argument("name", help="the operator's login name (journaled with each action)")
+    add_user.add_argument("--role", choices=["operator", "viewer"], required=True,
+                          help="operator: sees and acts; viewer: only sees")
+
+
+def _password() -> str:
+    """From the terminal (asked twice, not echoed), or the first line of stdin for a script."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ConsoleError("the two passwords differ")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise ConsoleError("the password must have at least 8 characters")
+    return password
+
+
+def add_user(args: argparse.Namespace) -> int:
+    password = _password()
+    try:
+        user = ConsoleUser(name=args.name, role=args.role, password_hash=hash_password(password))
+    except ValueError as exc:
+        raise ConsoleError(str(exc)) from None
+    print("# add to users = [...] under [console] in ybplug.toml:", file=sys.stderr)
+    print(
+        f"{{name = {json.dumps(user.name, ensure_ascii=False)}, role = {json.dumps(user.role)},"
+        f" password_hash = {json.dumps(user.password_hash)}}},"
+    )
+    return 0
+
+
+async def serve(config: Any, listen: str | None) -> int:
+    """Run the console until a stop request (Ctrl+C, the service manager) or a lost journal."""
+    import anyio
+    from aiohttp import web
+
+    from ybplug.console.app import AccessLog, Console
+    from ybplug.host import Host
+    from ybplug.system import stop_requests
+
+    section: ConsoleSection = config.console or ConsoleSection()
+    try:
+        address, port = split_listen(listen or section.listen)
+    except ValueError as exc:
+        raise ConsoleError(f"--listen: {exc}") from None
+    if not section.users:
+        log.warning("console: no users under [console] in the config: nobody can log in (`ybplug console add-user`)")
+    async with Host(config, background=False) as host, stop_requests() as stop:
+        runner = web.AppRunner(Console(host, section).app(), access_log_class=AccessLog, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, address, port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConsoleError(f"cannot listen on {address}:{port} ({exc.strerror or exc})") from None
+            for bound in runner.addresses:  # the real port when asked for port 0
+                log.info("console at http://%s:%s/ on journal %s", bound[0], bound[1], config.journal)
+            async with anyio.create_task_group() as tg:
+
+                async def stopped() -> None:
+                    await stop.wait()
+                    tg.cancel_scope.cancel()
+
+                async def failed() -> None:
+                    await host.failed.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(stopped)
+                tg.start_soon(failed)
+        finally:
+            await runner.cleanup()
+        if host.failure is not None:
+            raise host.failure
+    return 0

@@ -1,0 +1,53 @@
+"""The centre's reachability as the journal saw it: the last exchange with it, and the last one
+it answered.
+
+Not a live probe (the interface has no harmless transaction to send just to see): the worker
+exchanges with the centre at every upload and real-name poll, so the journal's latest exchanges
+are what the overview can honestly show.  EcTrans calls (the QR library) are not the centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ybplug.codes import Funid
+from ybplug.journal import Journal
+from ybplug.privacy import scrub
+
+#: Outcomes in which the centre answered (a refusal is an answer: the centre is there).
+ANSWERED = ("ok", "refused")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    funid: str
+    outcome: str
+    started_at: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Contact:
+    last: Exchange | None
+    last_answered: Exchange | None
+
+    @property
+    def reachable(self) -> bool | None:
+        """Whether the last exchange got an answer; None before any exchange."""
+        return None if self.last is None else self.last.outcome in ANSWERED
+
+
+def last_contact(journal: Journal) -> Contact:
+    """Read on the journal's thread: ``host.run_journal(last_contact, journal)``."""
+    funids = [str(f) for f in Funid]
+    marks = ",".join("?" * len(funids))
+    query = (
+        f"SELECT funid, outcome, started_at, error FROM exchanges WHERE funid IN ({marks}) AND outcome != 'sent' {{}}"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    rows = [
+        journal.db.execute(query.format(extra), (*funids, *args)).fetchone()
+        for extra, args in (("", ()), ("AND outcome IN (?, ?)", ANSWERED))
+    ]
+    last, answered = (None if r is None else Exchange(r[0], r[1], float(r[2]), scrub(r[3]) if r[3] else None) for r in rows)
+    return Contact(last, answered)

@@ -1,0 +1,72 @@
+"""``/metrics``: the journal's figures in Prometheus's text format (0.0.4), written by hand.
+
+No personal data: counts by state, plugin, transaction and outcome only.  The figures are read
+from the journal at each scrape (the journal is the truth; a worker in another process changes
+it), so they are gauges: a counter would need a process that saw every exchange.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ybplug.journal import Journal
+from ybplug.lifecycle import BirthState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Figures:
+    """What one scrape reports."""
+
+    births: dict[str, int] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+    exchanges: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def read_figures(journal: Journal) -> Figures:
+    """Count the journal's rows (run on the journal's thread: ``host.run_journal(read_figures, journal)``)."""
+    db = journal.db
+    figures = Figures()
+    figures.births = {str(s): 0 for s in BirthState}
+    figures.births.update({str(s): int(n) for s, n in db.execute("SELECT state, count(*) FROM births GROUP BY state")})
+    figures.deliveries = {
+        (str(p), str(s)): int(n)
+        for p, s, n in db.execute(
+            "SELECT plugin, state, count(*) FROM deliveries WHERE state IN ('pending', 'parked') GROUP BY plugin, state"
+        )
+    }
+    figures.exchanges = {
+        (str(f), str(o)): int(n) for f, o, n in db.execute("SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome")
+    }
+    return figures
+
+
+_ESCAPE = re.compile(r'[\\"\n]')
+
+
+def _label(value: str) -> str:
+    return _ESCAPE.sub(lambda m: {"\\": "\\\\", '"': '\\"', "\n": "\\n"}[m.group()], value)
+
+
+def exposition(figures: Figures) -> str:
+    """The text a Prometheus server scrapes."""
+    lines = [
+        "# HELP ybplug_births Newborn records in the journal, by state.",
+        "# TYPE ybplug_births gauge",
+        *(f'ybplug_births{{state="{_label(s)}"}} {n}' for s, n in sorted(figures.births.items())),
+        "# HELP ybplug_deliveries Hook deliveries not yet done, by plugin and state (pending, parked).",
+        "# TYPE ybplug_deliveries gauge",
+        *(
+            f'ybplug_deliveries{{plugin="{_label(p)}",state="{_label(s)}"}} {n}'
+            for (p, s), n in sorted(figures.deliveries.items())
+        ),
+        "# HELP ybplug_exchanges Exchanges with the centre kept in the journal, by transaction and outcome.",
+        "# TYPE ybplug_exchanges gauge",
+        *(
+            f'ybplug_exchanges{{funid="{_label(f)}",outcome="{_label(o)}"}} {n}'
+            for (f, o), n in sorted(figures.exchanges.items())
+        ),
+    ]
+    return "\n".join(lines) + "\n"
