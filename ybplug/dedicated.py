@@ -217,8 +217,10 @@ class DedicatedThread:
     def busy_for(self) -> float | None:
         """Seconds the current job has been running, or None when the thread is idle."""
         current = self._current
-        started = current.started if current is not None else None
-        return None if started is None else time.monotonic() - started
+        # A finished job wakes its caller before the thread clears ``_current``: judge by its state.
+        if current is None or current.state != Job.RUNNING or current.started is None:
+            return None
+        return time.monotonic() - current.started
 
     def current(self) -> Job[Any] | None:
         """The job running now, if any."""
