@@ -228,7 +228,7 @@ async def test_hang_times_out_and_the_next_call_succeeds(voucher: Voucher) -> No
     with pytest.raises(VoucherTimeout) as caught:
         await voucher.decode(qr(code("hang")))
     elapsed = time.monotonic() - began
-    assert 1.0 <= elapsed < 1.5
+    assert 1.0 <= elapsed < 2.0  # the timeout, then a kill: not the hang itself
     assert caught.value.timeout == 1.0
     assert "killed" in str(caught.value)
     identity = await voucher.decode(qr(code("ok", tail="NEXT")))
