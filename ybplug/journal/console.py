@@ -1,0 +1,90 @@
+"""What the operations console and the alerts keep in the journal: incidents (one row per
+incident, ``ybplug.alerts``) and the operators' audited acts that change nothing else (a reveal
+of masked data, a replay).
+
+Functions over a :class:`~ybplug.journal.Journal`, run on the journal's thread like its
+methods (``host.run_journal(open_incidents, host.journal)``); kept in one place so the journal's
+own classes stay as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ybplug.journal.store import Journal
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One incident: open while ``resolved_at`` is None."""
+
+    id: int
+    key: str
+    kind: str
+    summary: str
+    opened_at: float
+    last_seen_at: float
+    notified_at: float | None
+    reminders: int
+    resolved_at: float | None
+
+
+_COLUMNS = "id, key, kind, summary, opened_at, last_seen_at, notified_at, reminders, resolved_at"
+
+
+def _incident(row: tuple[object, ...]) -> Incident:
+    return Incident(*row)  # type: ignore[arg-type]
+
+
+def open_incidents(journal: Journal) -> dict[str, Incident]:
+    """The incidents not yet resolved, by key."""
+    rows = journal.db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE resolved_at IS NULL").fetchall()
+    return {i.key: i for i in map(_incident, rows)}
+
+
+def recent_incidents(journal: Journal, limit: int = 50) -> list[Incident]:
+    """Open incidents first, then the latest resolved ones (the console's alerts page)."""
+    rows = journal.db.execute(
+        f"SELECT {_COLUMNS} FROM incidents ORDER BY resolved_at IS NOT NULL, coalesce(resolved_at, opened_at) DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [_incident(r) for r in rows]
+
+
+def open_incident(journal: Journal, key: str, kind: str, summary: str, now: float) -> Incident:
+    """A new incident (not yet notified: :func:`incident_notified` once its alert went out)."""
+    with journal._write() as db:
+        db.execute(
+            "INSERT INTO incidents (key, kind, summary, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+            (key, kind, summary, now, now),
+        )
+        row = db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE key = ? AND resolved_at IS NULL", (key,)).fetchone()
+    return _incident(row)
+
+
+def incident_seen(journal: Journal, key: str, summary: str, now: float) -> None:
+    """Still there: its latest summary (a count may have grown)."""
+    with journal._write() as db:
+        db.execute(
+            "UPDATE incidents SET summary = ?, last_seen_at = ? WHERE key = ? AND resolved_at IS NULL", (summary, now, key)
+        )
+
+
+def incident_notified(journal: Journal, key: str, now: float, *, reminder: bool) -> None:
+    """Its alert (or a reminder) went out at ``now``."""
+    with journal._write() as db:
+        db.execute(
+            "UPDATE incidents SET notified_at = ?, reminders = reminders + ? WHERE key = ? AND resolved_at IS NULL",
+            (now, int(reminder), key),
+        )
+
+
+def resolve_incident(journal: Journal, key: str, now: float) -> None:
+    with journal._write() as db:
+        db.execute("UPDATE incidents SET resolved_at = ? WHERE key = ? AND resolved_at IS NULL", (now, key))
+
+
+def audit(journal: Journal, operator: str, action: str, birth_id: int | None, detail: str) -> None:
+    """Journal an operator's act that changes nothing else (who looked at what, who replayed)."""
+    with journal._write() as db:
+        journal._act(db, operator, action, birth_id, detail)
