@@ -12,19 +12,20 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import anyio
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ybplug.console import pages
+from ybplug.console import pages, reports
 from ybplug.console.births import births_on
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact
 from ybplug.console.exchanges import latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
+from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.passwords import verify_password, waste_time
 from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
@@ -33,6 +34,7 @@ from ybplug.errors import Error
 from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
+from ybplug.journal.console import recent_incidents
 from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.console")
@@ -93,6 +95,9 @@ class Console:
         app.router.add_post("/births", self.find)
         app.router.add_get(r"/births/{birth_id:\d{1,12}}", self.birth)
         app.router.add_post(r"/births/{birth_id:\d{1,12}}/resolve", self.resolve)
+        app.router.add_get("/reconcile", self.reconcile)
+        app.router.add_get("/reconcile.csv", self.reconcile_csv)
+        app.router.add_get("/alerts", self.alerts)
         return app
 
     # --- the guard: session, CSRF, headers ---------------------------------------------------------
@@ -273,6 +278,42 @@ class Console:
         except BirthNotFound:
             return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
         return _html(pages.birth(status, session))
+
+    def _period(self, request: web.Request) -> tuple[str, date, date]:
+        """The reconciliation's period from the query (dates and a code only), else the last
+        31 days, or the last 12 months."""
+        by = "month" if request.query.get("by") == "month" else "day"
+        today = datetime.now(CHINA_TIME).date()
+        if by == "day":
+            start, end = today - timedelta(days=30), today
+        else:
+            start, end = date(today.year - 1, today.month, 1) + timedelta(days=31), today
+            start = start.replace(day=1)
+        try:
+            start = date.fromisoformat(request.query["from"]) if request.query.get("from") else start
+            end = date.fromisoformat(request.query["to"]) if request.query.get("to") else end
+        except ValueError:
+            pass
+        if end < start or (end - start).days > (366 if by == "day" else 3660):
+            end, start = today, today - timedelta(days=30)
+        return by, start, end
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        by, start, end = self._period(request)
+        rows = await self.host.run_journal(reconcile, self.host.journal, by, start, end)
+        return _html(reports.reconciliation(rows, by, start.isoformat(), end.isoformat(), self._session(request)))
+
+    async def reconcile_csv(self, request: web.Request) -> web.Response:
+        by, start, end = self._period(request)
+        rows = await self.host.run_journal(reconcile, self.host.journal, by, start, end)
+        name = f"ybplug-reconciliation-{by}-{start.isoformat()}-{end.isoformat()}.csv"
+        return web.Response(body=to_csv(rows), headers={
+            "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
+        })
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        incidents = await self.host.run_journal(recent_incidents, self.host.journal)
+        return _html(reports.alerts(incidents, self._session(request)))
 
     # --- actions -------------------------------------------------------------------------------------
 

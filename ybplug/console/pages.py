@@ -60,7 +60,8 @@ def page(title: str, body: str, session: Session | None = None) -> str:
     if session is not None:
         nav = (
             '<nav><a href="/">概览</a><a href="/review">待复核</a><a href="/parked">搁置的投递</a>'
-            '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a>'
+            '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a><a href="/reconcile">对账</a>'
+            '<a href="/alerts">告警</a>'
             f'<span>{e(session.name)}（{"操作员" if session.may_act else "查看员"}）</span>'
             f'<form method="post" action="/logout">{csrf_field(session)}<button>退出</button></form></nav>'
         )
