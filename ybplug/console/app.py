@@ -19,13 +19,14 @@ import anyio
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ybplug.console import pages, reports
+from ybplug.console import forms, pages, reports
 from ybplug.console.births import births_on
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact
 from ybplug.console.exchanges import latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.reconcile import reconcile, to_csv
+from ybplug.console.operate import Operations
 from ybplug.console.passwords import verify_password, waste_time
 from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
@@ -77,6 +78,7 @@ class Console:
         self.section = section
         self.sessions = Sessions(section.session_minutes * 60, clock)
         self.limiter = LoginLimiter(section.login_attempts, section.login_window, clock)
+        self.operations = Operations(self)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
@@ -98,6 +100,7 @@ class Console:
         app.router.add_get("/reconcile", self.reconcile)
         app.router.add_get("/reconcile.csv", self.reconcile_csv)
         app.router.add_get("/alerts", self.alerts)
+        self.operations.add_routes(app)
         return app
 
     # --- the guard: session, CSRF, headers ---------------------------------------------------------
@@ -277,7 +280,7 @@ class Console:
             status = await self.host.birth(int(request.match_info["birth_id"]))
         except BirthNotFound:
             return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
-        return _html(pages.birth(status, session))
+        return _html(pages.birth(status, session, forms.birth_actions(status, session)))
 
     def _period(self, request: web.Request) -> tuple[str, date, date]:
         """The reconciliation's period from the query (dates and a code only), else the last
@@ -358,17 +361,22 @@ class Console:
         return _see_other(back)
 
     async def replay(self, request: web.Request) -> web.Response:
-        """Re-queue one parked delivery (by event id) and deliver it now to the plugins loaded here."""
+        """Re-queue one parked delivery (by event id), or all of a plugin's, and deliver them now
+        to the plugins loaded here; journaled with the operator."""
         session = self._operator(request)
-        event_id = (await request.post()).get("event_id")
-        if not isinstance(event_id, str) or not event_id.strip():
-            raise web.HTTPBadRequest(text="no event")
+        form = await request.post()
+        event_id, plugin = form.get("event_id"), form.get("plugin")
+        event_id = event_id.strip() if isinstance(event_id, str) and event_id.strip() else None
+        plugin = plugin.strip() if isinstance(plugin, str) and plugin.strip() else None
+        if event_id is None and plugin is None:
+            raise web.HTTPBadRequest(text="no event or plugin")
         try:
-            count = await self.host.replay(event_id=event_id.strip())
+            count = await self.host.replay(event_id=event_id, plugin=plugin)
+            await self.operations.replayed(session.name, event_id, plugin, count)
             delivered = await self.host.deliver_due()
         except Error as exc:
             session.flash.append(("error", f"未能重新投递：{scrub(str(exc))}"))
             return _see_other("/parked")
-        log.info("console: %s replayed %d parked deliveries of event %s", session.name, count, event_id)
+        log.info("console: %s replayed %d parked deliveries (%s)", session.name, count, event_id or plugin)
         session.flash.append(("ok", f"已重新排队 {count} 个投递，本次投递成功 {delivered} 个。"))
         return _see_other("/parked")

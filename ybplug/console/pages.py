@@ -61,7 +61,7 @@ def page(title: str, body: str, session: Session | None = None) -> str:
         nav = (
             '<nav><a href="/">概览</a><a href="/review">待复核</a><a href="/parked">搁置的投递</a>'
             '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a><a href="/reconcile">对账</a>'
-            '<a href="/alerts">告警</a>'
+            '<a href="/attention">需处理</a><a href="/alerts">告警</a>'
             f'<span>{e(session.name)}（{"操作员" if session.may_act else "查看员"}）</span>'
             f'<form method="post" action="/logout">{csrf_field(session)}<button>退出</button></form></nav>'
         )
@@ -232,10 +232,15 @@ def parked(items: list[Mapping[str, Any]], session: Session) -> str:
          e(i["attempts"]), e(i["error"]), f"<code>{e(i['event_id'])}</code>", replay_form(i["event_id"])]
         for i in items
     )
+    every = "".join(
+        f'<form class="act" method="post" action="/parked/replay">{csrf_field(session)}'
+        f'<input type="hidden" name="plugin" value="{e(plugin)}"><button>重新投递插件 {e(plugin)} 的全部</button></form>'
+        for plugin in sorted({str(i["plugin"]) for i in items})
+    ) if session.may_act else ""
     return page(
         "搁置的投递",
-        "<p>插件多次处理失败的事件会被搁置，修好插件后可重新投递。</p>"
-        + table(["插件", "钩子", "登记", "尝试次数", "最后错误", "事件", "操作"], rows, "没有搁置的投递"),
+        "<p>插件多次处理失败的事件会被搁置，修好插件后可重新投递（一个，或一个插件的全部）。</p>"
+        + every + table(["插件", "钩子", "登记", "尝试次数", "最后错误", "事件", "操作"], rows, "没有搁置的投递"),
         session,
     )
 
@@ -309,11 +314,11 @@ def find_birth(
 _WIRE_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(Birth)}
 
 
-def _birth_field(birth: Birth, name: str) -> str:
+def _birth_field(birth: Birth, name: str, reveal: bool = False) -> str:
     value = getattr(birth, name)
     if value is None or value == "":
         return ""
-    return mask(value) if name in Birth.personal else str(value)
+    return mask(value) if name in Birth.personal and not reveal else str(value)
 
 
 KINDS = {"recorded": "记录", "exchange": "与中心交易", "action": "人工操作"}
@@ -331,7 +336,9 @@ def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
     return sorted(entries, key=lambda entry: entry[0])
 
 
-def birth(status: BirthStatus, session: Session) -> str:
+def birth(status: BirthStatus, session: Session, actions: str = "", *, reveal: bool = False) -> str:
+    """A birth's page; ``actions``: the operator's forms for its state; ``reveal``: personal
+    fields in the clear (the caller journaled it)."""
     facts = [
         ("状态", state_label(status.state)), ("HIS流水号 bke042", status.his_serial),
         ("登记流水号 baz726", status.registration_number), ("是否可预参保",
@@ -346,9 +353,9 @@ def birth(status: BirthStatus, session: Session) -> str:
     if status.replaced_by is not None:
         summary += f"<p>已被 {birth_link(status.replaced_by)} 更正替换</p>"
     record = table(
-        ["字段", "名称", "值（个人信息已遮蔽）"],
+        ["字段", "名称", "值（已显示个人信息，已记录查看人）" if reveal else "值（个人信息已遮蔽）"],
         (
-            [f"<code>{e(wire)}</code>", e(Birth.labels.get(wire, "")), e(_birth_field(status.birth, name))]
+            [f"<code>{e(wire)}</code>", e(Birth.labels.get(wire, "")), e(_birth_field(status.birth, name, reveal))]
             for name, wire in _WIRE_NAMES.items() if _birth_field(status.birth, name)
         ),
     )
@@ -364,7 +371,7 @@ def birth(status: BirthStatus, session: Session) -> str:
         resolve = "<h2>复核处理</h2>" + resolve_forms(status.birth_id, session)
     return page(
         f"新生儿登记 #{status.birth_id}",
-        f"{summary}{resolve}<h2>时间线</h2>{timeline}<h2>上传的记录</h2>{record}",
+        f"{summary}{resolve}<h2>时间线</h2>{timeline}<h2>上传的记录</h2>{record}{actions}",
         session,
     )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from ybplug.journal.store import Journal
 
 
@@ -88,3 +90,30 @@ def audit(journal: Journal, operator: str, action: str, birth_id: int | None, de
     """Journal an operator's act that changes nothing else (who looked at what, who replayed)."""
     with journal._write() as db:
         journal._act(db, operator, action, birth_id, detail)
+
+
+def event_birth(journal: Journal, event_id: str) -> int | None:
+    """The birth an event is about (None: not about a birth, or no such event)."""
+    row = journal.db.execute("SELECT birth_id FROM events WHERE id = ?", (event_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def voids_unsettled(journal: Journal) -> list[tuple[int, str, str]]:
+    """(birth id, registration number, reason) of every void of ours whose reply was lost and
+    that no later answer settled: the ones the host stopped sending again included (for a person)."""
+    rows = journal.db.execute(
+        "SELECT b.id, b.registration_number, e.request FROM exchanges e JOIN births b ON b.id = e.birth_id"
+        " WHERE e.funid = 'yb04.13.01.22' AND e.outcome IN ('sent', 'unknown') AND e.request IS NOT NULL"
+        " AND b.state != 'voided' AND b.registration_number IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM exchanges later WHERE later.funid = e.funid AND later.birth_id = e.birth_id"
+        "      AND later.id > e.id AND later.outcome = 'ok')"
+        " GROUP BY b.id ORDER BY b.id",
+    ).fetchall()
+    found = []
+    for birth_id, number, request in rows:
+        try:
+            reason = str(msgspec.json.decode(request).get("bae016") or "")
+        except (msgspec.DecodeError, AttributeError):
+            continue
+        found.append((int(birth_id), str(number), reason))
+    return found
