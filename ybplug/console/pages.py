@@ -42,7 +42,7 @@ body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC",sans-serif;m
 nav{background:#1f4e79;padding:.5em 1em}nav a,nav span{color:#fff;margin-right:1.5em;text-decoration:none}
 nav form{display:inline}nav button{background:none;border:1px solid #fff;color:#fff;cursor:pointer}
 main{padding:1em 2em}table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef3f8}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef3f8;white-space:nowrap}
 .flash-ok{background:#e6f4ea;padding:.5em}.flash-error{background:#fdecea;padding:.5em}
 form.act{display:inline-block;margin:.2em .5em .2em 0;padding:.3em;border:1px dashed #bbb}
 """
