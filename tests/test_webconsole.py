@@ -460,7 +460,7 @@ async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> No
         await console.host.record_birth(birth_record(14))
         status, text = await browser.get("/metrics")
     assert status == 200
-    scraped = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
     db = journal_db(tmp_path)
     try:
         births = dict(db.execute("SELECT state, count(*) FROM births GROUP BY state").fetchall())

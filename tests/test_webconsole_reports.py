@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import sqlite3
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -137,3 +138,37 @@ async def test_the_alerts_page_lists_open_and_resolved_incidents(tmp_path: Path,
         await Watcher(console.host, section).check()
         text = (await browser.get("/alerts"))[1]
         assert '<span data-incident="review">已恢复</span>' in text
+
+
+@pytest.mark.anyio
+async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
+    section = AlertsSection(voucher_crashes=2)
+    async with served(tmp_path, sandbox, alerts=section) as console, Browser(console.url) as browser:
+        host = console.host
+        sandbox.inject(Fault(kind="latency", funid=Funid.COLLECT, seconds=0.3))
+        for n in (71, 72):
+            await host.record_birth(birth_record(n))
+        await host.sync("upload")
+        await birth_in_review(console, 73)
+        for outcome, error in (("ok", None), ("failed", "the voucher library crashed (signal 11)"),
+                               ("failed", "the voucher library crashed (signal 6)")):
+            await host.run_journal(host.journal.record_exchange, "EcTrans", b"{}", outcome, error, time.time(), 0.02)
+        await Watcher(host, section).check()
+        text = (await browser.get("/metrics"))[1]
+    scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    db = sqlite3.connect(tmp_path / "journal.db")
+    try:
+        elapsed = db.execute("SELECT funid, elapsed FROM exchanges WHERE elapsed IS NOT NULL").fetchall()
+        voucher = dict(db.execute("SELECT outcome, count(*) FROM exchanges WHERE funid = 'EcTrans' GROUP BY outcome").fetchall())
+    finally:
+        db.close()
+    collect = [e for f, e in elapsed if f == Funid.COLLECT]
+    assert len(collect) == 4 and sum(e >= 0.3 for e in collect) >= 1  # the slow one is in the journal
+    for bound in ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"):
+        assert scraped[f'ybplug_exchange_seconds_bucket{{funid="{Funid.COLLECT}",le="{bound}"}}'] == sum(e <= float(bound) for e in collect)
+    assert scraped[f'ybplug_exchange_seconds_bucket{{funid="{Funid.COLLECT}",le="+Inf"}}'] == 4
+    assert scraped[f'ybplug_exchange_seconds_count{{funid="{Funid.COLLECT}"}}'] == 4
+    assert scraped[f'ybplug_exchange_seconds_sum{{funid="{Funid.COLLECT}"}}'] == pytest.approx(sum(collect))
+    assert voucher == {"ok": 1, "failed": 2}
+    assert scraped['ybplug_exchanges{funid="EcTrans",outcome="ok"}'] == 1 and scraped['ybplug_exchanges{funid="EcTrans",outcome="failed"}'] == 2
+    assert scraped['ybplug_incidents_open{kind="review"}'] == 1 and scraped['ybplug_incidents_open{kind="voucher"}'] == 1
