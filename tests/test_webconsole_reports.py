@@ -4,6 +4,7 @@ host, journal and sandbox: the figures are checked against the journal's own row
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import sqlite3
@@ -18,6 +19,7 @@ from ybplug.alerts.config import AlertsSection
 from ybplug.alerts.watch import Watcher
 from ybplug.codes import Funid
 from ybplug.fields import CHINA_TIME, with_check_digit
+from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
 
 from support import birth_record
@@ -172,3 +174,27 @@ async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_
     assert voucher == {"ok": 1, "failed": 2}
     assert scraped['ybplug_exchanges{funid="EcTrans",outcome="ok"}'] == 1 and scraped['ybplug_exchanges{funid="EcTrans",outcome="failed"}'] == 2
     assert scraped['ybplug_incidents_open{kind="review"}'] == 1 and scraped['ybplug_incidents_open{kind="voucher"}'] == 1
+
+
+@pytest.mark.anyio
+async def test_an_exchanges_request_and_reply_are_shown_with_personal_fields_masked(tmp_path: Path, sandbox: Sandbox) -> None:
+    real_id = with_check_digit("35020320261125008")
+    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+        host = console.host
+        recorded = await host.record_birth(birth_record(74))
+        await host.sync("upload")
+        number = (await host.birth(recorded.birth_id)).registration_number
+        assert number is not None
+        sandbox.real_name(number, id_number=real_id, name="陈小军")
+        await host.sync("realname")
+        await browser.login("chen")
+        listed = (await browser.get(f"/exchanges?funid={Funid.REALNAME}"))[1]
+        [exchange_id] = re.findall(r'<a href="/exchanges/(\d+)">', listed)
+        text = html.unescape((await browser.get(f"/exchanges/{exchange_id}"))[1])
+        collect = re.findall(r'<a href="/exchanges/(\d+)">', (await browser.get(f"/exchanges?funid={Funid.COLLECT}"))[1])
+        upload = html.unescape((await browser.get(f"/exchanges/{collect[0]}"))[1])
+        missing = await browser.get("/exchanges/99999")
+    assert f'"baz726": "{number}"' in text and '"aac002": "' + mask(real_id) + '"' in text
+    assert real_id not in text and "陈小军" not in text and f'"aac003": "{mask("陈小军")}"' in text
+    assert "请求即登记的记录" in upload and '"flag": 1' in upload
+    assert missing[0] == 404 and "没有这笔交易" in missing[1]

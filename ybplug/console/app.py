@@ -23,7 +23,7 @@ from ybplug.console import forms, pages, reports
 from ybplug.console.births import births_on
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact
-from ybplug.console.exchanges import latest_exchanges
+from ybplug.console.exchanges import exchange_detail, latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.operate import Operations
@@ -93,6 +93,7 @@ class Console:
         app.router.add_get("/parked", self.parked)
         app.router.add_post("/parked/replay", self.replay)
         app.router.add_get("/exchanges", self.exchanges)
+        app.router.add_get(r"/exchanges/{exchange_id:\d{1,12}}", self.exchange)
         app.router.add_get("/births", self.find_page)
         app.router.add_post("/births", self.find)
         app.router.add_get(r"/births/{birth_id:\d{1,12}}", self.birth)
@@ -245,6 +246,13 @@ class Console:
         outcome = outcome if outcome in pages.OUTCOMES else None
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
         return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        detail = await self.host.run_journal(exchange_detail, self.host.journal, int(request.match_info["exchange_id"]))
+        if detail is None:
+            return _html(pages.message("没有这笔交易", f"日志中没有交易 #{request.match_info['exchange_id']}。", session), 404)
+        return _html(reports.exchange(detail, session))
 
     async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
         """The births list: by recorded day (China time, default today) and state; codes and a

@@ -263,7 +263,8 @@ def exchanges(rows: list[ExchangeRow], funids: list[str], funid: str | None, out
     listed = table(
         ["时间（北京时间）", "交易", "结果", "耗时（秒）", "登记", "错误"],
         (
-            [e(china_time(x.started_at)), e(funid_label(x.funid)), f'<span data-outcome="{e(x.outcome)}">'
+            [f'<a href="/exchanges/{e(x.id)}">{e(china_time(x.started_at))}</a>', e(funid_label(x.funid)),
+             f'<span data-outcome="{e(x.outcome)}">'
              f"{e(OUTCOMES.get(x.outcome, x.outcome))}</span>", e("" if x.elapsed is None else f"{x.elapsed:.3f}"),
              birth_link(x.birth_id) if x.birth_id is not None else "", e(x.error)]
             for x in rows

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import astuple
 
 from ybplug.clerk import china_time
-from ybplug.console.pages import e, page, table
+from ybplug.console.exchanges import ExchangeDetail
+from ybplug.console.pages import OUTCOMES, birth_link, e, funid_label, page, table
 from ybplug.console.reconcile import COLUMNS, Row, chart, total
 from ybplug.console.sessions import Session
 from ybplug.journal.console import Incident
@@ -57,3 +58,16 @@ def alerts(incidents: list[Incident], session: Session) -> str:
         "未处理时按间隔提醒，处理好后通知已恢复。</p>" + listed,
         session,
     )
+
+
+def exchange(detail: ExchangeDetail, session: Session) -> str:
+    x = detail.row
+    facts = table(["项目", "内容"], [
+        [e("交易"), e(funid_label(x.funid))], [e("结果"), f'<span data-outcome="{e(x.outcome)}">{e(OUTCOMES.get(x.outcome, x.outcome))}</span>'],
+        [e("开始（北京时间）"), e(china_time(x.started_at))], [e("耗时（秒）"), e("" if x.elapsed is None else f"{x.elapsed:.3f}")],
+        [e("登记"), birth_link(x.birth_id) if x.birth_id is not None else ""], [e("错误"), e(x.error)],
+    ])
+    request = (f"<pre>{e(detail.request)}</pre>" if detail.request is not None else
+               "<p>（未单独保存：新生儿信息采集的请求即登记的记录，见登记页面）</p>")
+    reply = f"<pre>{e(detail.reply)}</pre>" if detail.reply is not None else "<p>（没有应答）</p>"
+    return page(f"交易 #{x.id}", f"{facts}<h2>请求（个人信息已遮蔽）</h2>{request}<h2>应答（个人信息已遮蔽）</h2>{reply}", session)
