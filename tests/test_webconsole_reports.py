@@ -143,7 +143,7 @@ async def test_the_alerts_page_lists_open_and_resolved_incidents(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_journal_and_the_overview(tmp_path: Path, sandbox: Sandbox) -> None:
     section = AlertsSection(voucher_crashes=2)
     async with served(tmp_path, sandbox, alerts=section) as console, Browser(console.url) as browser:
         host = console.host
@@ -157,6 +157,11 @@ async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_
             await host.run_journal(host.journal.record_exchange, "EcTrans", b"{}", outcome, error, time.time(), 0.02)
         await Watcher(host, section).check()
         text = (await browser.get("/metrics"))[1]
+        await browser.login("chen")
+        overview = (await browser.get("/"))[1]
+    # the overview tells the voucher library's health and the open alerts as well
+    assert 'data-voucher="failed"' in overview and "<span data-crashes>2</span>" in overview
+    assert "2 个告警未恢复" in overview and "医保电子凭证组件反复崩溃: 2" in overview
     scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
     db = sqlite3.connect(tmp_path / "journal.db")
     try:

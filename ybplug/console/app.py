@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 from ybplug.console import forms, pages, reports
 from ybplug.console.births import births_on
 from ybplug.console.config import ConsoleSection
-from ybplug.console.contact import last_contact
+from ybplug.console.contact import last_contact, voucher_health
 from ybplug.console.exchanges import exchange_detail, latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
 from ybplug.console.reconcile import reconcile, to_csv
@@ -227,7 +227,10 @@ class Console:
     async def overview(self, request: web.Request) -> web.Response:
         status = await self.host.status()
         contact = await self.host.run_journal(last_contact, self.host.journal)
-        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request)))
+        voucher = await self.host.run_journal(voucher_health, self.host.journal, time.time())
+        incidents = await self.host.run_journal(recent_incidents, self.host.journal)
+        more = reports.health(voucher, incidents)
+        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request), more))
 
     async def review(self, request: web.Request) -> web.Response:
         births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)

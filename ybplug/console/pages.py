@@ -135,7 +135,7 @@ def centre(contact: Contact) -> str:
     )
 
 
-def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: Contact, session: Session) -> str:
+def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: Contact, session: Session, more: str = "") -> str:
     births = status["births"]
     by_state = table(
         ["状态", "数量"],
@@ -176,7 +176,7 @@ def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: C
     return page(
         "概览",
         f"{alerts}<h2>与医保中心的连通</h2>{centre(contact)}<h2>新生儿登记（按状态）</h2>{by_state}<h2>钩子投递</h2>{deliveries}"
-        f"<h2>插件（持久订阅者）</h2>{subscribers}<h2>定时任务最近运行</h2>{runs}",
+        f"<h2>插件（持久订阅者）</h2>{subscribers}<h2>定时任务最近运行</h2>{runs}{more}",
         session,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import astuple
 
 from ybplug.clerk import china_time
+from ybplug.console.contact import VoucherHealth
 from ybplug.console.exchanges import ExchangeDetail
 from ybplug.console.pages import OUTCOMES, birth_link, e, funid_label, page, table
 from ybplug.console.reconcile import COLUMNS, Row, chart, total
@@ -71,3 +72,21 @@ def exchange(detail: ExchangeDetail, session: Session) -> str:
                "<p>（未单独保存：新生儿信息采集的请求即登记的记录，见登记页面）</p>")
     reply = f"<pre>{e(detail.reply)}</pre>" if detail.reply is not None else "<p>（没有应答）</p>"
     return page(f"交易 #{x.id}", f"{facts}<h2>请求（个人信息已遮蔽）</h2>{request}<h2>应答（个人信息已遮蔽）</h2>{reply}", session)
+
+
+def health(voucher: VoucherHealth, incidents: list[Incident]) -> str:
+    """The overview's last sections: the voucher library's health and the open alerts."""
+    if voucher.last is None:
+        shown = '<p data-voucher="none">尚未调用电子凭证组件（EcTrans）。</p>'
+    else:
+        x = voucher.last
+        kind = "ok" if x.outcome == "ok" and not voucher.crashes_last_hour else "error"
+        shown = (
+            f'<p class="flash-{kind}" data-voucher="{e(x.outcome)}">最近一次调用：{e(china_time(x.started_at))}，'
+            f"{e(OUTCOMES.get(x.outcome, x.outcome))}{('（' + e(x.error) + '）') if x.error else ''}；"
+            f"近一小时崩溃 <span data-crashes>{e(voucher.crashes_last_hour)}</span> 次。</p>"
+        )
+    opened = [i for i in incidents if i.resolved_at is None]
+    alerts = ('<p class="flash-error"><a href="/alerts">' + e(len(opened)) + " 个告警未恢复</a>：" + e("；".join(i.summary for i in opened)) + "</p>"
+              if opened else "<p>没有未恢复的告警。</p>")
+    return f"<h2>电子凭证组件（扫码）</h2>{shown}<h2>告警</h2>{alerts}"
