@@ -114,6 +114,8 @@ async def test_all_of_a_plugins_parked_deliveries_are_replayed_and_journaled(tmp
         assert len((await console.host.status())["parked"]) == 2
         console.hospital.failing = False
         await browser.login("林护士")
+        timeline = (await browser.get("/births/1"))[1]
+        assert re.search(r'data-kind="delivery">投递给插件</span></td><td>collection_result → st_mary</td><td>已搁置', timeline)
         text = (await browser.get("/parked"))[1]
         assert "重新投递插件 st_mary 的全部" in text
         status, text = await browser.act("/parked/replay", plugin="st_mary")

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ybplug.console import forms, pages, reports
-from ybplug.console.births import births_on
+from ybplug.console.births import births_on, deliveries_of
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact, voucher_health
 from ybplug.console.exchanges import exchange_detail, latest_exchanges
@@ -291,7 +291,8 @@ class Console:
             status = await self.host.birth(int(request.match_info["birth_id"]))
         except BirthNotFound:
             return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
-        return _html(pages.birth(status, session, forms.birth_actions(status, session)))
+        deliveries = await self.host.run_journal(deliveries_of, self.host.journal, status.birth_id)
+        return _html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
 
     def _period(self, request: web.Request) -> tuple[str, date, date]:
         """The reconciliation's period from the query (dates and a code only), else the last

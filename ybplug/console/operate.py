@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from ybplug.console import forms, pages
+from ybplug.console.births import deliveries_of
 from ybplug.errors import Error
 from ybplug.journal import BirthNotFound, BirthState
 from ybplug.journal.console import audit, event_birth, voids_unsettled
@@ -125,7 +126,9 @@ class Operations:
             raise web.HTTPNotFound(text="no such birth") from None
         await self._audit(session.name, "reveal personal data", birth_id, "the record's personal fields shown in the console")
         log.info("console: %s revealed the personal data of birth #%d", session.name, birth_id)
-        return web.Response(text=pages.birth(status, session, forms.birth_actions(status, session), reveal=True),
+        deliveries = await self.host.run_journal(deliveries_of, self.host.journal, birth_id)
+        page = pages.birth(status, session, forms.birth_actions(status, session), reveal=True, deliveries=deliveries)
+        return web.Response(text=page,
                             content_type="text/html", charset="utf-8")
 
     async def amend(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ import msgspec
 from ybplug.clerk import china_time
 from ybplug.codes import Funid
 from ybplug.console.contact import Contact
-from ybplug.console.births import BirthLine
+from ybplug.console.births import BirthLine, DeliveryLine
 from ybplug.console.exchanges import ExchangeRow
 from ybplug.console.sessions import Session
 from ybplug.journal.model import BirthStatus
@@ -30,7 +30,7 @@ STATES = {
     "pending": "待上传", "uploading": "上传中", "registered": "已登记", "refused": "被拒绝",
     "needs_review": "待复核", "voided": "已作废", "real_named": "已实名", "stale": "超期未实名",
 }
-DELIVERY_STATES = {"pending": "待投递", "parked": "已搁置", "delivered": "已投递"}
+DELIVERY_STATES = {"pending": "待投递", "parked": "已搁置", "delivered": "已投递", "forgotten": "已放弃（插件已移除）"}
 OUTCOMES = {
     "sent": "已发出未应答", "ok": "成功", "refused": "被拒绝", "not_delivered": "未送达",
     "unknown": "结果未知", "auth_failed": "认证失败", "failed": "失败",
@@ -322,10 +322,10 @@ def _birth_field(birth: Birth, name: str, reveal: bool = False) -> str:
     return mask(value) if name in Birth.personal and not reveal else str(value)
 
 
-KINDS = {"recorded": "记录", "exchange": "与中心交易", "action": "人工操作"}
+KINDS = {"recorded": "记录", "exchange": "与中心交易", "delivery": "投递给插件", "action": "人工操作"}
 
 
-def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
+def _timeline(status: BirthStatus, deliveries: Iterable[DeliveryLine] = ()) -> list[tuple[float, str, str, str, str]]:
     """The birth's life in time order: recorded, each exchange with the centre, each person's action."""
     entries = [(status.recorded_at, "recorded", "HIS 记录了这条登记", "", "")]
     entries += [
@@ -333,11 +333,18 @@ def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
          " ".join(part for part in ("" if x.elapsed is None else f"{x.elapsed:.3f} 秒", x.error or "") if part))
         for x in status.exchanges
     ]
+    entries += [
+        (d.at, "delivery", f"{d.hook} → {d.plugin}", DELIVERY_STATES.get(d.state, d.state),
+         " ".join(part for part in (f"尝试 {d.attempts} 次" if d.attempts > 1 else "", d.error or "") if part))
+        for d in deliveries
+    ]
     entries += [(a.at, "action", a.action, a.operator, a.detail or "") for a in status.actions]
     return sorted(entries, key=lambda entry: entry[0])
 
 
-def birth(status: BirthStatus, session: Session, actions: str = "", *, reveal: bool = False) -> str:
+def birth(
+    status: BirthStatus, session: Session, actions: str = "", *, reveal: bool = False, deliveries: Iterable[DeliveryLine] = ()
+) -> str:
     """A birth's page; ``actions``: the operator's forms for its state; ``reveal``: personal
     fields in the clear (the caller journaled it)."""
     facts = [
@@ -364,7 +371,7 @@ def birth(status: BirthStatus, session: Session, actions: str = "", *, reveal: b
         ["时间（北京时间）", "类别", "内容", "结果或操作员", "说明"],
         (
             [e(china_time(at)), f'<span data-kind="{e(kind)}">{e(KINDS[kind])}</span>', e(what), e(who), e(note)]
-            for at, kind, what, who, note in _timeline(status)
+            for at, kind, what, who, note in _timeline(status, deliveries)
         ),
     )
     resolve = ""
