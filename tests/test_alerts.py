@@ -19,6 +19,7 @@ import ybplug
 from ybplug.alerts.config import AlertsSection
 from ybplug.alerts.model import Alert
 from ybplug.alerts.watch import Watcher
+from ybplug.journal.console import claim_notice, open_incidents
 from ybplug.config import ConfigError, WireConfig
 from ybplug.errors import Outcome
 from ybplug.hooks import hookimpl
@@ -280,3 +281,25 @@ def test_a_webhook_that_is_not_a_url_is_refused_when_the_config_loads(tmp_path: 
     with pytest.raises(ConfigError, match="http") as caught:
         ybplug.Config.load(tmp_path / "ybplug.toml")
     assert "key=k" not in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_two_workers_on_one_journal_tell_an_incident_once(tmp_path: Path, sandbox: Sandbox) -> None:
+    section = AlertsSection()
+    pagers, clock = [Pager(), Pager()], Clock()
+    config = host_config(tmp_path, sandbox, alerts=section)
+    async with Host(config, plugins=[pagers[0]], entry_points=False, background=False) as one, \
+            Host(config, plugins=[pagers[1]], entry_points=False, background=False) as other:
+        await birth_in_review(Served(one, "", Hospital(), sandbox), 10)
+        watchers = [Watcher(one, section, clock=clock), Watcher(other, section, clock=clock)]
+        for _ in range(3):  # looking at the same moment, again and again
+            async with anyio.create_task_group() as tg:
+                for watcher in watchers:
+                    tg.start_soon(watcher.check)
+        assert sorted(p.take() for p in pagers) == [[], [("firing", "review", 1)]]
+        # the journal's claim: of two processes that read the same last notice, one tells
+        [incident] = (await one.run_journal(open_incidents, one.journal)).values()
+        later = clock.now + 99999
+        claims = [await h.run_journal(claim_notice, h.journal, "review", incident.notified_at, later, reminder=True)
+                  for h in (one, other)]
+        assert claims == [True, False]

@@ -4,7 +4,8 @@ however much its count moves, its state in the journal (``incidents``), so a res
 repeats an alert nor forgets an open incident.
 
 An alert that no implementation of ``ybplug_alert`` took (every one raised: the chat service is
-unreachable) is left unmarked and sent again at the next look.
+unreachable) is sent again at the next look; a "resolved" is told once.  Two workers on one
+journal each look, but a notice is claimed in the journal before it is told, so only one tells it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from ybplug.alerts.checks import findings
 from ybplug.alerts.config import AlertsSection
 from ybplug.alerts.model import Alert, Finding, Status
 from ybplug.errors import Error
-from ybplug.journal.console import Incident, incident_notified, incident_seen, open_incident, open_incidents, resolve_incident
+from ybplug.journal.console import (
+    Incident,
+    claim_notice,
+    incident_seen,
+    open_incident,
+    open_incidents,
+    release_notice,
+    resolve_incident,
+)
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -65,17 +74,20 @@ class Watcher:
             else:
                 status = None
             if status is not None:
+                reminder = status == "reminder"
+                seen = incident.notified_at
+                if not await host.run_journal(claim_notice, host.journal, key, seen, now, reminder=reminder):
+                    continue  # another worker on this journal tells it
                 alert = self._alert(key, finding, incident, status, now)
                 sent.append(alert)
-                if await self._fire(alert):
-                    await host.run_journal(incident_notified, host.journal, key, now, reminder=status == "reminder")
+                if not await self._fire(alert):
+                    await host.run_journal(release_notice, host.journal, key, seen, now, reminder=reminder)
         for key, incident in known.items():
-            if key not in found:
-                await host.run_journal(resolve_incident, host.journal, key, now)
+            if key not in found and await host.run_journal(resolve_incident, host.journal, key, now):
                 if incident.notified_at is not None:  # nobody was told it started: nothing to clear
                     alert = self._resolved(incident, now)
                     sent.append(alert)
-                    await self._fire(alert)
+                    await self._fire(alert)  # told once, taken or not: the incident is over
         return sent
 
     @staticmethod

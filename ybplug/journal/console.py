@@ -54,10 +54,12 @@ def recent_incidents(journal: Journal, limit: int = 50) -> list[Incident]:
 
 
 def open_incident(journal: Journal, key: str, kind: str, summary: str, now: float) -> Incident:
-    """A new incident (not yet notified: :func:`incident_notified` once its alert went out)."""
+    """The open incident of ``key``, made now unless another process made it first (two workers
+    on one journal: one incident still).  Not yet notified: :func:`claim_notice` before telling."""
     with journal._write() as db:
         db.execute(
-            "INSERT INTO incidents (key, kind, summary, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO incidents (key, kind, summary, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) WHERE resolved_at IS NULL DO NOTHING",
             (key, kind, summary, now, now),
         )
         row = db.execute(f"SELECT {_COLUMNS} FROM incidents WHERE key = ? AND resolved_at IS NULL", (key,)).fetchone()
@@ -72,18 +74,33 @@ def incident_seen(journal: Journal, key: str, summary: str, now: float) -> None:
         )
 
 
-def incident_notified(journal: Journal, key: str, now: float, *, reminder: bool) -> None:
-    """Its alert (or a reminder) went out at ``now``."""
+def claim_notice(journal: Journal, key: str, seen: float | None, now: float, *, reminder: bool) -> bool:
+    """Take the telling of an alert (or a reminder) at ``now``: True when this process took it,
+    False when another did since ``seen`` (its last notice as this process read it)."""
+    with journal._write() as db:
+        return db.execute(
+            "UPDATE incidents SET notified_at = ?, reminders = reminders + ? WHERE key = ? AND resolved_at IS NULL"
+            " AND notified_at IS ?",
+            (now, int(reminder), key, seen),
+        ).rowcount == 1
+
+
+def release_notice(journal: Journal, key: str, seen: float | None, now: float, *, reminder: bool) -> None:
+    """Nobody took the alert claimed at ``now``: put the last notice back, to tell it again at the next look."""
     with journal._write() as db:
         db.execute(
-            "UPDATE incidents SET notified_at = ?, reminders = reminders + ? WHERE key = ? AND resolved_at IS NULL",
-            (now, int(reminder), key),
+            "UPDATE incidents SET notified_at = ?, reminders = reminders - ? WHERE key = ? AND resolved_at IS NULL"
+            " AND notified_at = ?",
+            (seen, int(reminder), key, now),
         )
 
 
-def resolve_incident(journal: Journal, key: str, now: float) -> None:
+def resolve_incident(journal: Journal, key: str, now: float) -> bool:
+    """Cleared: True when this process resolved it (and so tells), False when another did."""
     with journal._write() as db:
-        db.execute("UPDATE incidents SET resolved_at = ? WHERE key = ? AND resolved_at IS NULL", (now, key))
+        return db.execute(
+            "UPDATE incidents SET resolved_at = ? WHERE key = ? AND resolved_at IS NULL", (now, key)
+        ).rowcount == 1
 
 
 def audit(journal: Journal, operator: str, action: str, birth_id: int | None, detail: str) -> None:
