@@ -203,3 +203,15 @@ async def test_an_exchanges_request_and_reply_are_shown_with_personal_fields_mas
     assert real_id not in text and "陈小军" not in text and f'"aac003": "{mask("陈小军")}"' in text
     assert "请求即登记的记录" in upload and '"flag": 1' in upload
     assert missing[0] == 404 and "没有这笔交易" in missing[1]
+
+
+@pytest.mark.anyio
+async def test_by_month_the_page_lists_the_last_twelve_months(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+        await console.host.record_birth(birth_record(75))
+        await browser.login("chen")
+        text = (await browser.get("/reconcile?by=month"))[1]
+    today = datetime.now(CHINA_TIME).date()
+    months = re.findall(r"<tr><td>(\d{4}-\d{2})</td>", text)
+    assert len(months) == 12 and months[0] == f"{today:%Y-%m}"  # newest first, twelve of them
+    assert re.search(rf"<tr><td>{today:%Y-%m}</td><td>1</td>", text)

@@ -25,9 +25,9 @@ from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact, voucher_health
 from ybplug.console.exchanges import exchange_detail, latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
-from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.operate import Operations
 from ybplug.console.passwords import verify_password, waste_time
+from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.codes import Funid
@@ -302,8 +302,8 @@ class Console:
         if by == "day":
             start, end = today - timedelta(days=30), today
         else:
-            start, end = date(today.year - 1, today.month, 1) + timedelta(days=31), today
-            start = start.replace(day=1)
+            eleven_back = today.year * 12 + today.month - 1 - 11
+            start, end = date(eleven_back // 12, eleven_back % 12 + 1, 1), today
         try:
             start = date.fromisoformat(request.query["from"]) if request.query.get("from") else start
             end = date.fromisoformat(request.query["to"]) if request.query.get("to") else end
