@@ -64,7 +64,7 @@ class VoucherHealth:
 def voucher_health(journal: Journal, now: float) -> VoucherHealth:
     """Read on the journal's thread.  Every EcTrans call is journaled (``funid`` ``EcTrans``)."""
     row = journal.db.execute(
-        "SELECT funid, outcome, started_at, error FROM exchanges WHERE funid = 'EcTrans' ORDER BY id DESC LIMIT 1"
+        "SELECT funid, outcome, started_at, error FROM exchanges WHERE funid = 'EcTrans' ORDER BY started_at DESC LIMIT 1"
     ).fetchone()
     (crashes,) = journal.db.execute(
         "SELECT count(*) FROM exchanges WHERE funid = 'EcTrans' AND started_at >= ? AND error LIKE '%crashed%'",

@@ -197,6 +197,8 @@ CREATE TABLE incidents (
     resolved_at REAL
 );
 CREATE UNIQUE INDEX incidents_open ON incidents (key) WHERE resolved_at IS NULL;
+-- The voucher library's recent calls (its crashes), found without reading every exchange.
+CREATE INDEX exchanges_ectrans ON exchanges (started_at) WHERE funid = 'EcTrans';
 """,
 )
 
