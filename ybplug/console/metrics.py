@@ -45,14 +45,18 @@ def read_figures(journal: Journal) -> Figures:
             "SELECT plugin, state, count(*) FROM deliveries WHERE state IN ('pending', 'parked') GROUP BY plugin, state"
         )
     }
-    figures.exchanges = {
-        (str(f), str(o)): int(n) for f, o, n in db.execute("SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome")
-    }
+    # One pass over the exchanges for the counts and the histogram (the table is the journal's largest).
     bounds = ", ".join(f"coalesce(sum(elapsed <= {b!r}), 0)" for b in BUCKETS)
-    for funid, total, count, *cumulative in db.execute(
-        f"SELECT funid, coalesce(sum(elapsed), 0), count(*), {bounds} FROM exchanges WHERE elapsed IS NOT NULL GROUP BY funid"
+    for funid, outcome, n, total, timed, *cumulative in db.execute(
+        f"SELECT funid, outcome, count(*), coalesce(sum(elapsed), 0), count(elapsed), {bounds}"
+        " FROM exchanges GROUP BY funid, outcome"
     ):
-        figures.latency[str(funid)] = ([int(n) for n in cumulative], float(total), int(count))
+        figures.exchanges[(str(funid), str(outcome))] = int(n)
+        if timed:
+            buckets, seconds, count = figures.latency.get(str(funid), ([0] * len(BUCKETS), 0.0, 0))
+            figures.latency[str(funid)] = (
+                [a + int(b) for a, b in zip(buckets, cumulative)], seconds + float(total), count + int(timed)
+            )
     figures.incidents = {
         str(k): int(n) for k, n in db.execute("SELECT kind, count(*) FROM incidents WHERE resolved_at IS NULL GROUP BY kind")
     }
