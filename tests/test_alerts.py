@@ -303,3 +303,16 @@ async def test_two_workers_on_one_journal_tell_an_incident_once(tmp_path: Path, 
         claims = [await h.run_journal(claim_notice, h.journal, "review", incident.notified_at, later, reminder=True)
                   for h in (one, other)]
         assert claims == [True, False]
+
+
+@pytest.mark.anyio
+async def test_readyz_says_so_while_the_centre_refuses_the_sign_in(tmp_path: Path, sandbox: Sandbox) -> None:
+    from test_webconsole import Browser, served
+
+    wrong = WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd="not-the-password")
+    async with served(tmp_path, sandbox, wire=wrong) as console, Browser(console.url) as browser:
+        assert await browser.get("/readyz") == (200, "ready\n")
+        await console.host.record_birth(birth_record(11))
+        with pytest.raises(AuthenticationFailed):
+            await console.host.sync("upload")
+        assert await browser.get("/readyz") == (503, "sign-in refused by the centre\n")

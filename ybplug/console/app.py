@@ -160,9 +160,11 @@ class Console:
         if self.host.failure is not None:
             return web.Response(text="journal lost\n", status=503)
         try:
-            await self.host.run_journal(lambda: self.host.journal.db.execute("SELECT 1").fetchone())
+            contact = await self.host.run_journal(last_contact, self.host.journal)
         except Exception:
             return web.Response(text="journal not readable\n", status=503)
+        if contact.last is not None and contact.last.outcome == "auth_failed":
+            return web.Response(text="sign-in refused by the centre\n", status=503)
         return web.Response(text="ready\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
