@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ybplug.hooks import hookspec
 
 if TYPE_CHECKING:
+    from ybplug.alerts.model import Alert
     from ybplug.config import Config
     from ybplug.journal import BirthStatus
     from ybplug.messages import (
@@ -122,6 +123,21 @@ def ybplug_transaction(funid: str, outcome: str, elapsed: float, transaction_id:
     ``failed`` (an EcTrans call that broke);
     ``elapsed`` is seconds on the wire; ``transaction_id`` is the journal row holding request and
     reply.  Observers must be quick; failures are logged and ignored.
+    """
+
+
+@hookspec
+def ybplug_alert(alert: Alert) -> None:
+    """Something needs a person (``alert.status`` ``firing``), still does after ``[alerts]
+    remind_minutes`` (``reminder``), or no longer does (``resolved``).
+
+    Called by the worker (``ybplug run`` with ``[alerts]`` in the config), at most once per
+    incident and status: ``alert.key`` names the incident (``parked:PLUGIN``, ``review``,
+    ``signin``, ``upload``, ``voucher``, ``stale``), ``alert.text`` says in Chinese what happened
+    and what to do, with no personal data.  The built-in ``ybplug.webhook`` posts it to the
+    configured group robots; a hospital may page, mail or text.  Return values are ignored;
+    raising means "not delivered": when every implementation raised, the alert is sent again at
+    the next look.
     """
 
 

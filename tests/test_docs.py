@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from ybplug.alerts.config import AlertsSection
 from ybplug.config import Config, WireConfig
 from ybplug.dotnet.config import DotnetPluginEntry, DotnetSection
 from ybplug.hooks import specs
@@ -77,13 +78,13 @@ def _default(field: msgspec.structs.FieldInfo) -> Any:
 
 def _is_section(field: msgspec.structs.FieldInfo) -> bool:
     text = str(field.type)
-    return any(s.__name__ in text for s in (WireConfig, VoucherConfig, DotnetSection, DotnetPluginEntry))
+    return any(s.__name__ in text for s in (WireConfig, VoucherConfig, DotnetSection, DotnetPluginEntry, AlertsSection))
 
 
 def struct_keys() -> dict[str, Any]:
     keys: dict[str, Any] = {}
     for prefix, struct in (("", Config), ("wire.", WireConfig), ("voucher.", VoucherConfig),
-                           ("dotnet.", DotnetSection), ("dotnet.plugins[].", DotnetPluginEntry)):
+                           ("dotnet.", DotnetSection), ("dotnet.plugins[].", DotnetPluginEntry), ("alerts.", AlertsSection)):
         for field in msgspec.structs.fields(struct):
             if not _is_section(field):
                 keys[prefix + field.name] = _default(field)

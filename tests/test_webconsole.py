@@ -246,8 +246,9 @@ async def test_an_operator_enters_the_baz726_found_at_the_centre(tmp_path: Path,
         assert f"/births/{birth_id}/resolve" in text
         status, text = await browser.act(f"/births/{birth_id}/resolve", how="registered", baz726=held["baz726"].lower(), eligible="yes")
         assert status == 200 and "现为「已登记」" in text and held["baz726"] in text
-        # the timeline: recorded, the upload whose reply was lost, the refusal, the resolution
-        assert re.findall(r'data-kind="(\w+)"', text) == ["recorded", "exchange", "exchange", "action"]
+        # the timeline: recorded, the upload whose reply was lost, the refusal, the resolution, its delivery
+        assert re.findall(r'data-kind="(\w+)"', text) == ["recorded", "exchange", "exchange", "action", "delivery"]
+        assert "collection_result → st_mary" in text
         assert "结果未知" in text and "系统繁忙" in text and "registered as" in text
         status_after = await console.host.birth(birth_id)
         assert (status_after.state, status_after.registration_number, status_after.eligible) == ("registered", held["baz726"], True)
@@ -460,7 +461,7 @@ async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> No
         await console.host.record_birth(birth_record(14))
         status, text = await browser.get("/metrics")
     assert status == 200
-    scraped = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
     db = journal_db(tmp_path)
     try:
         births = dict(db.execute("SELECT state, count(*) FROM births GROUP BY state").fetchall())

@@ -48,6 +48,7 @@ def _one_shot(args: argparse.Namespace) -> Host:
 async def _run(args: argparse.Namespace) -> int:
     import anyio
 
+    from ybplug.console.command import beside
     from ybplug.host import Host
     from ybplug.system import private_dir, stop_requests
 
@@ -56,7 +57,8 @@ async def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("ybplug")
     with contextlib.suppress(OSError):  # one that cannot be is the journal's clear error below
         private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
-    async with Host(config) as host, stop_requests() as stop:  # the schedule and deliveries run in the host's task group
+    # the schedule and deliveries run in the host's task group; the console beside them if asked
+    async with Host(config) as host, stop_requests() as stop, beside(host, args.console):
         log.info("worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url)
         reason: list[str] = []
         async with anyio.create_task_group() as tg:  # a stop request, or the host failing (its journal lost)
@@ -263,7 +265,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("-c", "--config", help="ybplug.toml (default: ./ybplug.toml if present, else built-in defaults)")
         return p
 
-    command("run", _run, "run the worker: uploads on schedule, real-name polls, hook deliveries")
+    run = command("run", _run, "run the worker: uploads on schedule, real-name polls, hook deliveries")
+    run.add_argument("--console", nargs="?", const="", metavar="HOST:PORT",
+                     help="serve the operations console in the same process (default address: [console] listen, else 127.0.0.1:8722)")
     demo = command("demo", _demo, "the whole flow against the embedded sandbox centre")
     demo.add_argument("--dir", help="keep the demo's databases here (default: a new temporary folder)")
     clerk.add_commands(command, open_journal=_open_journal, one_shot=_one_shot, operator=_operator())

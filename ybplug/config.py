@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ybplug.alerts.config import AlertsSection
 from ybplug.console.config import ConsoleSection
 from ybplug.dotnet.config import DotnetSection
 from ybplug.envelope import OUTPUT_LEN
@@ -133,6 +134,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     voucher: VoucherSection | None = None
     dotnet: DotnetSection | None = None
     console: ConsoleSection | None = None
+    alerts: AlertsSection | None = None
 
     def __post_init__(self) -> None:
         if upload_time(self.upload) is None and self.upload != "immediate":

@@ -28,6 +28,8 @@ BUILTIN_PLUGINS = (
     ("ybplug.void", "ybplug.plugins.void"),
     ("ybplug.realname", "ybplug.plugins.realname"),
     ("ybplug.voucher", "ybplug.plugins.voucher"),
+    ("ybplug.alerts", "ybplug.plugins.alerts"),
+    ("ybplug.webhook", "ybplug.plugins.webhook"),
 )
 
 

@@ -12,20 +12,22 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import anyio
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ybplug.console import pages
-from ybplug.console.births import births_on
+from ybplug.console import forms, pages, reports
+from ybplug.console.births import births_on, deliveries_of
 from ybplug.console.config import ConsoleSection
-from ybplug.console.contact import last_contact
-from ybplug.console.exchanges import latest_exchanges
+from ybplug.console.contact import last_contact, voucher_health
+from ybplug.console.exchanges import exchange_detail, latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
+from ybplug.console.operate import Operations
 from ybplug.console.passwords import verify_password, waste_time
+from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.codes import Funid
@@ -33,6 +35,7 @@ from ybplug.errors import Error
 from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
+from ybplug.journal.console import recent_incidents
 from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.console")
@@ -75,6 +78,7 @@ class Console:
         self.section = section
         self.sessions = Sessions(section.session_minutes * 60, clock)
         self.limiter = LoginLimiter(section.login_attempts, section.login_window, clock)
+        self.operations = Operations(self)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
@@ -89,10 +93,15 @@ class Console:
         app.router.add_get("/parked", self.parked)
         app.router.add_post("/parked/replay", self.replay)
         app.router.add_get("/exchanges", self.exchanges)
+        app.router.add_get(r"/exchanges/{exchange_id:\d{1,12}}", self.exchange)
         app.router.add_get("/births", self.find_page)
         app.router.add_post("/births", self.find)
         app.router.add_get(r"/births/{birth_id:\d{1,12}}", self.birth)
         app.router.add_post(r"/births/{birth_id:\d{1,12}}/resolve", self.resolve)
+        app.router.add_get("/reconcile", self.reconcile)
+        app.router.add_get("/reconcile.csv", self.reconcile_csv)
+        app.router.add_get("/alerts", self.alerts)
+        self.operations.add_routes(app)
         return app
 
     # --- the guard: session, CSRF, headers ---------------------------------------------------------
@@ -151,9 +160,11 @@ class Console:
         if self.host.failure is not None:
             return web.Response(text="journal lost\n", status=503)
         try:
-            await self.host.run_journal(lambda: self.host.journal.db.execute("SELECT 1").fetchone())
+            contact = await self.host.run_journal(last_contact, self.host.journal)
         except Exception:
             return web.Response(text="journal not readable\n", status=503)
+        if contact.last is not None and contact.last.outcome == "auth_failed":
+            return web.Response(text="sign-in refused by the centre\n", status=503)
         return web.Response(text="ready\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -218,7 +229,10 @@ class Console:
     async def overview(self, request: web.Request) -> web.Response:
         status = await self.host.status()
         contact = await self.host.run_journal(last_contact, self.host.journal)
-        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request)))
+        voucher = await self.host.run_journal(voucher_health, self.host.journal, time.time())
+        incidents = await self.host.run_journal(recent_incidents, self.host.journal)
+        more = reports.health(voucher, incidents)
+        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request), more))
 
     async def review(self, request: web.Request) -> web.Response:
         births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)
@@ -237,6 +251,13 @@ class Console:
         outcome = outcome if outcome in pages.OUTCOMES else None
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
         return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        detail = await self.host.run_journal(exchange_detail, self.host.journal, int(request.match_info["exchange_id"]))
+        if detail is None:
+            return _html(pages.message("没有这笔交易", f"日志中没有交易 #{request.match_info['exchange_id']}。", session), 404)
+        return _html(reports.exchange(detail, session))
 
     async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
         """The births list: by recorded day (China time, default today) and state; codes and a
@@ -272,7 +293,44 @@ class Console:
             status = await self.host.birth(int(request.match_info["birth_id"]))
         except BirthNotFound:
             return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
-        return _html(pages.birth(status, session))
+        deliveries = await self.host.run_journal(deliveries_of, self.host.journal, status.birth_id)
+        return _html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
+
+    def _period(self, request: web.Request) -> tuple[str, date, date]:
+        """The reconciliation's period from the query (dates and a code only), else the last
+        31 days, or the last 12 months."""
+        by = "month" if request.query.get("by") == "month" else "day"
+        today = datetime.now(CHINA_TIME).date()
+        if by == "day":
+            start, end = today - timedelta(days=30), today
+        else:
+            eleven_back = today.year * 12 + today.month - 1 - 11
+            start, end = date(eleven_back // 12, eleven_back % 12 + 1, 1), today
+        try:
+            start = date.fromisoformat(request.query["from"]) if request.query.get("from") else start
+            end = date.fromisoformat(request.query["to"]) if request.query.get("to") else end
+        except ValueError:
+            pass
+        if end < start or (end - start).days > (366 if by == "day" else 3660):
+            end, start = today, today - timedelta(days=30)
+        return by, start, end
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        by, start, end = self._period(request)
+        rows = await self.host.run_journal(reconcile, self.host.journal, by, start, end)
+        return _html(reports.reconciliation(rows, by, start.isoformat(), end.isoformat(), self._session(request)))
+
+    async def reconcile_csv(self, request: web.Request) -> web.Response:
+        by, start, end = self._period(request)
+        rows = await self.host.run_journal(reconcile, self.host.journal, by, start, end)
+        name = f"ybplug-reconciliation-{by}-{start.isoformat()}-{end.isoformat()}.csv"
+        return web.Response(body=to_csv(rows), headers={
+            "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
+        })
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        incidents = await self.host.run_journal(recent_incidents, self.host.journal)
+        return _html(reports.alerts(incidents, self._session(request)))
 
     # --- actions -------------------------------------------------------------------------------------
 
@@ -317,17 +375,22 @@ class Console:
         return _see_other(back)
 
     async def replay(self, request: web.Request) -> web.Response:
-        """Re-queue one parked delivery (by event id) and deliver it now to the plugins loaded here."""
+        """Re-queue one parked delivery (by event id), or all of a plugin's, and deliver them now
+        to the plugins loaded here; journaled with the operator."""
         session = self._operator(request)
-        event_id = (await request.post()).get("event_id")
-        if not isinstance(event_id, str) or not event_id.strip():
-            raise web.HTTPBadRequest(text="no event")
+        form = await request.post()
+        event_id, plugin = form.get("event_id"), form.get("plugin")
+        event_id = event_id.strip() if isinstance(event_id, str) and event_id.strip() else None
+        plugin = plugin.strip() if isinstance(plugin, str) and plugin.strip() else None
+        if event_id is None and plugin is None:
+            raise web.HTTPBadRequest(text="no event or plugin")
         try:
-            count = await self.host.replay(event_id=event_id.strip())
+            count = await self.host.replay(event_id=event_id, plugin=plugin)
+            await self.operations.replayed(session.name, event_id, plugin, count)
             delivered = await self.host.deliver_due()
         except Error as exc:
             session.flash.append(("error", f"未能重新投递：{scrub(str(exc))}"))
             return _see_other("/parked")
-        log.info("console: %s replayed %d parked deliveries of event %s", session.name, count, event_id)
+        log.info("console: %s replayed %d parked deliveries (%s)", session.name, count, event_id or plugin)
         session.flash.append(("ok", f"已重新排队 {count} 个投递，本次投递成功 {delivered} 个。"))
         return _see_other("/parked")

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 
 from ybplug.fields import CHINA_TIME
 from ybplug.journal import Journal
+from ybplug.privacy import scrub
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,26 @@ def births_on(journal: Journal, day: date | None, state: str | None, limit: int 
         (start, end, state, state, limit),
     ).fetchall()
     return [BirthLine(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5])) for r in rows]
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One hook delivery of one of the birth's events to one plugin."""
+
+    hook: str
+    plugin: str
+    state: str
+    attempts: int
+    at: float
+    error: str | None
+
+
+def deliveries_of(journal: Journal, birth_id: int) -> list[DeliveryLine]:
+    """The birth's events as delivered (or not) to each plugin; ``at``: when delivered, else when
+    the event was made.  Run on the journal's thread."""
+    rows = journal.db.execute(
+        "SELECT e.hook, d.plugin, d.state, d.attempts, coalesce(d.delivered_at, e.created_at), d.last_error"
+        " FROM events e JOIN deliveries d ON d.event_id = e.id WHERE e.birth_id = ? ORDER BY e.created_at, d.plugin",
+        (birth_id,),
+    ).fetchall()
+    return [DeliveryLine(r[0], r[1], r[2], int(r[3]), float(r[4]), scrub(r[5]) if r[5] else None) for r in rows]

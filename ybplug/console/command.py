@@ -11,6 +11,8 @@ import getpass
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ybplug.console.config import ConsoleSection, ConsoleUser, split_listen
@@ -62,47 +64,67 @@ def add_user(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(config: Any, listen: str | None) -> int:
-    """Run the console until a stop request (Ctrl+C, the service manager) or a lost journal."""
-    import anyio
+@asynccontextmanager
+async def _serving(host: Any, section: ConsoleSection, listen: str | None) -> AsyncIterator[None]:
+    """The console's web server over ``host``, listening until the block ends."""
     from aiohttp import web
 
     from ybplug.console.app import AccessLog, Console
+
+    try:
+        address, port = split_listen(listen or section.listen)
+    except ValueError as exc:
+        raise ConsoleError(str(exc)) from None
+    if not section.users:
+        log.warning("console: no users under [console] in the config: nobody can log in (`ybplug console add-user`)")
+    runner = web.AppRunner(Console(host, section).app(), access_log_class=AccessLog, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, address, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConsoleError(f"cannot listen on {address}:{port} ({exc.strerror or exc})") from None
+        for bound in runner.addresses:  # the real port when asked for port 0
+            log.info("console at http://%s:%s/ on journal %s", bound[0], bound[1], host.config.journal)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def beside(host: Any, listen: str | None) -> AsyncIterator[None]:
+    """``ybplug run --console [HOST:PORT]``: the console in the worker's process, on the worker's
+    host (its actions reach the running schedule at once).  ``listen`` None: no console at all
+    (nothing of aiohttp.web is even imported); an empty string: ``[console] listen``."""
+    if listen is None:
+        yield
+        return
+    async with _serving(host, host.config.console or ConsoleSection(), listen or None):
+        yield
+
+
+async def serve(config: Any, listen: str | None) -> int:
+    """Run the console until a stop request (Ctrl+C, the service manager) or a lost journal."""
+    import anyio
+
     from ybplug.host import Host
     from ybplug.system import stop_requests
 
     section: ConsoleSection = config.console or ConsoleSection()
-    try:
-        address, port = split_listen(listen or section.listen)
-    except ValueError as exc:
-        raise ConsoleError(f"--listen: {exc}") from None
-    if not section.users:
-        log.warning("console: no users under [console] in the config: nobody can log in (`ybplug console add-user`)")
-    async with Host(config, background=False) as host, stop_requests() as stop:
-        runner = web.AppRunner(Console(host, section).app(), access_log_class=AccessLog, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, address, port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ConsoleError(f"cannot listen on {address}:{port} ({exc.strerror or exc})") from None
-            for bound in runner.addresses:  # the real port when asked for port 0
-                log.info("console at http://%s:%s/ on journal %s", bound[0], bound[1], config.journal)
-            async with anyio.create_task_group() as tg:
+    async with Host(config, background=False) as host, stop_requests() as stop, _serving(host, section, listen):
+        async with anyio.create_task_group() as tg:
 
-                async def stopped() -> None:
-                    await stop.wait()
-                    tg.cancel_scope.cancel()
+            async def stopped() -> None:
+                await stop.wait()
+                tg.cancel_scope.cancel()
 
-                async def failed() -> None:
-                    await host.failed.wait()
-                    tg.cancel_scope.cancel()
+            async def failed() -> None:
+                await host.failed.wait()
+                tg.cancel_scope.cancel()
 
-                tg.start_soon(stopped)
-                tg.start_soon(failed)
-        finally:
-            await runner.cleanup()
+            tg.start_soon(stopped)
+            tg.start_soon(failed)
         if host.failure is not None:
             raise host.failure
     return 0

@@ -51,3 +51,24 @@ def last_contact(journal: Journal) -> Contact:
     ]
     last, answered = (None if r is None else Exchange(r[0], r[1], float(r[2]), scrub(r[3]) if r[3] else None) for r in rows)
     return Contact(last, answered)
+
+
+@dataclass(frozen=True)
+class VoucherHealth:
+    """The voucher library as the journal saw it: its last call, and its crashes in the last hour."""
+
+    last: Exchange | None
+    crashes_last_hour: int
+
+
+def voucher_health(journal: Journal, now: float) -> VoucherHealth:
+    """Read on the journal's thread.  Every EcTrans call is journaled (``funid`` ``EcTrans``)."""
+    row = journal.db.execute(
+        "SELECT funid, outcome, started_at, error FROM exchanges WHERE funid = 'EcTrans' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    (crashes,) = journal.db.execute(
+        "SELECT count(*) FROM exchanges WHERE funid = 'EcTrans' AND started_at >= ? AND error LIKE '%crashed%'",
+        (now - 3600,),
+    ).fetchone()
+    last = None if row is None else Exchange(row[0], row[1], float(row[2]), scrub(row[3]) if row[3] else None)
+    return VoucherHealth(last, int(crashes))

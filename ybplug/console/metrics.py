@@ -23,6 +23,14 @@ class Figures:
     births: dict[str, int] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
     exchanges: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Per transaction: the count at or under each bucket's bound (cumulative), the sum and count.
+    latency: dict[str, tuple[list[int], float, int]] = field(default_factory=dict)
+    #: Open alert incidents by kind.
+    incidents: dict[str, int] = field(default_factory=dict)
+
+
+#: The latency histogram's upper bounds, seconds (the wire's read timeout is 30 by default).
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def read_figures(journal: Journal) -> Figures:
@@ -37,8 +45,20 @@ def read_figures(journal: Journal) -> Figures:
             "SELECT plugin, state, count(*) FROM deliveries WHERE state IN ('pending', 'parked') GROUP BY plugin, state"
         )
     }
-    figures.exchanges = {
-        (str(f), str(o)): int(n) for f, o, n in db.execute("SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome")
+    # One pass over the exchanges for the counts and the histogram (the table is the journal's largest).
+    bounds = ", ".join(f"coalesce(sum(elapsed <= {b!r}), 0)" for b in BUCKETS)
+    for funid, outcome, n, total, timed, *cumulative in db.execute(
+        f"SELECT funid, outcome, count(*), coalesce(sum(elapsed), 0), count(elapsed), {bounds}"
+        " FROM exchanges GROUP BY funid, outcome"
+    ):
+        figures.exchanges[(str(funid), str(outcome))] = int(n)
+        if timed:
+            buckets, seconds, count = figures.latency.get(str(funid), ([0] * len(BUCKETS), 0.0, 0))
+            figures.latency[str(funid)] = (
+                [a + int(b) for a, b in zip(buckets, cumulative)], seconds + float(total), count + int(timed)
+            )
+    figures.incidents = {
+        str(k): int(n) for k, n in db.execute("SELECT kind, count(*) FROM incidents WHERE resolved_at IS NULL GROUP BY kind")
     }
     return figures
 
@@ -68,5 +88,17 @@ def exposition(figures: Figures) -> str:
             f'ybplug_exchanges{{funid="{_label(f)}",outcome="{_label(o)}"}} {n}'
             for (f, o), n in sorted(figures.exchanges.items())
         ),
+        "# HELP ybplug_exchange_seconds Time on the wire of the journal's exchanges, by transaction (EcTrans: voucher calls).",
+        "# TYPE ybplug_exchange_seconds histogram",
+    ]
+    for funid, (cumulative, total, count) in sorted(figures.latency.items()):
+        f = _label(funid)
+        lines += [f'ybplug_exchange_seconds_bucket{{funid="{f}",le="{b:g}"}} {n}' for b, n in zip(BUCKETS, cumulative)]
+        lines += [f'ybplug_exchange_seconds_bucket{{funid="{f}",le="+Inf"}} {count}',
+                  f'ybplug_exchange_seconds_sum{{funid="{f}"}} {total!r}', f'ybplug_exchange_seconds_count{{funid="{f}"}} {count}']
+    lines += [
+        "# HELP ybplug_incidents_open Alert incidents open now, by kind (see [alerts]).",
+        "# TYPE ybplug_incidents_open gauge",
+        *(f'ybplug_incidents_open{{kind="{_label(k)}"}} {n}' for k, n in sorted(figures.incidents.items())),
     ]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ import msgspec
 from ybplug.clerk import china_time
 from ybplug.codes import Funid
 from ybplug.console.contact import Contact
-from ybplug.console.births import BirthLine
+from ybplug.console.births import BirthLine, DeliveryLine
 from ybplug.console.exchanges import ExchangeRow
 from ybplug.console.sessions import Session
 from ybplug.journal.model import BirthStatus
@@ -30,7 +30,7 @@ STATES = {
     "pending": "待上传", "uploading": "上传中", "registered": "已登记", "refused": "被拒绝",
     "needs_review": "待复核", "voided": "已作废", "real_named": "已实名", "stale": "超期未实名",
 }
-DELIVERY_STATES = {"pending": "待投递", "parked": "已搁置", "delivered": "已投递"}
+DELIVERY_STATES = {"pending": "待投递", "parked": "已搁置", "delivered": "已投递", "forgotten": "已放弃（插件已移除）"}
 OUTCOMES = {
     "sent": "已发出未应答", "ok": "成功", "refused": "被拒绝", "not_delivered": "未送达",
     "unknown": "结果未知", "auth_failed": "认证失败", "failed": "失败",
@@ -42,7 +42,7 @@ body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC",sans-serif;m
 nav{background:#1f4e79;padding:.5em 1em}nav a,nav span{color:#fff;margin-right:1.5em;text-decoration:none}
 nav form{display:inline}nav button{background:none;border:1px solid #fff;color:#fff;cursor:pointer}
 main{padding:1em 2em}table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef3f8}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef3f8;white-space:nowrap}
 .flash-ok{background:#e6f4ea;padding:.5em}.flash-error{background:#fdecea;padding:.5em}
 form.act{display:inline-block;margin:.2em .5em .2em 0;padding:.3em;border:1px dashed #bbb}
 """
@@ -60,7 +60,8 @@ def page(title: str, body: str, session: Session | None = None) -> str:
     if session is not None:
         nav = (
             '<nav><a href="/">概览</a><a href="/review">待复核</a><a href="/parked">搁置的投递</a>'
-            '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a>'
+            '<a href="/exchanges">交易记录</a><a href="/births">查找新生儿</a><a href="/reconcile">对账</a>'
+            '<a href="/attention">需处理</a><a href="/alerts">告警</a>'
             f'<span>{e(session.name)}（{"操作员" if session.may_act else "查看员"}）</span>'
             f'<form method="post" action="/logout">{csrf_field(session)}<button>退出</button></form></nav>'
         )
@@ -134,7 +135,7 @@ def centre(contact: Contact) -> str:
     )
 
 
-def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: Contact, session: Session) -> str:
+def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: Contact, session: Session, more: str = "") -> str:
     births = status["births"]
     by_state = table(
         ["状态", "数量"],
@@ -175,7 +176,7 @@ def overview(status: Mapping[str, Any], next_runs: Mapping[str, str], contact: C
     return page(
         "概览",
         f"{alerts}<h2>与医保中心的连通</h2>{centre(contact)}<h2>新生儿登记（按状态）</h2>{by_state}<h2>钩子投递</h2>{deliveries}"
-        f"<h2>插件（持久订阅者）</h2>{subscribers}<h2>定时任务最近运行</h2>{runs}",
+        f"<h2>插件（持久订阅者）</h2>{subscribers}<h2>定时任务最近运行</h2>{runs}{more}",
         session,
     )
 
@@ -231,10 +232,15 @@ def parked(items: list[Mapping[str, Any]], session: Session) -> str:
          e(i["attempts"]), e(i["error"]), f"<code>{e(i['event_id'])}</code>", replay_form(i["event_id"])]
         for i in items
     )
+    every = "".join(
+        f'<form class="act" method="post" action="/parked/replay">{csrf_field(session)}'
+        f'<input type="hidden" name="plugin" value="{e(plugin)}"><button>重新投递插件 {e(plugin)} 的全部</button></form>'
+        for plugin in sorted({str(i["plugin"]) for i in items})
+    ) if session.may_act else ""
     return page(
         "搁置的投递",
-        "<p>插件多次处理失败的事件会被搁置，修好插件后可重新投递。</p>"
-        + table(["插件", "钩子", "登记", "尝试次数", "最后错误", "事件", "操作"], rows, "没有搁置的投递"),
+        "<p>插件多次处理失败的事件会被搁置，修好插件后可重新投递（一个，或一个插件的全部）。</p>"
+        + every + table(["插件", "钩子", "登记", "尝试次数", "最后错误", "事件", "操作"], rows, "没有搁置的投递"),
         session,
     )
 
@@ -257,7 +263,8 @@ def exchanges(rows: list[ExchangeRow], funids: list[str], funid: str | None, out
     listed = table(
         ["时间（北京时间）", "交易", "结果", "耗时（秒）", "登记", "错误"],
         (
-            [e(china_time(x.started_at)), e(funid_label(x.funid)), f'<span data-outcome="{e(x.outcome)}">'
+            [f'<a href="/exchanges/{e(x.id)}">{e(china_time(x.started_at))}</a>', e(funid_label(x.funid)),
+             f'<span data-outcome="{e(x.outcome)}">'
              f"{e(OUTCOMES.get(x.outcome, x.outcome))}</span>", e("" if x.elapsed is None else f"{x.elapsed:.3f}"),
              birth_link(x.birth_id) if x.birth_id is not None else "", e(x.error)]
             for x in rows
@@ -308,17 +315,17 @@ def find_birth(
 _WIRE_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(Birth)}
 
 
-def _birth_field(birth: Birth, name: str) -> str:
+def _birth_field(birth: Birth, name: str, reveal: bool = False) -> str:
     value = getattr(birth, name)
     if value is None or value == "":
         return ""
-    return mask(value) if name in Birth.personal else str(value)
+    return mask(value) if name in Birth.personal and not reveal else str(value)
 
 
-KINDS = {"recorded": "记录", "exchange": "与中心交易", "action": "人工操作"}
+KINDS = {"recorded": "记录", "exchange": "与中心交易", "delivery": "投递给插件", "action": "人工操作"}
 
 
-def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
+def _timeline(status: BirthStatus, deliveries: Iterable[DeliveryLine] = ()) -> list[tuple[float, str, str, str, str]]:
     """The birth's life in time order: recorded, each exchange with the centre, each person's action."""
     entries = [(status.recorded_at, "recorded", "HIS 记录了这条登记", "", "")]
     entries += [
@@ -326,11 +333,20 @@ def _timeline(status: BirthStatus) -> list[tuple[float, str, str, str, str]]:
          " ".join(part for part in ("" if x.elapsed is None else f"{x.elapsed:.3f} 秒", x.error or "") if part))
         for x in status.exchanges
     ]
+    entries += [
+        (d.at, "delivery", f"{d.hook} → {d.plugin}", DELIVERY_STATES.get(d.state, d.state),
+         " ".join(part for part in (f"尝试 {d.attempts} 次" if d.attempts > 1 else "", d.error or "") if part))
+        for d in deliveries
+    ]
     entries += [(a.at, "action", a.action, a.operator, a.detail or "") for a in status.actions]
     return sorted(entries, key=lambda entry: entry[0])
 
 
-def birth(status: BirthStatus, session: Session) -> str:
+def birth(
+    status: BirthStatus, session: Session, actions: str = "", *, reveal: bool = False, deliveries: Iterable[DeliveryLine] = ()
+) -> str:
+    """A birth's page; ``actions``: the operator's forms for its state; ``reveal``: personal
+    fields in the clear (the caller journaled it)."""
     facts = [
         ("状态", state_label(status.state)), ("HIS流水号 bke042", status.his_serial),
         ("登记流水号 baz726", status.registration_number), ("是否可预参保",
@@ -345,9 +361,9 @@ def birth(status: BirthStatus, session: Session) -> str:
     if status.replaced_by is not None:
         summary += f"<p>已被 {birth_link(status.replaced_by)} 更正替换</p>"
     record = table(
-        ["字段", "名称", "值（个人信息已遮蔽）"],
+        ["字段", "名称", "值（已显示个人信息，已记录查看人）" if reveal else "值（个人信息已遮蔽）"],
         (
-            [f"<code>{e(wire)}</code>", e(Birth.labels.get(wire, "")), e(_birth_field(status.birth, name))]
+            [f"<code>{e(wire)}</code>", e(Birth.labels.get(wire, "")), e(_birth_field(status.birth, name, reveal))]
             for name, wire in _WIRE_NAMES.items() if _birth_field(status.birth, name)
         ),
     )
@@ -355,7 +371,7 @@ def birth(status: BirthStatus, session: Session) -> str:
         ["时间（北京时间）", "类别", "内容", "结果或操作员", "说明"],
         (
             [e(china_time(at)), f'<span data-kind="{e(kind)}">{e(KINDS[kind])}</span>', e(what), e(who), e(note)]
-            for at, kind, what, who, note in _timeline(status)
+            for at, kind, what, who, note in _timeline(status, deliveries)
         ),
     )
     resolve = ""
@@ -363,7 +379,7 @@ def birth(status: BirthStatus, session: Session) -> str:
         resolve = "<h2>复核处理</h2>" + resolve_forms(status.birth_id, session)
     return page(
         f"新生儿登记 #{status.birth_id}",
-        f"{summary}{resolve}<h2>时间线</h2>{timeline}<h2>上传的记录</h2>{record}",
+        f"{summary}{resolve}<h2>时间线</h2>{timeline}<h2>上传的记录</h2>{record}{actions}",
         session,
     )
 

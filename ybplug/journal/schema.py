@@ -182,6 +182,24 @@ CREATE TABLE replacements (
 );
 CREATE INDEX replacements_state ON replacements (state);
 """,
+    # 4: alert incidents (ybplug.alerts): one row per incident, from the first alert until it
+    # cleared, so a restart neither repeats an alert nor forgets one that is still open.
+    """
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    notified_at REAL,
+    reminders INTEGER NOT NULL DEFAULT 0,
+    resolved_at REAL
+);
+CREATE UNIQUE INDEX incidents_open ON incidents (key) WHERE resolved_at IS NULL;
+-- The voucher library's recent calls (its crashes), found without reading every exchange.
+CREATE INDEX exchanges_ectrans ON exchanges (started_at) WHERE funid = 'EcTrans';
+""",
 )
 
 

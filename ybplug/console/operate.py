@@ -1,0 +1,187 @@
+"""The console's actions on every stuck state of a birth's life, beyond a review's resolution
+(:mod:`ybplug.console.app`): amend a refused birth and send it again, void a registration, send
+a void in doubt again, retry failing uploads now, ask again about newborns past the real-name
+horizon, replay all of a plugin's parked deliveries, and reveal a record's personal data.
+
+Each needs the operator role and a CSRF token (the console's guard), goes through the host (so
+the hooks fire) and is journaled with the operator's name and the time; a reveal is journaled
+before the data is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+from aiohttp import web
+
+from ybplug.console import forms, pages
+from ybplug.console.births import deliveries_of
+from ybplug.errors import Error
+from ybplug.journal import BirthNotFound, BirthState
+from ybplug.journal.console import audit, event_birth, voids_unsettled
+from ybplug.journal.model import BirthStatus
+from ybplug.privacy import scrub
+
+if TYPE_CHECKING:
+    from ybplug.console.sessions import Session
+    from ybplug.host import Host
+
+log = logging.getLogger("ybplug.console")
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+class Guarded(Protocol):
+    """What the operations use of :class:`ybplug.console.app.Console` (the session checks)."""
+
+    host: Host
+
+    def _session(self, request: web.Request) -> Session: ...
+
+    def _operator(self, request: web.Request) -> Session: ...
+
+
+class Operations:
+    def __init__(self, console: Guarded) -> None:
+        self.console = console
+        self.host = console.host
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/attention", self.attention)
+        app.router.add_post("/attention/retry", self.retry)
+        app.router.add_post("/attention/stale", self.stale)
+        app.router.add_post("/attention/void-again", self.void_again)
+        app.router.add_post(r"/births/{birth_id:\d{1,12}}/reveal", self.reveal)
+        app.router.add_post(r"/births/{birth_id:\d{1,12}}/amend", self.amend)
+        app.router.add_post(r"/births/{birth_id:\d{1,12}}/void", self.void)
+
+    async def _audit(self, operator: str, action: str, birth_id: int | None, detail: str) -> None:
+        await self.host.run_journal(audit, self.host.journal, operator, action, birth_id, detail)
+
+    async def attention(self, request: web.Request) -> web.Response:
+        session = self.console._session(request)
+        journal = self.host.journal
+        refused = await self.host.run_journal(journal.births_in, BirthState.REFUSED, limit=200)
+        failing = await self.host.run_journal(journal.births_in, BirthState.PENDING, failing=True, limit=200)
+        stale = await self.host.run_journal(journal.births_in, BirthState.STALE, limit=200)
+        voids = await self.host.run_journal(voids_unsettled, journal)
+        status = await self.host.status()
+        return web.Response(text=forms.attention(
+            refused, failing, stale, [(b, n) for b, n, _ in voids], status["births"].get("needs_review", 0),
+            status["deliveries"].get("parked", 0), session,
+        ), content_type="text/html", charset="utf-8")
+
+    async def retry(self, request: web.Request) -> web.Response:
+        session = self.console._operator(request)
+        try:
+            count = await self.host.run_journal(self.host.journal.retry_births)
+            summary = await self.host.sync("upload")
+        except Error as exc:
+            session.flash.append(("error", f"未能重试：{scrub(str(exc))}"))
+            return _see_other("/attention")
+        await self._audit(session.name, "retry uploads", None, f"{count} births made due now")
+        session.flash.append(("ok", f"已重试 {count} 条：登记 {summary.get('uploaded', 0)}，仍失败 {summary.get('upload_failed', 0)}。"))
+        return _see_other("/attention")
+
+    async def stale(self, request: web.Request) -> web.Response:
+        session = self.console._operator(request)
+        try:
+            summary = await self.host.sync("stale")
+        except Error as exc:
+            session.flash.append(("error", f"未能查询：{scrub(str(exc))}"))
+            return _see_other("/attention")
+        await self._audit(session.name, "poll stale", None, ", ".join(f"{k} {v}" for k, v in summary.items()))
+        session.flash.append(("ok", f"已向中心查询超期未实名的新生儿：{', '.join(f'{k} {v}' for k, v in summary.items())}。"))
+        return _see_other("/attention")
+
+    async def void_again(self, request: web.Request) -> web.Response:
+        session = self.console._operator(request)
+        wanted = (await request.post()).get("birth_id")
+        voids = {str(b): (b, n, r) for b, n, r in await self.host.run_journal(voids_unsettled, self.host.journal)}
+        if not isinstance(wanted, str) or wanted not in voids:
+            session.flash.append(("error", "这条作废已不在结果不明的列表中。"))
+            return _see_other("/attention")
+        birth_id, number, reason = voids[wanted]
+        await self._audit(session.name, "void again", birth_id, "a void whose reply was lost, sent again")
+        try:
+            await self.host.void(number, reason)
+        except Error as exc:
+            session.flash.append(("error", f"作废未成功：{scrub(str(exc))}"))
+            return _see_other("/attention")
+        session.flash.append(("ok", f"登记 #{birth_id} 已确认作废。"))
+        return _see_other("/attention")
+
+    async def reveal(self, request: web.Request) -> web.Response:
+        """The birth's page with its personal data in the clear, for this response only (no
+        cache), journaled first with the operator's name and the time."""
+        session = self.console._operator(request)
+        birth_id = int(request.match_info["birth_id"])
+        try:
+            status = await self.host.birth(birth_id)
+        except BirthNotFound:
+            raise web.HTTPNotFound(text="no such birth") from None
+        await self._audit(session.name, "reveal personal data", birth_id, "the record's personal fields shown in the console")
+        log.info("console: %s revealed the personal data of birth #%d", session.name, birth_id)
+        deliveries = await self.host.run_journal(deliveries_of, self.host.journal, birth_id)
+        page = pages.birth(status, session, forms.birth_actions(status, session), reveal=True, deliveries=deliveries)
+        return web.Response(text=page,
+                            content_type="text/html", charset="utf-8")
+
+    async def amend(self, request: web.Request) -> web.Response:
+        """A refused birth corrected: the fields typed replace the record's (an empty personal
+        field keeps its value), then it is uploaded again."""
+        session = self.console._operator(request)
+        birth_id = int(request.match_info["birth_id"])
+        back = f"/births/{birth_id}"
+        form = await request.post()
+        try:
+            status = await self.host.birth(birth_id)
+            record = msgspec_record(status)
+            for wire in forms.FIELDS:
+                value = form.get(wire)
+                if isinstance(value, str) and (value.strip() or forms.FIELDS[wire] not in status.birth.personal):
+                    record[wire] = value.strip() or None
+            await self.host.amend_birth(birth_id, {k: v for k, v in record.items() if v is not None}, operator=session.name)
+            await self.host.sync("upload")
+            after = await self.host.birth(birth_id)
+        except Error as exc:
+            session.flash.append(("error", f"未能改正：{scrub(str(exc))}"))
+            return _see_other(back)
+        session.flash.append(("ok", f"已改正并重新上传：登记 #{birth_id} 现为「{pages.state_label(after.state)}」。"))
+        return _see_other(back)
+
+    async def void(self, request: web.Request) -> web.Response:
+        session = self.console._operator(request)
+        birth_id = int(request.match_info["birth_id"])
+        back = f"/births/{birth_id}"
+        reason = (await request.post()).get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            session.flash.append(("error", "请填写作废原因 bae016。"))
+            return _see_other(back)
+        try:
+            status = await self.host.birth(birth_id)
+            if status.registration_number is None:
+                raise web.HTTPConflict(text="not registered")
+            await self._audit(session.name, "void", birth_id, f"reason: {reason.strip()}")
+            await self.host.void(status.registration_number, reason.strip())
+        except Error as exc:
+            session.flash.append(("error", f"作废未成功：{scrub(str(exc))}"))
+            return _see_other(back)
+        session.flash.append(("ok", f"登记 #{birth_id} 已作废。"))
+        return _see_other(back)
+
+    async def replayed(self, operator: str, event_id: str | None, plugin: str | None, count: int) -> None:
+        """Journal a replay of parked deliveries (one event's, or all of a plugin's)."""
+        birth_id = None if event_id is None else await self.host.run_journal(event_birth, self.host.journal, event_id)
+        what = f"event {event_id}" if event_id else f"plugin {plugin}"
+        await self._audit(operator, "replay", birth_id, f"{what}: {count} parked deliveries re-queued")
+
+
+def msgspec_record(status: BirthStatus) -> dict[str, object]:
+    """The birth's record by wire name, as the HIS sent it."""
+    record: dict[str, object] = msgspec.to_builtins(status.birth)
+    return record
