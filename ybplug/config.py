@@ -102,7 +102,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     journal: str = msgspec.field(default_factory=default_journal)
     """Where the journal lives; left out, the platform's place for a service's data
-    (``%PROGRAMDATA%\\ybplug`` / ``/var/lib/ybplug``), never the current directory."""
+    (``%PROGRAMDATA%\\ybplug`` / ``/var/lib/ybplug``), never the current directory.  A
+    ``postgresql://user@host/db`` URL puts it on PostgreSQL (``pip install 'ybplug[postgresql]'``),
+    for several workers on several machines; its password comes from ``YBPLUG_JOURNAL_PASSWORD``
+    (or libpq's ``PGPASSWORD``, ``~/.pgpass``), not from this file."""
     log_file: str | None = None
     """``ybplug run`` also logs to this file (0600), rotated at ``log_max_bytes``, keeping ``log_backups``."""
     log_max_bytes: int = 10 * 1024 * 1024
@@ -174,7 +177,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
         base = file.resolve().parent
         journal = Path(config.journal)
-        if not journal.is_absolute():
+        if not journal.is_absolute() and not config.journal.startswith(("postgresql://", "postgres://")):
             config.journal = str(base / journal)
         if config.log_file is not None and not Path(config.log_file).is_absolute():
             config.log_file = str(base / config.log_file)
