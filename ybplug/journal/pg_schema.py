@@ -167,5 +167,5 @@ def migrate(raw: psycopg.Connection[Any]) -> tuple[str, str]:
 
 
 def _one(raw: psycopg.Connection[Any], sql: str, args: tuple[Any, ...] | None = None) -> Any:
-    row = raw.execute(sql, args).fetchone()  # type: ignore[arg-type]
+    row = raw.execute(sql, args).fetchone()
     return None if row is None else row[0]

@@ -99,7 +99,7 @@ class PgConnection:
         text, returning = dialect(sql, bool(parameters))
         try:
             cursor = self.raw.cursor()
-            cursor.execute(text, tuple(parameters) if parameters else None)  # type: ignore[arg-type]
+            cursor.execute(text, tuple(parameters) if parameters else None)
         except psycopg.Error as exc:
             raise translate(exc, self.name) from None
         return PgCursor(cursor, returning)
@@ -110,7 +110,7 @@ class PgConnection:
         cursor = self.raw.cursor()
         if rows:
             try:
-                cursor.executemany(text, rows)  # type: ignore[arg-type]
+                cursor.executemany(text, rows)
             except psycopg.Error as exc:
                 raise translate(exc, self.name) from None
         return PgCursor(cursor, False)
@@ -185,14 +185,13 @@ class PostgresBackend(Backend):
         except psycopg.Error as exc:
             raw.close()
             raise JournalError(f"journal {self._name}: cannot set up its tables ({str(exc).strip()})") from None
-        self._attach(raw)
-        assert self._conn is not None
-        return self._conn, self.journal_id
+        return self._attach(raw), self.journal_id
 
-    def _attach(self, raw: psycopg.Connection[Any]) -> None:
+    def _attach(self, raw: psycopg.Connection[Any]) -> PgConnection:
         raw.add_notify_handler(self._heard)
         raw.execute(f'LISTEN "{self.channel}"')
         self._conn = PgConnection(raw, self._name)
+        return self._conn
 
     def _heard(self, notify: psycopg.Notify) -> None:
         if self._conn is None or notify.pid != self._conn.raw.info.backend_pid:
@@ -207,12 +206,10 @@ class PostgresBackend(Backend):
             if self._in_transaction:
                 raise JournalError(f"journal {self._name}: the connection was lost in the middle of a write")
             try:
-                raw = connect(self.url)
-                self._attach(raw)
+                conn = self._attach(connect(self.url))
             except psycopg.Error as exc:
                 raise translate(exc, self._name) from None
             self._changed = True  # what was announced while it was down was not heard
-            conn = self._conn
         return conn
 
     def connection(self) -> PgConnection:
