@@ -3,6 +3,9 @@ one caller's failure never takes another's write, a claim takes each birth once.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from ybplug.journal import BirthState, Journal
@@ -53,3 +56,41 @@ def test_claims_take_each_birth_once(journal_at: str, count: int) -> None:
     assert len(first) == count and all(row.exchange_id for row in first)
     assert journal.claim_births(count) == []  # leased
     journal.close()
+
+
+def test_a_claim_by_a_worker_on_another_machine_ends_with_its_lease(journal_at: str) -> None:
+    """Its pid means nothing here: only the lease's time ends its claim."""
+    now = [time.time()]
+    elsewhere = Journal(journal_at, owner="ward-server-2:4242:abcd", lease=30, clock=lambda: now[0]).open()
+    here = Journal(journal_at, lease=30, clock=lambda: now[0]).open()
+    elsewhere.record_births([make_birth()])
+    now[0] += 2
+    [taken] = elsewhere.claim_births(10)
+    assert here.claim_births(10) == []
+    now[0] += 31  # the other machine died, or lost the network
+    [again] = here.claim_births(10)
+    assert again.id == taken.id
+    here.close()
+    elsewhere.close()
+
+
+def test_workers_claiming_at_once_take_each_birth_once(journal_at: str) -> None:
+    Journal(journal_at).open().record_births([make_birth() for _ in range(120)])
+    workers = [Journal(journal_at).open() for _ in range(3)]
+    taken: list[list[int]] = [[] for _ in workers]
+    start = threading.Barrier(len(workers))
+
+    def claim(i: int) -> None:
+        start.wait()
+        while rows := workers[i].claim_births(7):
+            taken[i] += [row.id for row in rows]
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [birth_id for ids in taken for birth_id in ids]
+    assert len(everything) == len(set(everything)) == 120
+    for journal in workers:
+        journal.close()

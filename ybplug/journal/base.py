@@ -178,7 +178,16 @@ class JournalBase:
         return results
 
     def _alone(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
-        """One operation in a transaction of its own (the slow path of :meth:`run_group`)."""
+        """One operation in a transaction of its own (the slow path of :meth:`run_group`); run
+        again, a few times, while the write was known not made because the connection was lost
+        (see :meth:`Backend.lost <ybplug.journal.sql.Backend.lost>`)."""
+        for attempt in range(1, 6):
+            outcome = self._alone_once(operation)
+            if outcome[0] or attempt == 5 or not self.backend.lost():
+                return outcome
+        raise AssertionError("unreachable")
+
+    def _alone_once(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
         try:
             self._begin()
         except BaseException as exc:

@@ -135,9 +135,11 @@ def translate(exc: BaseException, name: str) -> BaseException:
 
 def connect(url: str) -> psycopg.Connection[Any]:
     """A connection in autocommit (the journal says BEGIN and COMMIT itself)."""
-    extra: dict[str, Any] = {"application_name": "ybplug", "connect_timeout": 10}
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    extra: dict[str, Any] = {"application_name": given.get("application_name") or "ybplug"}
+    extra["connect_timeout"] = given.get("connect_timeout") or 10
     password = os.environ.get(PASSWORD_ENV)
-    if password and "password" not in psycopg.conninfo.conninfo_to_dict(url):
+    if password and "password" not in given:
         extra["password"] = password
     return psycopg.connect(url, autocommit=True, **extra)
 
@@ -158,6 +160,7 @@ class PostgresBackend(Backend):
         self._in_transaction = False
         self._announce = False
         self._changed = False
+        self._retry_safe = False
         self.journal_id = ""
         #: The schema holding the journal's tables (the outbox finds them there).
         self.schema = ""
@@ -222,15 +225,20 @@ class PostgresBackend(Backend):
 
     def begin(self) -> None:
         self._announce = False
+        self._retry_safe = False
         for attempt in (1, 2):
-            conn = self._alive()
             try:
+                conn = self._alive()
                 conn.raw.execute("BEGIN")
             except psycopg.OperationalError as exc:  # the server went away since the last write
                 conn.raw.close()
                 if attempt == 2:
+                    self._retry_safe = True  # nothing written
                     raise translate(exc, self._name) from None
                 continue
+            except JournalError:  # cannot reconnect (yet)
+                self._retry_safe = True
+                raise
             except psycopg.Error as exc:
                 raise translate(exc, self._name) from None
             self._in_transaction = True
@@ -252,6 +260,7 @@ class PostgresBackend(Backend):
         except psycopg.OperationalError as exc:
             self._in_transaction = False
             if not self._committed(int(xid[0]), exc):
+                self._retry_safe = True  # known not made
                 raise translate(exc, self._name) from None
         except BaseException as exc:
             self.rollback()
@@ -276,8 +285,10 @@ class PostgresBackend(Backend):
                 time.sleep(0.2)
                 continue
             status = None if found is None else found[0]
-            if status != "in progress" or time.monotonic() > deadline:
+            if status != "in progress":
                 return status == "committed"
+            if time.monotonic() > deadline:
+                raise JournalError(f"journal {self._name}: a write's COMMIT was cut and is still in progress ({cause})")
             time.sleep(0.02)
 
     def rollback(self) -> None:
@@ -285,6 +296,7 @@ class PostgresBackend(Backend):
         self._announce = False
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
+            self._retry_safe = True  # the server rolled it back with the connection
             return
         if conn.raw.info.transaction_status != pq.TransactionStatus.IDLE:
             try:
@@ -294,6 +306,12 @@ class PostgresBackend(Backend):
 
     def translate(self, exc: BaseException) -> BaseException:
         return translate(exc, self._name)
+
+    def lost(self) -> bool:
+        """A write that failed on a lost connection was rolled back with it, or its COMMIT's
+        outcome was asked and found not committed; one whose outcome stayed unknown is not."""
+        safe, self._retry_safe = self._retry_safe, False
+        return safe
 
     def changed_elsewhere(self) -> bool:
         try:

@@ -91,6 +91,11 @@ class Backend:
         """The driver's error as a JournalError (other errors unchanged)."""
         return exc
 
+    def lost(self) -> bool:
+        """Whether the last write failed because the connection was lost, and is known not to
+        have been made (so running it again is safe)."""
+        return False
+
     def changed_elsewhere(self) -> bool:
         """Whether another connection committed something a worker should look at."""
         raise NotImplementedError
