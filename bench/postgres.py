@@ -1,0 +1,219 @@
+"""The journal on PostgreSQL: several workers, record_birth, and the outbox.
+
+Needs a PostgreSQL server (``YBPLUG_BENCH_POSTGRES``, default
+``postgresql://postgres@127.0.0.1:5432/test``, as the tests' server); each run works in a schema
+of its own, dropped after.  Without a server the benchmark says so and measures nothing.
+
+* **upload throughput with 1, 2, 3 workers**: K ``ybplug run`` processes (built-in plugins only,
+  ``upload = "immediate"``) on one PostgreSQL journal; a backlog of births is committed in one
+  transaction (its NOTIFY wakes them) and timed until the last one is answered.  The baseline of
+  2 and 3 workers is 1 worker in the same run.  Everything shares the machine's cores: the
+  workers, the sandbox centre (one process, one core at most), the PostgreSQL server and this
+  process polling.
+* **record_birth on PostgreSQL**: births/s of ``await host.record_birth(record)`` one after
+  another (each durable when it returns: one transaction, one commit), against a plain psycopg
+  ``INSERT`` + ``COMMIT`` of the same record into a table of the same shape, on the same server.
+* **the outbox**: the HIS's own transaction (``INSERT`` its row, ``COMMIT``) alone, against the
+  same with ``await host.record_birth(record, connection=his)`` inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+
+import common
+from common import Row, Stats
+
+from ybplug.config import Config, WireConfig
+from ybplug.host import Host
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR
+
+SERVER = os.environ.get("YBPLUG_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BUILT_IN = "ybplug.transport,ybplug.collection,ybplug.realname,ybplug.void,ybplug.voucher"
+HIS_TABLE = "CREATE TABLE his_birth (id BIGSERIAL PRIMARY KEY, serial TEXT NOT NULL, record BYTEA NOT NULL)"
+
+
+def schema_url(schema: str, app: str = "ybplug") -> str:
+    return f"{SERVER}{'&' if '?' in SERVER else '?'}options={quote(f'-csearch_path={schema}')}&application_name={app}"
+
+
+def admin(sql: str) -> list[Any]:
+    import psycopg
+
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+def fresh(schema: str) -> str:
+    admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    admin(f"CREATE SCHEMA {schema}")
+    return schema_url(schema)
+
+
+def answered(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM births WHERE state NOT IN ('pending', 'uploading')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def workers_config(folder: Path, url: str, sandbox: str, concurrency: int) -> Path:
+    path = folder / "workers.toml"
+    path.write_text(
+        f'journal = "{url}"\nupload = "immediate"\nupload_batch = 50\nupload_concurrency = {concurrency}\n'
+        f'realname_interval = 86400\n\n[wire]\nurl = "{sandbox}"\nusr = "{SANDBOX_USR}"\npwd = "{SANDBOX_PWD}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def throughput(folder: Path, sandbox: str, workers: int, count: int, schema: str) -> float:
+    """Births/s that ``workers`` worker processes upload out of a backlog of ``count``."""
+    from ybplug.journal import Journal
+
+    url = fresh(schema)
+    Journal(url).open().close()  # the schema, before the workers race to make it
+    config = workers_config(folder, url.replace("application_name=ybplug", "application_name=ybplug_bench_worker"),
+                            sandbox, 8)
+    env = {**common.child_env(), "YBPLUG_PLUGINS": BUILT_IN}
+    ybplug = str(Path(sys.executable).parent / "ybplug")
+    processes = [
+        subprocess.Popen([ybplug, "run", "-c", str(config)], env=env, cwd=folder,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(admin("SELECT 1 FROM pg_stat_activity WHERE application_name = 'ybplug_bench_worker'")) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.1)
+        time.sleep(1.0)  # past their start-up sync
+        journal = Journal(url).open()
+        journal.record_births(common.births(count))  # one commit: its NOTIFY wakes every worker
+        started = time.perf_counter()
+        while answered(url) < count:
+            if time.perf_counter() - started > 300:
+                raise RuntimeError("the workers did not upload the backlog")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        journal.close()
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+        admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return count / elapsed
+
+
+def msgspec_bytes(record: dict[str, Any]) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(record)
+
+
+async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Row]:
+    try:
+        admin("SELECT 1")
+    except Exception as exc:
+        print(f"[postgres] no PostgreSQL server at {SERVER} ({exc}); nothing measured", file=sys.stderr)
+        return []
+    import psycopg
+
+    rows: list[Row] = []
+    count, repeats = (150, 2) if quick else (400, 3)
+    with common.scratch() as folder:
+        async with common.sandbox(folder, sandbox_mode) as sandbox:
+            # Upload throughput by number of workers, interleaved.
+            rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+            for r in range(repeats):
+                for workers in (1, 2, 3)[r % 3:] + (1, 2, 3)[: r % 3]:
+                    rates[workers].append(throughput(folder, sandbox, workers, count, f"ybplug_bench_{os.getpid()}"))
+            one = Stats(rates[1])
+            for workers in (1, 2, 3):
+                rows.append(Row(
+                    f"PostgreSQL journal: upload with {workers} worker{'s' if workers > 1 else ''} (backlog {count})",
+                    "births/s", Stats(rates[workers]), "1 worker" if workers > 1 else "—",
+                    one if workers > 1 else None, target=1.5 if workers == 2 else None,
+                    note="" if workers != 2 else (
+                        "K `ybplug run` processes, built-in plugins, upload_concurrency 8 each; bounded by the cores:"
+                        " the sandbox centre is one process (at most one core) and shares the machine with the"
+                        " workers and the PostgreSQL server"
+                    ),
+                ))
+            # record_birth, plain insert, the outbox: in one schema, interleaved.
+            schema = f"ybplug_bench_rb_{os.getpid()}"
+            url = fresh(schema)
+            try:
+                n = 100 if quick else 300
+                config = Config(journal=url, realname_interval=86400.0,
+                                wire=WireConfig(url=sandbox, usr=SANDBOX_USR, pwd=SANDBOX_PWD))
+                async with Host(config, entry_points=False, background=False) as host:
+                    with psycopg.connect(url, autocommit=True) as his:
+                        his.execute(HIS_TABLE)
+                    with psycopg.connect(url) as his:
+                        ours, plain, outboxed = await common.ainterleaved(
+                            3 if quick else 5,
+                            lambda: rate_of(n, lambda r: host.record_birth(r)),
+                            lambda: rate_of(n, lambda r: plain_insert(his, r)),
+                            lambda: rate_of(n, lambda r: his_with_outbox(host, his, r)),
+                        )
+            finally:
+                admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    rows.append(Row(
+        "PostgreSQL journal: record_birth, one after another", "births/s", ours,
+        "plain psycopg INSERT + COMMIT", plain, target=0.5,
+        note="each record_birth is one transaction (advisory locks on the birth's keys, the lookups for a"
+        " conflict, the birth, its event, NOTIFY, COMMIT) against one INSERT and COMMIT: both wait for"
+        " the server's WAL flush",
+    ))
+    rows.append(Row(
+        "the outbox: the HIS's transaction with record_birth(connection=)", "transactions/s", outboxed,
+        "the HIS's INSERT + COMMIT alone", plain, target=None,
+        note=f"overhead per HIS transaction: {1000 / outboxed.median - 1000 / plain.median:.2f} ms"
+        " (the journal's statements on the HIS's connection, from a worker thread)",
+    ))
+    return rows
+
+
+async def rate_of(count: int, one: Any) -> float:
+    records = common.birth_records(count)
+    started = time.perf_counter()
+    for record in records:
+        await one(record)
+    return count / (time.perf_counter() - started)
+
+
+async def plain_insert(his: Any, record: dict[str, Any]) -> None:
+    his.execute("INSERT INTO his_birth (serial, record) VALUES (%s, %s)", (record["bke042"], msgspec_bytes(record)))
+    his.commit()
+
+
+async def his_with_outbox(host: Host, his: Any, record: dict[str, Any]) -> None:
+    his.execute("INSERT INTO his_birth (serial, record) VALUES (%s, %s)", (record["bke042"], msgspec_bytes(record)))
+    await host.record_birth(record, connection=his)
+    his.commit()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    measured = anyio.run(lambda: measure(args.quick))
+    print(common.table(measured))
+    for row in measured:
+        if row.note:
+            print(f"* {row.name}: {row.note}")
