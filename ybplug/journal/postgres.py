@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from ybplug.config import journal_shown
 from ybplug.journal.model import JournalError, JournalFull, JournalLost
 from ybplug.journal.pg_schema import migrate
 from ybplug.journal.sql import Backend
@@ -52,12 +53,6 @@ def dialect(sql: str, with_parameters: bool) -> tuple[str, bool]:
         returning = bool(_RETURNING_ID.match(text)) and "RETURNING" not in text
         found = _dialect_cache[key] = (text + " RETURNING id" if returning else text, returning)
     return found
-
-
-def safe_name(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 class PgCursor:
@@ -155,7 +150,7 @@ class PostgresBackend(Backend):
     def __init__(self, target: str) -> None:
         super().__init__(target)
         self.url = target
-        self._name = safe_name(target)
+        self._name = journal_shown(target)
         self._conn: PgConnection | None = None
         self._in_transaction = False
         self._announce = False

@@ -499,6 +499,11 @@ def start_new_journal(path: str | Path) -> Journal:
     """``ybplug init --new-journal``: a new empty journal where one was lost (the marker names
     it) or is damaged; a damaged file is moved aside, never deleted.  A readable journal
     holding births is never replaced (move it away first); an empty one is taken as it is."""
+    if str(path).startswith(("postgresql://", "postgres://")):
+        raise JournalError(
+            "`ybplug init --new-journal` starts a new SQLite journal; a journal on PostgreSQL is new in an"
+            " empty schema (DROP SCHEMA ... CASCADE, CREATE SCHEMA, as its owner), restored by the database's backup"
+        )
     path = Path(path)
     if identity.holds_a_journal(path):
         try:

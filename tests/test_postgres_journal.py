@@ -1,0 +1,77 @@
+"""What only the PostgreSQL journal has: the URL in the config, its errors, migrations run once by
+workers starting together, and the wake-up (LISTEN/NOTIFY) of the other workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ybplug.config import Config
+from ybplug.journal import Journal, JournalError, start_new_journal
+
+from pg_support import fresh_schema
+from support import make_birth
+
+psycopg = pytest.importorskip("psycopg")
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with fresh_schema() as journal_url:
+        yield journal_url
+
+
+def test_the_config_takes_a_url_as_it_is_and_never_shows_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "ybplug.toml"
+    path.write_text('journal = "postgresql://ybplug:s3cret@db.hospital.local/hospital"\n', encoding="utf-8")
+    config = Config.load(path)
+    assert config.journal == "postgresql://ybplug:s3cret@db.hospital.local/hospital"
+    assert config.journal_on_server and config.journal_shown == "postgresql://ybplug:***@db.hospital.local/hospital"
+
+
+def test_a_server_that_cannot_be_reached_is_one_clear_error_without_the_password() -> None:
+    with pytest.raises(JournalError) as caught:
+        Journal("postgresql://ybplug:s3cret@127.0.0.1:1/hospital?connect_timeout=2").open()
+    assert "s3cret" not in str(caught.value) and "ybplug:***@127.0.0.1:1" in str(caught.value)
+    assert "YBPLUG_JOURNAL_PASSWORD" in str(caught.value)
+    with pytest.raises(JournalError, match="new SQLite journal"):
+        start_new_journal("postgresql://ybplug@127.0.0.1:1/hospital")
+
+
+def test_workers_starting_together_migrate_once_and_share_one_identity(url: str) -> None:
+    opened: list[Journal] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait()
+        opened.append(Journal(url).open())
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 4 and len({journal.id for journal in opened}) == 1
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT step FROM ybplug_schema").fetchall() == [(1,)]
+    for journal in opened:
+        journal.close()
+    assert Journal(url).open().id == opened[0].id  # reopened: the same journal, no step run again
+
+
+def test_a_write_wakes_the_other_workers_once_it_commits_and_not_the_writer(url: str) -> None:
+    writer, other = Journal(url).open(), Journal(url).open()
+    writer.changed_elsewhere(), other.changed_elsewhere()
+    writer.record_births([make_birth()])
+    deadline = time.monotonic() + 5
+    while not other.changed_elsewhere():
+        assert time.monotonic() < deadline, "the other worker never heard of the birth"
+        time.sleep(0.01)
+    assert not writer.changed_elsewhere()  # its own write: it knows already
+    assert not other.changed_elsewhere()  # heard once
+    writer.close()
+    other.close()
