@@ -71,7 +71,7 @@ def answered(url: str) -> int:
 def workers_config(folder: Path, url: str, sandbox: str, concurrency: int) -> Path:
     path = folder / "workers.toml"
     path.write_text(
-        f'journal = "{url}"\nupload = "immediate"\nupload_batch = 50\nupload_concurrency = {concurrency}\n'
+        f'journal = "{url}"\nupload = "immediate"\nupload_batch = 10\nupload_concurrency = {concurrency}\n'
         f'realname_interval = 86400\n\n[wire]\nurl = "{sandbox}"\nusr = "{SANDBOX_USR}"\npwd = "{SANDBOX_PWD}"\n',
         encoding="utf-8",
     )
@@ -124,6 +124,56 @@ def msgspec_bytes(record: dict[str, Any]) -> bytes:
     return msgspec.json.encode(record)
 
 
+LATENCY = 0.05
+
+
+class SlowCentre(common.SandboxProcess):
+    """The sandbox in its own process, each upload answered after ``latency`` seconds (a centre
+    across a network): the workers' concurrency is the bound, not this machine's cores."""
+
+    def __init__(self, db: Path, latency: float) -> None:
+        super().__init__(db)
+        self.latency = latency
+
+    def start(self) -> str:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ybplug.sandbox", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
+             "--fault", f"latency:yb04.13.01.21,seconds={self.latency}"],
+            cwd=self.db.parent, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=common.child_env(),
+        )
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            self.stop()
+            raise RuntimeError("the slow sandbox did not start")
+        return self.url
+
+
+def scaling(folder: Path, sandbox: str, count: int, repeats: int, where: str) -> list[Row]:
+    """Upload throughput by number of workers (1, 2, 3; runs interleaved), 1 worker the baseline."""
+    rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    for r in range(repeats):
+        for workers in (1, 2, 3)[r % 3:] + (1, 2, 3)[: r % 3]:
+            rates[workers].append(throughput(folder, sandbox, workers, count, f"ybplug_bench_{os.getpid()}"))
+    one = Stats(rates[1])
+    bound = (
+        "the workers' concurrency (8 uploads in flight each): more workers, more in flight"
+        if where else
+        "this machine's 2 cores, shared by the sandbox centre (one process: at most one core, the bound"
+        " here), the workers and the PostgreSQL server; the next rows put the centre 50 ms away"
+    )
+    return [
+        Row(
+            f"PostgreSQL journal: upload with {k} worker{'s' if k > 1 else ''}{where} (backlog {count})",
+            "births/s", Stats(rates[k]), "1 worker" if k > 1 else "—", one if k > 1 else None,
+            target=1.5 if k == 2 else None,
+            note=f"K `ybplug run` processes, built-in plugins, upload_batch 10, upload_concurrency 8 each; bounded by {bound}"
+            if k == 2 else "",
+        )
+        for k in (1, 2, 3)
+    ]
+
+
 async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Row]:
     try:
         admin("SELECT 1")
@@ -133,26 +183,12 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
     import psycopg
 
     rows: list[Row] = []
-    count, repeats = (150, 2) if quick else (400, 3)
+    count, repeats = (300, 2) if quick else (600, 3)
     with common.scratch() as folder:
         async with common.sandbox(folder, sandbox_mode) as sandbox:
-            # Upload throughput by number of workers, interleaved.
-            rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
-            for r in range(repeats):
-                for workers in (1, 2, 3)[r % 3:] + (1, 2, 3)[: r % 3]:
-                    rates[workers].append(throughput(folder, sandbox, workers, count, f"ybplug_bench_{os.getpid()}"))
-            one = Stats(rates[1])
-            for workers in (1, 2, 3):
-                rows.append(Row(
-                    f"PostgreSQL journal: upload with {workers} worker{'s' if workers > 1 else ''} (backlog {count})",
-                    "births/s", Stats(rates[workers]), "1 worker" if workers > 1 else "—",
-                    one if workers > 1 else None, target=1.5 if workers == 2 else None,
-                    note="" if workers != 2 else (
-                        "K `ybplug run` processes, built-in plugins, upload_concurrency 8 each; bounded by the cores:"
-                        " the sandbox centre is one process (at most one core) and shares the machine with the"
-                        " workers and the PostgreSQL server"
-                    ),
-                ))
+            rows += scaling(folder, sandbox, count, repeats, "")
+            with SlowCentre(folder / "slow-centre.db", LATENCY) as slow:
+                rows += scaling(folder, slow.url, count, repeats, f", the centre {LATENCY * 1000:.0f} ms away")
             # record_birth, plain insert, the outbox: in one schema, interleaved.
             schema = f"ybplug_bench_rb_{os.getpid()}"
             url = fresh(schema)
