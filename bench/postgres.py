@@ -20,10 +20,12 @@ of its own, dropped after.  Without a server the benchmark says so and measures 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -78,8 +80,10 @@ def workers_config(folder: Path, url: str, sandbox: str, concurrency: int) -> Pa
     return path
 
 
-def throughput(folder: Path, sandbox: str, workers: int, count: int, schema: str) -> float:
-    """Births/s that ``workers`` worker processes upload out of a backlog of ``count``."""
+@contextlib.contextmanager
+def running_workers(folder: Path, sandbox: str, workers: int, schema: str) -> Iterator[str]:
+    """``workers`` ``ybplug run`` processes on a fresh journal, started and past their first sync;
+    yields the journal's URL."""
     from ybplug.journal import Journal
 
     url = fresh(schema)
@@ -100,6 +104,20 @@ def throughput(folder: Path, sandbox: str, workers: int, count: int, schema: str
                 raise RuntimeError("the workers did not start")
             time.sleep(0.1)
         time.sleep(1.0)  # past their start-up sync
+        yield url
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+        admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def throughput(folder: Path, sandbox: str, workers: int, count: int, schema: str) -> float:
+    """Births/s that ``workers`` worker processes upload out of a backlog of ``count``."""
+    from ybplug.journal import Journal
+
+    with running_workers(folder, sandbox, workers, schema) as url:
         journal = Journal(url).open()
         journal.record_births(common.births(count))  # one commit: its NOTIFY wakes every worker
         started = time.perf_counter()
@@ -109,13 +127,26 @@ def throughput(folder: Path, sandbox: str, workers: int, count: int, schema: str
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
         journal.close()
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
-        admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     return count / elapsed
+
+
+def wake_latencies(folder: Path, sandbox: str, count: int, schema: str) -> list[float]:
+    """Seconds from a birth's commit on another connection (another server) to its answer in the
+    journal, with one worker in immediate mode waiting."""
+    from ybplug.journal import Journal
+
+    found = []
+    with running_workers(folder, sandbox, 1, schema) as url:
+        journal = Journal(url).open()
+        for n in range(count):
+            journal.record_births(common.births(1))
+            started = time.perf_counter()
+            while answered(url) < n + 1:
+                time.sleep(0.005)
+            found.append(time.perf_counter() - started)
+            time.sleep(0.2)
+        journal.close()
+    return found
 
 
 def msgspec_bytes(record: dict[str, Any]) -> bytes:
@@ -186,6 +217,13 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
     count, repeats = (300, 2) if quick else (600, 3)
     with common.scratch() as folder:
         async with common.sandbox(folder, sandbox_mode) as sandbox:
+            latencies = Stats(wake_latencies(folder, sandbox, 10 if quick else 20, f"ybplug_bench_{os.getpid()}"))
+            rows.append(Row(
+                "PostgreSQL journal: a birth committed elsewhere, answered (immediate mode)", "s", latencies,
+                target=1.0, higher_is_better=False, absolute=True,
+                note="one worker waiting; the birth's commit NOTIFYs it (the host looks every 0.1 s), it claims,"
+                " uploads to the sandbox and records the answer",
+            ))
             rows += scaling(folder, sandbox, count, repeats, "")
             with SlowCentre(folder / "slow-centre.db", LATENCY) as slow:
                 rows += scaling(folder, slow.url, count, repeats, f", the centre {LATENCY * 1000:.0f} ms away")
