@@ -1,4 +1,5 @@
-"""The journal on SQLite (WAL, synchronous=FULL): the single source of truth of what happened.
+"""The journal: the single source of truth of what happened, on SQLite or PostgreSQL
+(:mod:`ybplug.journal.sql`).
 
 Every birth with its state, every exchange with the centre (request, reply, timing) and every
 hook delivery per plugin.  The guarantees the host builds on:
@@ -11,7 +12,8 @@ hook delivery per plugin.  The guarantees the host builds on:
 * A state change and the events it causes commit together, so a reply is never recorded without
   its hook deliveries, nor the other way round.
 * Claims carry a lease: two workers never upload the same birth at once; a worker that died
-  (SIGKILL) is detected by its pid on this machine, or its lease runs out.
+  (SIGKILL) is detected by its pid on this machine, or its lease runs out (on PostgreSQL the
+  claim also skips rows another worker is claiming: ``FOR UPDATE SKIP LOCKED``).
 * Subscriptions are durable: an event gets a delivery for every plugin that ever subscribed to
   its hook (until an operator forgets it), whether or not the producing process loaded it.
 * An event is emitted only by the transaction that changed the state it reports.
@@ -46,7 +48,7 @@ from ybplug.privacy import scrub
 
 
 class Journal(Births):
-    """The durable store (SQLite): births and their corrections (:class:`Births`), exchanges,
+    """The durable store (SQLite or PostgreSQL): births and their corrections (:class:`Births`), exchanges,
     uploads, real-name answers, voids, deliveries, runs and status."""
 
     def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
