@@ -3,6 +3,9 @@ workers starting together, and the wake-up (LISTEN/NOTIFY) of the other workers.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -75,3 +78,72 @@ def test_a_write_wakes_the_other_workers_once_it_commits_and_not_the_writer(url:
     assert not other.changed_elsewhere()  # heard once
     writer.close()
     other.close()
+
+
+class CuttingProxy:
+    """A TCP relay to the PostgreSQL server that, once armed, cuts the next connection that sends a
+    COMMIT: after the server got it (``after=True``: the write is made, its answer lost) or before
+    (the COMMIT never arrives: the server rolls the write back)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed: bool | None = None  # None: relay only; True/False: cut after/before the COMMIT
+        self.cuts = 0
+        self.holding = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, to_server: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not to_server and self.holding:
+                    break  # the server's answer to the COMMIT: lost
+                if to_server and self.armed is not None and b"COMMIT" in data:
+                    after, self.armed = self.armed, None
+                    self.cuts += 1
+                    if after:
+                        self.holding = True
+                        target.sendall(data)
+                        time.sleep(0.3)  # the server commits; its answer never leaves here
+                        self.holding = False
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+@pytest.mark.parametrize("after", [True, False], ids=["answer-lost", "commit-lost"])
+def test_a_commit_cut_off_is_looked_up_never_reported_wrong_nor_made_twice(url: str, after: bool) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    proxy = CuttingProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    journal = Journal(re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url, count=1)).open()
+    birth = make_birth()
+    proxy.armed = after
+    results = journal.run_group([
+        lambda: journal.record_births([birth]),
+        lambda: journal.begin_exchange("yb04.13.01.21", b"{}"),  # a write that is not idempotent
+    ])
+    assert proxy.cuts == 1
+    assert [ok for ok, _ in results] == [True, True], results
+    [(_, created)] = results[0][1]
+    assert created  # the first write's own answer, not a second run finding the first
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT his_serial FROM births").fetchall() == [(birth.his_serial,)]
+        assert conn.execute("SELECT count(*) FROM exchanges").fetchone() == (1,)
+    journal.close()
+    proxy.listener.close()

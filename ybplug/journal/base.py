@@ -174,6 +174,8 @@ class JournalBase:
         try:
             self.backend.commit()
         except BaseException as exc:
+            if self.backend.lost():  # the connection went, and the group with it: each runs again
+                return [self._alone(operation) for operation in operations]
             return [(False, exc)] * len(operations)
         return results
 
