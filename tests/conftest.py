@@ -25,6 +25,7 @@ from ybplug.config import WireConfig
 from ybplug.wire import HttpTransport
 
 from support import BirthFactory, make_birth
+from pg_support import fresh_schema
 
 @pytest.fixture(scope="session", autouse=True)
 def state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -77,6 +78,17 @@ def no_personal_data_in_logs() -> Iterator[None]:
         root.removeHandler(leaks)
         root.setLevel(level)
     assert not leaks.found, "personal data logged:\n" + "\n".join(leaks.found[:5])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's journal lives, once per backend: a file for SQLite, a URL to a schema of its
+    own for PostgreSQL (dropped after; see pg_support)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "journal.db")
+        return
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

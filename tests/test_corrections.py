@@ -27,9 +27,11 @@ from support import birth_record, host_config
 
 
 @pytest.fixture
-async def ward(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[tuple[Host, Recorder]]:
+async def ward(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> AsyncIterator[tuple[Host, Recorder]]:
+    """A host on each backend (SQLite, PostgreSQL), uploading when a test asks."""
     seen = Recorder()
-    async with Host(host_config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+    config = host_config(tmp_path, sandbox, journal=journal_at)
+    async with Host(config, plugins=[seen], entry_points=False, background=False) as host:
         yield host, seen
 
 

@@ -91,8 +91,8 @@ async def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.anyio
-async def test_events_for_a_plugin_not_loaded_wait_for_it_and_reach_it_later(tmp_path: Path, sandbox: Sandbox) -> None:
-    config = host_config(tmp_path, sandbox)
+async def test_events_for_a_plugin_not_loaded_wait_for_it_and_reach_it_later(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    config = host_config(tmp_path, sandbox, journal=journal_at)
     async with Host(config, plugins=[Hospital()], entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(1))
     async with Host(config, entry_points=False, background=False) as host:  # uploaded without it
@@ -187,8 +187,8 @@ async def test_two_pollers_at_once_emit_realname_resolved_once(tmp_path: Path, s
 
 
 @pytest.mark.anyio
-async def test_an_upload_in_doubt_then_refused_goes_to_review_with_every_answer(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+async def test_an_upload_in_doubt_then_refused_goes_to_review_with_every_answer(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(4))
         sandbox.inject(Fault(kind="drop_after_commit", funid=Funid.COLLECT))
         assert (await host.sync("upload"))["upload_failed"] == 1  # the centre registered it; the reply was lost
@@ -203,8 +203,8 @@ async def test_an_upload_in_doubt_then_refused_goes_to_review_with_every_answer(
 
 
 @pytest.mark.anyio
-async def test_a_refusal_never_in_doubt_is_a_refusal(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+async def test_a_refusal_never_in_doubt_is_a_refusal(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(5))
         sandbox.inject(Fault(kind="http_error", funid=Funid.COLLECT, status=404))  # surely not delivered
         await host.sync("upload")
@@ -219,9 +219,9 @@ async def test_a_refusal_never_in_doubt_is_a_refusal(tmp_path: Path, sandbox: Sa
 
 
 @pytest.mark.anyio
-async def test_already_void_after_a_lost_void_reply_is_recorded_as_the_void(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_already_void_after_a_lost_void_reply_is_recorded_as_the_void(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     seen = Hospital()
-    async with Host(host_config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), plugins=[seen], entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(6))
         await host.sync("upload")
         baz726 = sandbox.registrations()[0]["baz726"]
@@ -236,8 +236,8 @@ async def test_already_void_after_a_lost_void_reply_is_recorded_as_the_void(tmp_
 
 
 @pytest.mark.anyio
-async def test_already_void_without_a_lost_reply_is_still_refused(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+async def test_already_void_without_a_lost_reply_is_still_refused(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         await host.record_birth(birth(7))
         await host.sync("upload")
         baz726 = sandbox.registrations()[0]["baz726"]
@@ -475,8 +475,8 @@ async def test_ybplug_run_stops_with_one_line_when_its_journal_is_deleted(tmp_pa
 
 
 @pytest.mark.anyio
-async def test_a_plugin_cannot_use_the_journal_beside_its_thread(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+async def test_a_plugin_cannot_use_the_journal_beside_its_thread(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(17))
         with pytest.raises(RuntimeError, match="host.records"):
             host.journal.status()  # on the event loop: it would block it on fsync, beside the journal's thread
@@ -485,11 +485,11 @@ async def test_a_plugin_cannot_use_the_journal_beside_its_thread(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_a_void_left_in_doubt_is_carried_on_until_the_centre_says_done(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_a_void_left_in_doubt_is_carried_on_until_the_centre_says_done(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     """The void's reply is lost, the operator's retry is refused for another reason and they give
     up: the next sync sends it again, hears "already void", and records it (once)."""
     seen = Hospital()
-    async with Host(host_config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), plugins=[seen], entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(18))
         await host.sync("upload")
         baz726 = sandbox.registrations()[0]["baz726"]

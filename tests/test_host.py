@@ -64,9 +64,9 @@ class Recorder:
 
 
 @pytest.mark.anyio
-async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     seen = Recorder()
-    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), plugins=[seen], entry_points=False) as host:
         twins = [await host.record_birth(birth(1, number=1)), await host.record_birth(birth(1, number=2, sex="2"))]
         other = await host.record_birth(birth(2, mother="not_insured"))
         summary = await host.sync("upload")
@@ -104,8 +104,8 @@ async def test_whole_flow_delivers_each_hook_with_its_arguments(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(config(tmp_path, sandbox), entry_points=False) as host:
+async def test_recording_the_same_birth_again_never_uploads_twice(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), entry_points=False) as host:
         first = await host.record_birth(birth(5))
         again = await host.record_birth(birth(5))
         assert again.birth_id == first.birth_id and first.created and not again.created
@@ -144,9 +144,9 @@ class Flaky:
 
 
 @pytest.mark.anyio
-async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     flaky = Flaky(failures=2)
-    async with Host(config(tmp_path, sandbox), plugins=[flaky], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), plugins=[flaky], entry_points=False) as host:
         await host.record_birth(birth(10))
         await host.sync("upload")
         with anyio.fail_after(5):
@@ -159,9 +159,9 @@ async def test_failed_delivery_is_retried_with_the_same_event_id(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_delivery_is_parked_after_its_attempts_and_replayed(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_delivery_is_parked_after_its_attempts_and_replayed(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     flaky = Flaky(failures=3)
-    async with Host(config(tmp_path, sandbox, delivery_attempts=3), plugins=[flaky], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at, delivery_attempts=3), plugins=[flaky], entry_points=False) as host:
         await host.record_birth(birth(11))
         await host.sync("upload")
         with anyio.fail_after(5):
@@ -194,10 +194,10 @@ async def test_a_hanging_plugin_does_not_stop_the_others(tmp_path: Path, sandbox
 
 
 @pytest.mark.anyio
-async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registration(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     seen = Recorder()
     sandbox.inject(Fault(kind="drop_after_commit", funid=COLLECT, times=1))
-    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), plugins=[seen], entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(20))
         summary = await host.sync("upload")
         assert summary["upload_failed"] == 1
@@ -213,9 +213,9 @@ async def test_reply_lost_after_commit_goes_to_review_not_to_a_second_registrati
 
 
 @pytest.mark.anyio
-async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_server_error_and_unreachable_centre_are_retried_until_registered(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     sandbox.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
-    async with Host(config(tmp_path, sandbox), entry_points=False, background=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         recorded = await host.record_birth(birth(21))
         assert (await host.sync("upload"))["upload_failed"] == 1
         await anyio.sleep(0.1)
@@ -300,9 +300,9 @@ async def test_ybplug_plugins_limits_what_loads(tmp_path: Path, sandbox: Sandbox
 
 
 @pytest.mark.anyio
-async def test_immediate_mode_uploads_without_sync(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_immediate_mode_uploads_without_sync(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     seen = Recorder()
-    async with Host(config(tmp_path, sandbox, upload="immediate"), plugins=[seen], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at, upload="immediate"), plugins=[seen], entry_points=False) as host:
         await host.record_birth(birth(50))
         with anyio.fail_after(5):
             while not seen.of("collection_result"):
@@ -311,8 +311,8 @@ async def test_immediate_mode_uploads_without_sync(tmp_path: Path, sandbox: Sand
 
 
 @pytest.mark.anyio
-async def test_realname_polls_in_batches_of_the_configured_size(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with Host(config(tmp_path, sandbox, realname_batch=2), entry_points=False) as host:
+async def test_realname_polls_in_batches_of_the_configured_size(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(config(tmp_path, sandbox, journal=journal_at, realname_batch=2), entry_points=False) as host:
         for n in range(5):
             await host.record_birth(birth(60 + n))
         await host.sync("upload")
@@ -338,7 +338,7 @@ def test_journal_keeps_the_reply_of_every_exchange(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_daily_mode_leaves_new_births_for_the_next_run_but_retries_failed_ones(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: Sandbox, journal_at: str
 ) -> None:
     from datetime import datetime, timedelta
 
@@ -400,15 +400,15 @@ class Hospital:
 
 
 @pytest.mark.anyio
-async def test_a_host_restarted_in_the_same_process_takes_over_claims_at_once(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_a_host_restarted_in_the_same_process_takes_over_claims_at_once(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     first = Hospital(hangs=True)
-    async with Host(config(tmp_path, sandbox, hook_timeout=30.0), plugins=[first], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at, hook_timeout=30.0), plugins=[first], entry_points=False) as host:
         await host.record_birth(birth(95))
         # host.sync would wait for the stuck delivery; run only the upload job
         await host.caller.call_each("ybplug_sync", timeout=None, host=host, job="upload")
         await anyio.sleep(0.2)  # the answer's delivery is now stuck in the hanging plugin
     second = Hospital(hangs=False)
-    async with Host(config(tmp_path, sandbox), plugins=[second], entry_points=False) as host:
+    async with Host(config(tmp_path, sandbox, journal=journal_at), plugins=[second], entry_points=False) as host:
         with anyio.fail_after(5):  # not the 120 s lease
             while not second.got:
                 await host.deliver_due()

@@ -1,8 +1,10 @@
-"""The journal's group commit on its own: one caller's failure never takes another's write."""
+"""The journal's group commit and claims on their own, on each backend (SQLite and PostgreSQL):
+one caller's failure never takes another's write, a claim takes each birth once."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
+import time
 
 import pytest
 
@@ -12,12 +14,12 @@ from ybplug.messages import Birth
 from support import make_birth
 
 
-def test_a_failing_operation_in_a_group_loses_no_other_write(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "journal.db").open()
-    first, second = make_birth(), make_birth()
+def test_a_failing_operation_in_a_group_loses_no_other_write(journal_at: str) -> None:
+    journal = Journal(journal_at).open()
+    first, second, undone = make_birth(), make_birth(), make_birth()
 
     def fails() -> None:
-        journal.record_births([make_birth()])  # its own write, undone with it
+        journal.record_births([undone])  # its own write, undone with it
         raise LookupError("this caller's mistake")
 
     results = journal.run_group(
@@ -27,34 +29,68 @@ def test_a_failing_operation_in_a_group_loses_no_other_write(tmp_path: Path) -> 
     assert isinstance(results[1][1], LookupError)
     journal.close()
 
-    reopened = Journal(tmp_path / "journal.db").open()
-    kept = [reopened.birth(i) for i in (1, 2, 3) if _exists(reopened, i)]
+    reopened = Journal(journal_at).open()
+    assert reopened.find(undone.his_serial) == []
+    kept = [reopened.birth(i) for b in (first, second) for i in reopened.find(b.his_serial)]
     assert sorted(row.birth.key for row in kept) == sorted([first.key, second.key])
     assert all(row.state == BirthState.PENDING for row in kept)
+    reopened.close()
 
 
-def _exists(journal: Journal, birth_id: int) -> bool:
-    try:
-        journal.birth(birth_id)
-    except LookupError:
-        return False
-    return True
-
-
-def test_recording_the_same_birth_twice_in_one_group_keeps_one(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "journal.db").open()
+def test_recording_the_same_birth_twice_in_one_group_keeps_one(journal_at: str) -> None:
+    journal = Journal(journal_at).open()
     birth: Birth = make_birth()
     (ok_a, [(row_a, created_a)]), (ok_b, [(row_b, created_b)]) = journal.run_group(
         [lambda: journal.record_births([birth]), lambda: journal.record_births([birth])]
     )
     assert ok_a and ok_b and created_a and not created_b
     assert row_a.id == row_b.id
+    journal.close()
 
 
 @pytest.mark.parametrize("count", [1, 50])
-def test_claims_take_each_birth_once(tmp_path: Path, count: int) -> None:
-    journal = Journal(tmp_path / "journal.db").open()
+def test_claims_take_each_birth_once(journal_at: str, count: int) -> None:
+    journal = Journal(journal_at).open()
     journal.record_births([make_birth() for _ in range(count)])
     first = journal.claim_births(count)
     assert len(first) == count and all(row.exchange_id for row in first)
     assert journal.claim_births(count) == []  # leased
+    journal.close()
+
+
+def test_a_claim_by_a_worker_on_another_machine_ends_with_its_lease(journal_at: str) -> None:
+    """Its pid means nothing here: only the lease's time ends its claim."""
+    now = [time.time()]
+    elsewhere = Journal(journal_at, owner="ward-server-2:4242:abcd", lease=30, clock=lambda: now[0]).open()
+    here = Journal(journal_at, lease=30, clock=lambda: now[0]).open()
+    elsewhere.record_births([make_birth()])
+    now[0] += 2
+    [taken] = elsewhere.claim_births(10)
+    assert here.claim_births(10) == []
+    now[0] += 31  # the other machine died, or lost the network
+    [again] = here.claim_births(10)
+    assert again.id == taken.id
+    here.close()
+    elsewhere.close()
+
+
+def test_workers_claiming_at_once_take_each_birth_once(journal_at: str) -> None:
+    Journal(journal_at).open().record_births([make_birth() for _ in range(120)])
+    workers = [Journal(journal_at).open() for _ in range(3)]
+    taken: list[list[int]] = [[] for _ in workers]
+    start = threading.Barrier(len(workers))
+
+    def claim(i: int) -> None:
+        start.wait()
+        while rows := workers[i].claim_births(7):
+            taken[i] += [row.id for row in rows]
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [birth_id for ids in taken for birth_id in ids]
+    assert len(everything) == len(set(everything)) == 120
+    for journal in workers:
+        journal.close()

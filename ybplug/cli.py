@@ -56,10 +56,11 @@ async def _run(args: argparse.Namespace) -> int:
     _log_to_file(config)
     log = logging.getLogger("ybplug")
     with contextlib.suppress(OSError):  # one that cannot be is the journal's clear error below
-        private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
+        if not config.journal_on_server:
+            private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
     # the schedule and deliveries run in the host's task group; the console beside them if asked
     async with Host(config) as host, stop_requests() as stop, beside(host, args.console):
-        log.info("worker running: journal %s, upload %s, centre %s", config.journal, config.upload, config.wire_config().url)
+        log.info("worker running: journal %s, upload %s, centre %s", config.journal_shown, config.upload, config.wire_config().url)
         reason: list[str] = []
         async with anyio.create_task_group() as tg:  # a stop request, or the host failing (its journal lost)
 
@@ -92,6 +93,8 @@ def _open_journal(args: argparse.Namespace) -> Any:
     from ybplug.journal.identity import marker_path
 
     config = _config(args)
+    if config.journal_on_server:  # a database server: opening it says whether it is there
+        return Journal(config.journal).open()
     path = Path(config.journal)
     if not path.exists() and not marker_path(path).exists():
         print(f"no journal at {config.journal} yet")
@@ -115,7 +118,7 @@ async def _init(args: argparse.Namespace) -> int:
 
     config = _config(args)
     journal = start_new_journal(config.journal) if args.new_journal else Journal(config.journal).open()
-    print(f"journal {journal.id} at {config.journal}")
+    print(f"journal {journal.id} at {config.journal_shown}")
     journal.close()
     return 0
 

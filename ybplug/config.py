@@ -103,7 +103,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     journal: str = msgspec.field(default_factory=default_journal)
     """Where the journal lives; left out, the platform's place for a service's data
-    (``%PROGRAMDATA%\\ybplug`` / ``/var/lib/ybplug``), never the current directory."""
+    (``%PROGRAMDATA%\\ybplug`` / ``/var/lib/ybplug``), never the current directory.  A
+    ``postgresql://user@host/db`` URL puts it on PostgreSQL (``pip install 'ybplug[postgresql]'``),
+    for several workers on several machines; its password comes from ``YBPLUG_JOURNAL_PASSWORD``
+    (or libpq's ``PGPASSWORD``, ``~/.pgpass``), not from this file."""
     log_file: str | None = None
     """``ybplug run`` also logs to this file (0600), rotated at ``log_max_bytes``, keeping ``log_backups``."""
     log_max_bytes: int = 10 * 1024 * 1024
@@ -160,6 +163,16 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     __str__ = __repr__
 
+    @property
+    def journal_on_server(self) -> bool:
+        """Whether ``journal`` is a database server's URL (PostgreSQL), not a file."""
+        return self.journal.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def journal_shown(self) -> str:
+        """``journal`` as messages and logs show it: a URL's password masked."""
+        return journal_shown(self.journal)
+
     @classmethod
     def load(cls, path: str | Path) -> Config:
         """Read a TOML file; any problem becomes one :class:`ConfigError` naming the file and key."""
@@ -176,7 +189,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
         base = file.resolve().parent
         journal = Path(config.journal)
-        if not journal.is_absolute():
+        if not journal.is_absolute() and not config.journal_on_server:
             config.journal = str(base / journal)
         if config.log_file is not None and not Path(config.log_file).is_absolute():
             config.log_file = str(base / config.log_file)
@@ -185,6 +198,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if config.voucher is not None and config.voucher.backend == "dotnet" and not Path(config.voucher.library).is_absolute():
             config.voucher.library = str(base / config.voucher.library)  # an assembly path, not a loader name
         return config
+
+
+def journal_shown(journal: str) -> str:
+    """A journal URL without its password (``user:***@``, ``password=***``); a path unchanged."""
+    journal = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", journal)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", journal)
 
 
 def _readable(exc: msgspec.ValidationError) -> str:

@@ -30,7 +30,7 @@ import anyio.abc
 import msgspec
 import pluggy
 
-from ybplug import events
+from ybplug import events, outbox
 from ybplug.caller import AsyncHookCaller, HookError, PluginError
 from ybplug.codes import Funid
 from ybplug.committer import AsyncJournal, GroupCommitter
@@ -255,8 +255,10 @@ class Host:
 
     # --- what the HIS calls ---------------------------------------------------------------------
 
-    async def record_birth(self, birth: Birth | dict[str, Any]) -> Recorded:
-        """Validate and journal a birth; returns once it is durable.
+    async def record_birth(self, birth: Birth | dict[str, Any], *, connection: Any = None) -> Recorded:
+        """Validate and journal a birth; returns once it is durable, or with ``connection`` (a
+        psycopg connection, the journal on PostgreSQL) once written in its open transaction,
+        durable when the HIS commits it (:mod:`ybplug.outbox`).
 
         A dict with the spec's wire names is accepted too.  Raises :class:`ybplug.InvalidMessage`
         naming each bad field.  Recording the same birth again (same mother ID, birth time and
@@ -266,6 +268,9 @@ class Host:
             birth.check(self.config.charset)
         else:
             birth = load(Birth, birth, charset=self.config.charset)
+        if connection is not None:  # the workers hear of it when the HIS commits
+            [(row, created)] = await outbox.record_births(self.journal, [birth], connection)
+            return Recorded(row.id, row.state, row.registration_number, created)
         [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
         if created:
             self.births_waiting()
@@ -581,7 +586,7 @@ class Host:
         process, an operator's ``ybplug sync`` producing events for plugins loaded here) and wake
         the uploader and the deliveries: immediate mode means immediate across processes too."""
         while True:
-            await anyio.sleep(0.5)
+            await anyio.sleep(self.journal.backend.watch_interval)
             try:
                 changed = await self.run_journal(self.journal.changed_elsewhere)
             except Exception:

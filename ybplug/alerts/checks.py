@@ -84,7 +84,7 @@ def _upload(journal: Journal, config: Config, section: AlertsSection, now: float
         cutoff = slot.timestamp()
         due = f"{slot:%m-%d %H:%M} 的每日上传"
     waiting, failed = journal.db.execute(
-        "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM births WHERE state IN ('pending', 'uploading') AND created_at < ?",
+        "SELECT count(*), count(CASE WHEN attempts > 0 THEN 1 END) FROM births WHERE state IN ('pending', 'uploading') AND created_at < ?",
         (cutoff,),
     ).fetchone()
     if not waiting:

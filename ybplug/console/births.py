@@ -34,7 +34,7 @@ def births_on(journal: Journal, day: date | None, state: str | None, limit: int 
         start, end = midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()
     rows = journal.db.execute(
         "SELECT id, his_serial, multiple_birth_number, state, registration_number, created_at FROM births"
-        " WHERE created_at >= ? AND created_at < ? AND (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
+        " WHERE created_at >= ? AND created_at < ? AND (CAST(? AS TEXT) IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
         (start, end, state, state, limit),
     ).fetchall()
     return [BirthLine(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5])) for r in rows]

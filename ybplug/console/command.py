@@ -86,7 +86,7 @@ async def _serving(host: Any, section: ConsoleSection, listen: str | None) -> As
         except OSError as exc:
             raise ConsoleError(f"cannot listen on {address}:{port} ({exc.strerror or exc})") from None
         for bound in runner.addresses:  # the real port when asked for port 0
-            log.info("console at http://%s:%s/ on journal %s", bound[0], bound[1], host.config.journal)
+            log.info("console at http://%s:%s/ on journal %s", bound[0], bound[1], host.config.journal_shown)
         yield
     finally:
         await runner.cleanup()

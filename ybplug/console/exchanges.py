@@ -36,7 +36,7 @@ def latest_exchanges(journal: Journal, funid: str | None, outcome: str | None, l
     """Newest first; run on the journal's thread (``host.run_journal``)."""
     rows = journal.db.execute(
         "SELECT id, funid, outcome, started_at, elapsed, birth_id, error FROM exchanges"
-        " WHERE (? IS NULL OR funid = ?) AND (? IS NULL OR outcome = ?) ORDER BY id DESC LIMIT ?",
+        " WHERE (CAST(? AS TEXT) IS NULL OR funid = ?) AND (CAST(? AS TEXT) IS NULL OR outcome = ?) ORDER BY id DESC LIMIT ?",
         (funid, funid, outcome, outcome, limit),
     ).fetchall()
     return [

@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import astuple, dataclass, fields
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from html import escape
 
+from ybplug.fields import CHINA_TIME
 from ybplug.journal import Journal
 
 #: The columns, in order, with their Chinese headings (the CSV's and the page's).
@@ -22,7 +23,7 @@ COLUMNS = {
     "period": "日期", "recorded": "记录", "uploaded": "已上传", "registered": "已登记", "eligible": "可预参保",
     "refused": "被拒绝", "in_review": "待复核", "voided": "已作废", "real_named": "已实名", "stale": "超期未实名",
 }
-_CHINA = 8 * 3600  # China has no daylight saving: a fixed offset in SQL
+_CHINA = 8 * 3600  # China has no daylight saving: a fixed offset
 
 
 @dataclass(frozen=True)
@@ -42,27 +43,46 @@ class Row:
 def reconcile(journal: Journal, by: str, start: date, end: date) -> list[Row]:
     """Rows for the births recorded from ``start`` to ``end`` inclusive (China dates), one per day
     (``by="day"``) or month (``"month"``), every period listed (zero rows included), oldest first.
-    Run on the journal's thread (``host.run_journal``)."""
-    form = "%Y-%m-%d" if by == "day" else "%Y-%m"
-    counted = {
-        r[0]: Row(r[0], *(int(n or 0) for n in r[1:]))
-        for r in journal.db.execute(
-            "SELECT strftime(?, created_at + ?, 'unixepoch') AS period, count(*),"
-            " sum(state NOT IN ('pending', 'uploading')), sum(registration_number IS NOT NULL),"
-            " sum(registration_number IS NOT NULL AND eligibility = '1'), sum(state = 'refused'),"
-            " sum(state = 'needs_review'), sum(state = 'voided'), sum(state = 'real_named'), sum(state = 'stale')"
-            " FROM births WHERE date(created_at + ?, 'unixepoch') BETWEEN ? AND ? GROUP BY period",
-            (form, _CHINA, _CHINA, start.isoformat(), end.isoformat()),
-        )
-    }
-    return [counted.get(p, Row(p, 0, 0, 0, 0, 0, 0, 0, 0, 0)) for p in periods(by, start, end)]
+    Run on the journal's thread (``host.run_journal``).
+
+    The births are counted here, not by the database: SQLite and PostgreSQL share no way to turn
+    a time into a China date, and a month of a large ward is a few thousand rows."""
+    labels = periods(by, start, end)
+    counts = {label: [0] * 9 for label in labels}
+    first = datetime(start.year, start.month, start.day, tzinfo=CHINA_TIME).timestamp()
+    after = first + ((end - start).days + 1) * 86400  # China has no daylight saving
+    label_of_day: dict[int, str] = {}
+    for created_at, state, registered, eligibility in journal.db.execute(
+        "SELECT created_at, state, registration_number IS NOT NULL, eligibility FROM births"
+        " WHERE created_at >= ? AND created_at < ?",
+        (first, after),
+    ):
+        day = int((created_at + _CHINA) // 86400)
+        label = label_of_day.get(day)
+        if label is None:
+            label = label_of_day[day] = _label(by, date(1970, 1, 1) + timedelta(days=day))
+        row = counts[label]
+        row[0] += 1
+        row[1] += state not in ("pending", "uploading")
+        row[2] += bool(registered)
+        row[3] += bool(registered) and eligibility == "1"
+        row[4] += state == "refused"
+        row[5] += state == "needs_review"
+        row[6] += state == "voided"
+        row[7] += state == "real_named"
+        row[8] += state == "stale"
+    return [Row(label, *counts[label]) for label in labels]
+
+
+def _label(by: str, day: date) -> str:
+    return day.isoformat() if by == "day" else day.isoformat()[:7]
 
 
 def periods(by: str, start: date, end: date) -> list[str]:
     found: list[str] = []
     day = start
     while day <= end:
-        label = day.isoformat() if by == "day" else day.isoformat()[:7]
+        label = _label(by, day)
         if not found or found[-1] != label:
             found.append(label)
         day += timedelta(days=1)

@@ -1,8 +1,10 @@
 """The journal: the durable record of every birth, exchange, event and delivery.
 
-:class:`Journal` is the SQLite implementation (:mod:`ybplug.journal.store`); its schema and
-migrations are in :mod:`ybplug.journal.schema`, how it knows itself in
-:mod:`ybplug.journal.identity`.  What a birth's state becomes after an answer is decided in
+:class:`Journal` (:mod:`ybplug.journal.store`) is written once, over a backend
+(:mod:`ybplug.journal.sql`): SQLite (:mod:`ybplug.journal.sqlite`, the default; its migrations in
+:mod:`ybplug.journal.schema`, how the file knows itself in :mod:`ybplug.journal.identity`) or
+PostgreSQL for several workers on several machines (:mod:`ybplug.journal.postgres`, its
+migrations in :mod:`ybplug.journal.pg_schema`).  What a birth's state becomes after an answer is decided in
 :mod:`ybplug.lifecycle`, not here.
 """
 

@@ -4,8 +4,8 @@ their durable subscriptions.  The operations on births, exchanges and deliveries
 
 from __future__ import annotations
 
+import copy
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -18,12 +18,12 @@ import msgspec
 
 from ybplug import events
 from ybplug.fields import trusted
-from ybplug.journal import identity
-from ybplug.journal.model import BirthRow, Delivery, JournalError, JournalFull, default_owner
-from ybplug.journal.schema import migrate
+from ybplug.journal.model import BirthRow, Delivery, JournalError, default_owner
+from ybplug.journal.sql import Backend, Connection
+from ybplug.journal.sqlite import SqliteBackend
 from ybplug.lifecycle import BirthState
 from ybplug.messages import Birth
-from ybplug.system import private_dir, private_file, process_alive
+from ybplug.system import process_alive
 
 
 _encode = msgspec.json.Encoder().encode
@@ -33,6 +33,7 @@ _decode_birth = msgspec.json.Decoder(Birth).decode
 class JournalBase:
     """The durable store.
 
+    ``path`` is a file (SQLite) or a ``postgresql://`` URL (see :func:`backend_for`).
     ``loaded`` names the plugins loaded in this process: an event's deliveries to them can be
     claimed in the commit that creates it (the others wait for a host that has them).  ``new``
     (``ybplug init --new-journal``) starts a new empty journal where the marker says one was.
@@ -47,6 +48,8 @@ class JournalBase:
         clock: Callable[[], float] = time.time,
         new: bool = False,
     ) -> None:
+        self.backend = backend_for(path)
+        #: A file's path; for PostgreSQL its URL as a path (use :attr:`name` to show it).
         self.path = Path(path)
         self.loaded: frozenset[str] = frozenset()
         self.owner = owner or default_owner()
@@ -54,56 +57,28 @@ class JournalBase:
         self.clock = clock
         self.new = new
         self.id = ""
-        self._db: sqlite3.Connection | None = None
+        self._open = False
         self._thread: int | None = None
-        self._watch: identity.FileWatch | None = None
         self._in_group = False
         self._checked_claims: dict[str, float] = {}
-        self._data_version = 0
+
+    @property
+    def name(self) -> str:
+        """The journal as messages name it: its path, or its URL without a password."""
+        return self.backend.name
 
     # --- connection ---------------------------------------------------------------------------
 
     def open(self) -> Self:
-        """Open (or create) the journal; a path that cannot hold one is a :class:`JournalError`,
+        """Open (or create) the journal; a place that cannot hold one is a :class:`JournalError`,
         a journal that was there and is gone or replaced a :class:`JournalLost`."""
-        expected = identity.check_before_open(self.path, new=self.new)
-        try:
-            private_dir(self.path.parent)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._cannot_open(exc) from None
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=30000")
-            migrate(db)
-            self.id = identity.settle(db, self.path, expected)
-        except BaseException as exc:
-            db.close()
-            if isinstance(exc, (OSError, sqlite3.Error)):
-                raise self._cannot_open(exc) from None
-            raise
-        for suffix in ("", "-wal", "-shm"):  # personal data: this user's only
-            private_file(self.path.with_name(self.path.name + suffix))
-        self._db = db
-        self._watch = identity.FileWatch(self.path)
+        _, self.id = self.backend.open(new=self.new)
+        self._open = True
         return self
-
-    def _cannot_open(self, exc: BaseException) -> JournalError:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in (
-            sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT,
-        ):
-            return JournalError(
-                f"journal {self.path} is damaged ({reason}): restore it from a backup, or start a new empty "
-                "journal with `ybplug init --new-journal`"
-            )
-        return JournalError(f"journal {self.path}: cannot open it ({reason}); check `journal` in ybplug.toml")
 
     def close(self) -> None:
         """Give back this journal's claims (a host in the same process may start next), then close."""
-        if self._db is not None:
+        if self._open:
             try:
                 with self._write() as db:
                     for table in ("births", "deliveries"):
@@ -111,62 +86,46 @@ class JournalBase:
             except JournalError:
                 pass  # a lost or full journal: nothing to give back to
             finally:
-                self._db.close()
-                self._db = None
+                self._open = False
+                self.backend.close()
+
+    def on_connection(self, backend: Backend) -> Self:
+        """This journal's operations on another connection, inside a transaction its owner
+        commits or rolls back (the outbox: :mod:`ybplug.outbox`)."""
+        view = copy.copy(self)
+        view.backend, view._thread, view._in_group, view.loaded, view._checked_claims = backend, None, True, frozenset(), {}
+        return view
 
     def bind(self, thread: int) -> None:
         """Only ``thread`` (the host's journal thread) may use the connection from now on."""
         self._thread = thread
 
     @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
+    def db(self) -> Connection:
+        if not self._open:
             raise RuntimeError("journal is not open")
         if self._thread is not None and threading.get_ident() != self._thread:
             raise RuntimeError(
                 "the journal is used only on the host's journal thread: await host.records.<operation>(...) "
                 "or host.run_journal(...) instead of calling it directly"
             )
-        return self._db
+        return self.backend.connection()
 
     def changed_elsewhere(self) -> bool:
         """Whether another connection (another process) committed since the last call: how a
         worker notices a birth the HIS recorded in its own process."""
-        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
-        changed, self._data_version = version != self._data_version, version
-        return changed
-
-    def _commit(self, db: sqlite3.Connection) -> None:
-        """COMMIT, only while the file is still the journal; SQLite's errors as JournalErrors."""
+        self.db  # noqa: B018 (the thread check)
         try:
-            if self._watch is not None:
-                self._watch.check()
-            db.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback(db)
-            raise self._translate(exc) from None
-
-    @staticmethod
-    def _rollback(db: sqlite3.Connection) -> None:
-        """ROLLBACK if a transaction is open: SQLite ends some on its own (disk full), and a
-        second rollback would hide the real cause behind "no transaction is active"."""
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+            return self.backend.changed_elsewhere()
+        except Exception as exc:
+            raise self.backend.translate(exc) from None
 
     def _translate(self, exc: BaseException) -> BaseException:
-        if not isinstance(exc, sqlite3.Error):
-            return exc
-        code = getattr(exc, "sqlite_errorcode", None)
-        if code == sqlite3.SQLITE_FULL:
-            return JournalFull(
-                f"journal {self.path}: the disk is full ({exc}); the write was not made and nothing "
-                "acknowledged before was lost: free space, then try again"
-            )
-        return JournalError(f"journal {self.path}: {exc}")
+        return self.backend.translate(exc)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write; IMMEDIATE so claims by two processes cannot interleave.
+    def _write(self) -> Iterator[Connection]:
+        """One atomic write; claims by two processes cannot interleave.
 
         Inside :meth:`run_group` it is part of the group's transaction instead.
         """
@@ -174,21 +133,18 @@ class JournalBase:
         if self._in_group:
             yield db
             return
-        self._begin(db)
+        self._begin()
+        db = self.db
         try:
             yield db
         except BaseException as exc:
-            self._rollback(db)
+            self.backend.rollback()
             raise self._translate(exc) from None
-        self._commit(db)
+        self.backend.commit()
 
-    def _begin(self, db: sqlite3.Connection) -> None:
-        if self._watch is not None:
-            self._watch.check()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+    def _begin(self) -> None:
+        self.db  # noqa: B018 (the thread check)
+        self.backend.begin()
 
     def run_group(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
         """Run several operations in one transaction: one fsync makes them all durable.
@@ -200,10 +156,9 @@ class JournalBase:
         takes another's write with it (operations touch only the database, so a rerun is safe).
         If the commit itself fails (disk full, journal lost), every operation gets that error.
         """
-        db = self.db
         results: list[tuple[bool, Any]] = []
         try:
-            self._begin(db)
+            self._begin()
         except BaseException as exc:
             return [(False, exc)] * len(operations)
         self._in_group = True
@@ -212,21 +167,31 @@ class JournalBase:
                 results.append((True, operation()))
         except Exception:
             self._in_group = False
-            self._rollback(db)
+            self.backend.rollback()
             return [self._alone(operation) for operation in operations]
         finally:
             self._in_group = False
         try:
-            self._commit(db)
+            self.backend.commit()
         except BaseException as exc:
+            if self.backend.lost():  # the connection went, and the group with it: each runs again
+                return [self._alone(operation) for operation in operations]
             return [(False, exc)] * len(operations)
         return results
 
     def _alone(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
-        """One operation in a transaction of its own (the slow path of :meth:`run_group`)."""
-        db = self.db
+        """One operation in a transaction of its own (the slow path of :meth:`run_group`); run
+        again, a few times, while the write was known not made because the connection was lost
+        (see :meth:`Backend.lost <ybplug.journal.sql.Backend.lost>`)."""
+        for attempt in range(1, 6):
+            outcome = self._alone_once(operation)
+            if outcome[0] or attempt == 5 or not self.backend.lost():
+                return outcome
+        raise AssertionError("unreachable")
+
+    def _alone_once(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
         try:
-            self._begin(db)
+            self._begin()
         except BaseException as exc:
             return (False, exc)
         self._in_group = True
@@ -234,12 +199,12 @@ class JournalBase:
             value = operation()
         except Exception as exc:
             self._in_group = False
-            self._rollback(db)
+            self.backend.rollback()
             return (False, self._translate(exc))
         finally:
             self._in_group = False
         try:
-            self._commit(db)
+            self.backend.commit()
         except BaseException as exc:
             return (False, exc)
         return (True, value)
@@ -255,7 +220,8 @@ class JournalBase:
             db.executemany(
                 "INSERT INTO subscriptions (plugin, hook, since, last_loaded_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (plugin, hook) DO UPDATE SET last_loaded_at = excluded.last_loaded_at,"
-                " since = CASE WHEN forgotten_at IS NULL THEN since ELSE excluded.since END, forgotten_at = NULL",
+                " since = CASE WHEN subscriptions.forgotten_at IS NULL THEN subscriptions.since ELSE excluded.since END,"
+                " forgotten_at = NULL",
                 rows,
             )
 
@@ -272,7 +238,7 @@ class JournalBase:
                     "SELECT DISTINCT plugin FROM subscriptions WHERE forgotten_at IS NULL ORDER BY plugin"
                 )]
                 raise JournalError(
-                    f"no subscriber named {plugin!r} in journal {self.path} (subscribers: {', '.join(known) or 'none'})"
+                    f"no subscriber named {plugin!r} in journal {self.name} (subscribers: {', '.join(known) or 'none'})"
                 )
             dropped = db.execute(
                 "UPDATE deliveries SET state = 'forgotten', claimed_by = NULL, lease_until = NULL"
@@ -282,7 +248,7 @@ class JournalBase:
             self._act(db, operator, "forget plugin", None, f"{plugin}: {hooks} hooks, {dropped} deliveries dropped")
         return hooks, dropped
 
-    def _act(self, db: sqlite3.Connection, operator: str, action: str, birth_id: int | None, detail: str) -> None:
+    def _act(self, db: Connection, operator: str, action: str, birth_id: int | None, detail: str) -> None:
         """Journal an operator's action: who did what, to which birth, when."""
         db.execute(
             "INSERT INTO actions (at, operator, action, birth_id, detail) VALUES (?, ?, ?, ?, ?)",
@@ -292,7 +258,7 @@ class JournalBase:
     # --- events ---------------------------------------------------------------------------------
 
     def _emit(
-        self, db: sqlite3.Connection, event: events.Event, birth_id: int | None, claimed: list[Delivery] | None = None
+        self, db: Connection, event: events.Event, birth_id: int | None, claimed: list[Delivery] | None = None
     ) -> str:
         """Store ``event`` and a pending delivery per subscribed plugin, inside the caller's write.
 
@@ -325,10 +291,11 @@ class JournalBase:
                 "INSERT INTO deliveries (event_id, plugin, next_attempt_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?)",
                 (event_id, plugin, now, owner, lease),
             )
+        self.backend.announce(db)
         return event_id
 
     @staticmethod
-    def _earlier_pending(db: sqlite3.Connection, birth_id: int, plugin: str) -> bool:
+    def _earlier_pending(db: Connection, birth_id: int, plugin: str) -> bool:
         return (
             db.execute(
                 "SELECT 1 FROM events e JOIN deliveries d ON d.event_id = e.id"
@@ -338,9 +305,12 @@ class JournalBase:
             is not None
         )
 
-    def _birth_where(self, db: sqlite3.Connection, where: str, args: Iterable[Any]) -> BirthRow:
+    def _birth_where(self, db: Connection, where: str, args: Iterable[Any], *, lock: bool = True) -> BirthRow:
+        """The birth ``where`` finds; read inside a write, its row stays that write's until it commits."""
         row = db.execute(
-            f"SELECT id, record, state, registration_number, reason, attempts FROM births WHERE {where}", tuple(args)
+            f"SELECT id, record, state, registration_number, reason, attempts FROM births WHERE {where}"
+            + (self.backend.for_update if lock else ""),
+            tuple(args),
         ).fetchone()
         if row is None:
             raise LookupError(where)
@@ -352,9 +322,9 @@ class JournalBase:
         return BirthRow(row[0], birth, BirthState(row[2]), row[3], row[4], row[5])
 
     def birth(self, birth_id: int) -> BirthRow:
-        return self._birth_where(self.db, "id = ?", (birth_id,))
+        return self._birth_where(self.db, "id = ?", (birth_id,), lock=False)
 
-    def _release_dead_claims(self, db: sqlite3.Connection, table: str, now: float) -> None:
+    def _release_dead_claims(self, db: Connection, table: str, now: float) -> None:
         """Expire leases held by processes on this machine that no longer exist (killed workers).
 
         Checked at most once a second per table: claims are frequent, dead workers are not.
@@ -372,3 +342,13 @@ class JournalBase:
             if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
                 db.execute(f"UPDATE {table} SET lease_until = 0 WHERE claimed_by = ?", (owner,))
 
+
+
+def backend_for(target: str | Path) -> Backend:
+    """The engine a ``journal`` setting names: a ``postgresql://`` URL, or a file for SQLite."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from ybplug.journal.postgres import PostgresBackend  # psycopg only where it is used
+
+        return PostgresBackend(text)
+    return SqliteBackend(target)

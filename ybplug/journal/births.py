@@ -13,17 +13,24 @@ same data again is idempotent.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 from ybplug import events, lifecycle
 from ybplug.codes import Funid
 from ybplug.fields import trusted
 from ybplug.journal.base import JournalBase, _decode_birth, _encode
+from ybplug.journal.sql import Connection
 from ybplug.journal.model import ActionInfo, BirthNotFound, BirthRow, BirthStatus, Delivery, ExchangeInfo
 from ybplug.lifecycle import Action, BirthConflict, BirthState, InvalidTransition, ResolutionError, differences
 from ybplug.messages import Birth, CollectionResult
 from ybplug.privacy import scrub
+
+
+#: How a birth matches a live journaled one: (what the message says, the condition).
+_MATCHES = (
+    ("mother's ID, birth time and multiple-birth number", "mother_id = ? AND birth_time = ? AND multiple_birth_number = ?"),
+    ("HIS serial (bke042 his流水号 + bme027 多胞胎序号)", "his_serial = ? AND multiple_birth_number = ?"),
+)
 
 
 class Births(JournalBase):
@@ -41,6 +48,7 @@ class Births(JournalBase):
         with self._write() as db:
             for birth in births:
                 record = _encode(birth)
+                self.backend.lock_birth(db, (repr(birth.key), f"serial {birth.his_serial} {birth.multiple_birth_number}"))
                 match = self._live_match(db, birth)
                 if match is not None:
                     existing, matched_by, existing_record = match
@@ -55,35 +63,35 @@ class Births(JournalBase):
                 out.append((BirthRow(birth_id, birth, BirthState.PENDING, None, None, 0), True))
         return out
 
-    def _insert(self, db: sqlite3.Connection, birth: Birth, record: bytes, now: float, replaces: int | None = None) -> int:
+    def _insert(self, db: Connection, birth: Birth, record: bytes, now: float, replaces: int | None = None) -> int:
         birth_id = int(db.execute(
             "INSERT INTO births (mother_id, birth_time, multiple_birth_number, his_serial, record, created_at,"
             " updated_at, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (*birth.key, birth.his_serial, record, now, now, replaces),
         ).lastrowid or 0)
         self._emit(db, events.BirthRecordedEvent(birth=birth, birth_id=birth_id), birth_id)
+        self.backend.announce(db)  # the uploaders, wherever they run
         return birth_id
 
     def _live_match(
-        self, db: sqlite3.Connection, birth: Birth, exclude: int | None = None
+        self, db: Connection, birth: Birth, exclude: int | None = None
     ) -> tuple[BirthRow, str, bytes] | None:
-        """The live (not voided) birth sharing the centre's key or the HIS serial, if any."""
-        for matched_by, where, args in (
-            ("mother's ID, birth time and multiple-birth number", "mother_id = ? AND birth_time = ?"
-             " AND multiple_birth_number = ?", birth.key),
-            ("HIS serial (bke042 his流水号 + bme027 多胞胎序号)", "his_serial = ? AND multiple_birth_number = ?",
-             (birth.his_serial, birth.multiple_birth_number)),
-        ):
-            row = db.execute(
-                "SELECT id, record, state, registration_number, reason, attempts FROM births"
-                f" WHERE {where} AND state != 'voided' AND id != ? ORDER BY id DESC LIMIT 1",
-                (*args, -1 if exclude is None else exclude),
-            ).fetchone()
-            if row is not None:
-                return self._row(row), matched_by, bytes(row[1])
-        return None
+        """The live (not voided) birth sharing the centre's key or the HIS serial, if any (the
+        key's first): one query, one round trip to a database server."""
+        other = -1 if exclude is None else exclude
+        row = db.execute(
+            " UNION ALL ".join(
+                f"SELECT * FROM (SELECT {n} AS matched, id, record, state, registration_number, reason, attempts"
+                f" FROM births WHERE {where} AND state != 'voided' AND id != ? ORDER BY id DESC LIMIT 1) AS m{n}"
+                for n, (_, where) in enumerate(_MATCHES)
+            ) + " ORDER BY matched LIMIT 1",
+            (*birth.key, other, birth.his_serial, birth.multiple_birth_number, other),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._row(row[1:]), _MATCHES[row[0]][0], bytes(row[2])
 
-    def _in_doubt(self, db: sqlite3.Connection, birth_id: int) -> bool:
+    def _in_doubt(self, db: Connection, birth_id: int) -> bool:
         return db.execute(
             "SELECT 1 FROM exchanges WHERE birth_id = ? AND funid = ? AND outcome IN ('sent', 'unknown')"
             " AND id > (SELECT doubt_cleared_at FROM births WHERE id = ?) LIMIT 1",
@@ -114,7 +122,7 @@ class Births(JournalBase):
                 raise BirthConflict(other.id, other.state, matched_by, differences(other.birth, corrected))
             return self._amend(db, row, corrected, operator)
 
-    def _amend(self, db: sqlite3.Connection, row: BirthRow, corrected: Birth, operator: str) -> BirthRow:
+    def _amend(self, db: Connection, row: BirthRow, corrected: Birth, operator: str) -> BirthRow:
         now = self.clock()
         old = db.execute("SELECT record FROM births WHERE id = ?", (row.id,)).fetchone()[0]
         db.execute(
@@ -176,7 +184,7 @@ class Births(JournalBase):
                 (error, self.clock(), replacement_id),
             )
 
-    def _complete_replacement(self, db: sqlite3.Connection, old_birth_id: int) -> int | None:
+    def _complete_replacement(self, db: Connection, old_birth_id: int) -> int | None:
         """In the commit that records the old registration's void: record the corrected birth."""
         found = db.execute(
             "SELECT id, record FROM replacements WHERE old_birth_id = ? AND state = 'voiding'", (old_birth_id,)
@@ -270,7 +278,7 @@ class Births(JournalBase):
             rows = db.execute(
                 "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
             ).fetchall() or db.execute(
-                "SELECT id FROM births WHERE his_serial = ? AND (? IS NULL OR multiple_birth_number = ?)"
+                "SELECT id FROM births WHERE his_serial = ? AND (CAST(? AS INTEGER) IS NULL OR multiple_birth_number = ?)"
                 " ORDER BY multiple_birth_number, id DESC",
                 (key, multiple_birth_number, multiple_birth_number),
             ).fetchall()
@@ -285,7 +293,7 @@ class Births(JournalBase):
             (birth_id,),
         ).fetchone()
         if row is None:
-            raise BirthNotFound(f"no birth #{birth_id} in journal {self.path}")
+            raise BirthNotFound(f"no birth #{birth_id} in journal {self.name}")
         with trusted():
             birth = _decode_birth(row[1])
         replaced_by = db.execute(

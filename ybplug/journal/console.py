@@ -80,7 +80,7 @@ def claim_notice(journal: Journal, key: str, seen: float | None, now: float, *, 
     with journal._write() as db:
         return db.execute(
             "UPDATE incidents SET notified_at = ?, reminders = reminders + ? WHERE key = ? AND resolved_at IS NULL"
-            " AND notified_at IS ?",
+            " AND notified_at IS NOT DISTINCT FROM ?",
             (now, int(reminder), key, seen),
         ).rowcount == 1
 

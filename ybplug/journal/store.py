@@ -1,4 +1,5 @@
-"""The journal on SQLite (WAL, synchronous=FULL): the single source of truth of what happened.
+"""The journal: the single source of truth of what happened, on SQLite or PostgreSQL
+(:mod:`ybplug.journal.sql`).
 
 Every birth with its state, every exchange with the centre (request, reply, timing) and every
 hook delivery per plugin.  The guarantees the host builds on:
@@ -11,7 +12,8 @@ hook delivery per plugin.  The guarantees the host builds on:
 * A state change and the events it causes commit together, so a reply is never recorded without
   its hook deliveries, nor the other way round.
 * Claims carry a lease: two workers never upload the same birth at once; a worker that died
-  (SIGKILL) is detected by its pid on this machine, or its lease runs out.
+  (SIGKILL) is detected by its pid on this machine, or its lease runs out (on PostgreSQL the
+  claim also skips rows another worker is claiming: ``FOR UPDATE SKIP LOCKED``).
 * Subscriptions are durable: an event gets a delivery for every plugin that ever subscribed to
   its hook (until an operator forgets it), whether or not the producing process loaded it.
 * An event is emitted only by the transaction that changed the state it reports.
@@ -24,7 +26,6 @@ on a worker thread under a limiter of one so the event loop never waits on ``fsy
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,7 @@ from ybplug.fields import trusted
 from ybplug.journal import identity
 from ybplug.journal.base import _decode_birth, _encode
 from ybplug.journal.births import Births
+from ybplug.journal.sql import Connection
 from ybplug.journal.model import Backoff, BirthRow, Delivery, JournalError
 from ybplug.lifecycle import BirthState
 from ybplug.messages import CollectionResult, RealNameRecord
@@ -46,7 +48,7 @@ from ybplug.privacy import scrub
 
 
 class Journal(Births):
-    """The durable store (SQLite): births and their corrections (:class:`Births`), exchanges,
+    """The durable store (SQLite or PostgreSQL): births and their corrections (:class:`Births`), exchanges,
     uploads, real-name answers, voids, deliveries, runs and status."""
 
     def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
@@ -66,7 +68,8 @@ class Journal(Births):
             rows = db.execute(
                 "SELECT id, record, state, registration_number, reason, attempts FROM births INDEXED BY births_waiting"
                 " WHERE state IN ('pending', 'uploading') AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?) ORDER BY id LIMIT ?",
+                " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?) ORDER BY id LIMIT ?"
+                + self.backend.skip_locked,
                 (now, now, cutoff, limit),
             ).fetchall()
             if not rows:
@@ -110,7 +113,7 @@ class Journal(Births):
             return int(cursor.lastrowid or 0)
 
     def _finish_exchange(
-        self, db: sqlite3.Connection, exchange_id: int, outcome: Outcome, reply: bytes | None, error: str | None
+        self, db: Connection, exchange_id: int, outcome: Outcome, reply: bytes | None, error: str | None
     ) -> None:
         db.execute(
             "UPDATE exchanges SET outcome = ?, reply = ?, error = ?, elapsed = ? - started_at WHERE id = ?",
@@ -261,18 +264,21 @@ class Journal(Births):
         was lost; the centre may have voided it) and not settled since: no void recorded for the
         birth, fewer than ``most`` attempts since, no replacement carrying it.  The host sends them
         again until the centre says done or "already void": an operator's void is never half kept."""
-        rows = self.db.execute(
-            "SELECT b.registration_number, e.request FROM exchanges e JOIN births b ON b.id = e.birth_id"
+        latest: dict[int, tuple[str, bytes]] = {}  # per birth, its latest void in doubt (in that order)
+        for birth_id, number, request in self.db.execute(
+            "SELECT b.id, b.registration_number, e.request FROM exchanges e JOIN births b ON b.id = e.birth_id"
             " WHERE e.funid = ? AND e.outcome IN ('sent', 'unknown') AND e.request IS NOT NULL"
             " AND b.state != 'voided' AND b.registration_number IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_birth_id = b.id AND r.state = 'voiding')"
             " AND (SELECT count(*) FROM exchanges later WHERE later.funid = e.funid AND later.birth_id = e.birth_id"
             "      AND later.id > e.id) < ?"
-            " GROUP BY b.id ORDER BY max(e.id)",
+            " ORDER BY e.id",
             (Funid.VOID, most),
-        ).fetchall()
+        ):
+            latest.pop(birth_id, None)
+            latest[birth_id] = (number, request)
         found = []
-        for number, request in rows:
+        for number, request in latest.values():
             try:
                 reason = str(msgspec.json.decode(request).get("bae016") or "")
             except (msgspec.DecodeError, AttributeError):
@@ -326,7 +332,8 @@ class Journal(Births):
                 f" AND d.plugin IN ({marks})"
                 " AND NOT EXISTS (SELECT 1 FROM events e2 JOIN deliveries d2 ON d2.event_id = e2.id"
                 "   WHERE e2.birth_id = e.birth_id AND e2.rowid < e.rowid AND d2.plugin = d.plugin AND d2.state = 'pending')"
-                " ORDER BY d.next_attempt_at, d.rowid LIMIT ?",  # the order of deliveries_due: no sort
+                " ORDER BY d.next_attempt_at, d.rowid LIMIT ?"  # the order of deliveries_due: no sort
+                + self.backend.skip_locked_deliveries,
                 (now, now, *names, limit),
             ).fetchall()
             db.executemany(
@@ -371,11 +378,13 @@ class Journal(Births):
             cursor = db.execute(
                 f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ? WHERE {where}", (now, *args)
             )
+            self.backend.announce(db)
             return cursor.rowcount
 
     def retry_births(self) -> int:
         """Make every birth waiting for a retry due now."""
         with self._write() as db:
+            self.backend.announce(db)
             return db.execute(
                 "UPDATE births SET next_attempt_at = 0 WHERE state IN ('pending', 'uploading')"
             ).rowcount
@@ -424,7 +433,7 @@ class Journal(Births):
                     "UPDATE births SET record = ?, mother_id = ?, pruned_at = ? WHERE id = ?",
                     (_encode(kept), f"pruned:{birth_id}", now, birth_id),
                 )
-                db.execute("UPDATE events SET payload = X'' WHERE birth_id = ?", (birth_id,))
+                db.execute("UPDATE events SET payload = ? WHERE birth_id = ?", (b"", birth_id))
                 db.execute("UPDATE exchanges SET request = NULL, reply = NULL WHERE birth_id = ?", (birth_id,))
                 db.execute("DELETE FROM record_history WHERE birth_id = ?", (birth_id,))
                 pruned += 1
@@ -492,6 +501,11 @@ def start_new_journal(path: str | Path) -> Journal:
     """``ybplug init --new-journal``: a new empty journal where one was lost (the marker names
     it) or is damaged; a damaged file is moved aside, never deleted.  A readable journal
     holding births is never replaced (move it away first); an empty one is taken as it is."""
+    if str(path).startswith(("postgresql://", "postgres://")):
+        raise JournalError(
+            "`ybplug init --new-journal` starts a new SQLite journal; a journal on PostgreSQL is new in an"
+            " empty schema (DROP SCHEMA ... CASCADE, CREATE SCHEMA, as its owner), restored by the database's backup"
+        )
     path = Path(path)
     if identity.holds_a_journal(path):
         try:

@@ -1,0 +1,356 @@
+"""The journal on PostgreSQL: many workers on many machines, one journal the hospital backs up.
+
+The journal's SQL is written once (``?`` placeholders, as sqlite3 takes them); :func:`dialect`
+turns a statement into PostgreSQL's, once per statement text.  What PostgreSQL does differently:
+
+* Writers are not serialized by the engine: a claim locks the rows it takes
+  (``FOR UPDATE SKIP LOCKED``, so two workers never wait on, nor take, each other's rows), a
+  write reading a birth locks its row, and recording a birth takes a transaction-scoped advisory
+  lock on its keys, so two servers recording the same newborn at once record it once.
+* A worker on another machine cannot be checked by its pid: its claims end with their lease
+  (``lease`` seconds; the machines' clocks must agree, as NTP keeps them).
+* A write that recorded births or events ends with ``NOTIFY``: every other host ``LISTEN``s and
+  wakes its uploader and deliveries (the notification leaves only when the write commits).
+* A connection cut (a restarted server, ``pg_terminate_backend``) is reconnected before the next
+  transaction.  A cut during ``COMMIT`` leaves its outcome unknown to the driver; the
+  transaction's id, read before committing, tells it (``txid_status``), so a committed write is
+  never reported failed, nor a lost one acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from ybplug.config import journal_shown
+from ybplug.journal.model import JournalError, JournalFull, JournalLost
+from ybplug.journal.pg_schema import migrate
+from ybplug.journal.sql import Backend
+
+#: Where a password for the journal's database may come from besides the URL (libpq's own
+#: ``PGPASSWORD`` and ``~/.pgpass`` work too).
+PASSWORD_ENV = "YBPLUG_JOURNAL_PASSWORD"
+_RETURNING_ID = re.compile(r"^\s*INSERT INTO (births|exchanges|actions|replacements)\b")
+_dialect_cache: dict[tuple[str, bool], tuple[str, bool]] = {}
+
+
+def dialect(sql: str, with_parameters: bool) -> tuple[str, bool]:
+    """The journal's SQL as PostgreSQL takes it, and whether it returns the new row's id."""
+    key = (sql, with_parameters)
+    found = _dialect_cache.get(key)
+    if found is None:
+        text = sql.replace("%", "%%").replace("?", "%s") if with_parameters else sql
+        text = re.sub(r"\s+INDEXED BY \w+", "", text)  # SQLite's planner hint
+        text = re.sub(r"instr\((\w+), %s\) > 0", r"position(%s in \1) > 0", text)
+        if "INSERT OR IGNORE INTO" in text:
+            text = text.replace("INSERT OR IGNORE INTO", "INSERT INTO") + " ON CONFLICT DO NOTHING"
+        returning = bool(_RETURNING_ID.match(text)) and "RETURNING" not in text
+        found = _dialect_cache[key] = (text + " RETURNING id" if returning else text, returning)
+    return found
+
+
+class PgCursor:
+    """A psycopg cursor as the journal uses one (sqlite3's names)."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], returning: bool) -> None:
+        self._cursor = cursor
+        self._returning = returning
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        if not self._returning:
+            return None
+        row = self._cursor.fetchone()
+        return None if row is None else int(row[0])
+
+
+class PgConnection:
+    """A psycopg connection that runs the journal's SQL; the driver's errors as JournalErrors."""
+
+    def __init__(self, raw: psycopg.Connection[Any], name: str) -> None:
+        self.raw = raw
+        self.name = name
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
+        text, returning = dialect(sql, bool(parameters))
+        try:
+            cursor = self.raw.cursor()
+            cursor.execute(text, tuple(parameters) if parameters else None)
+        except psycopg.Error as exc:
+            raise translate(exc, self.name) from None
+        return PgCursor(cursor, returning)
+
+    def executemany(self, sql: str, parameters: Any, /) -> PgCursor:
+        rows = [tuple(p) for p in parameters]
+        text, _ = dialect(sql, True)
+        cursor = self.raw.cursor()
+        if rows:
+            try:
+                cursor.executemany(text, rows)
+            except psycopg.Error as exc:
+                raise translate(exc, self.name) from None
+        return PgCursor(cursor, False)
+
+
+def translate(exc: BaseException, name: str) -> BaseException:
+    """psycopg's error as the journal's."""
+    if not isinstance(exc, psycopg.Error):
+        return exc
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return JournalFull(
+            f"journal {name}: the database server's disk is full ({exc}); the write was not made and nothing "
+            "acknowledged before was lost: free space, then try again"
+        )
+    if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)):
+        return JournalLost(
+            f"journal {name}: its tables are gone ({str(exc).splitlines()[0]}) while ybplug was running: "
+            "ybplug stops rather than acknowledge births into a journal that is gone; restore it from a backup"
+        )
+    return JournalError(f"journal {name}: {str(exc).strip() or type(exc).__name__}")
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """A connection in autocommit (the journal says BEGIN and COMMIT itself)."""
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    extra: dict[str, Any] = {"application_name": given.get("application_name") or "ybplug"}
+    extra["connect_timeout"] = given.get("connect_timeout") or 10
+    password = os.environ.get(PASSWORD_ENV)
+    if password and "password" not in given:
+        extra["password"] = password
+    return psycopg.connect(url, autocommit=True, **extra)
+
+
+class PostgresBackend(Backend):
+    """The journal in a PostgreSQL database (the schema its ``search_path`` names)."""
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked_deliveries = " FOR UPDATE OF d SKIP LOCKED"
+    for_update = " FOR UPDATE"
+    watch_interval = 0.1
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.url = target
+        self._name = journal_shown(target)
+        self._conn: PgConnection | None = None
+        self._in_transaction = False
+        self._announce = False
+        self._changed = False
+        self._retry_safe = False
+        self._xid = 0
+        self.journal_id = ""
+        #: The schema holding the journal's tables (the outbox finds them there).
+        self.schema = ""
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this journal (its id: two journals in one database never mix)."""
+        return f"ybplug_{self.journal_id}"
+
+    def open(self, *, new: bool) -> tuple[PgConnection, str]:
+        try:
+            raw = connect(self.url)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise JournalError(
+                f"journal {self._name}: cannot connect ({reason}); check `journal` in ybplug.toml and "
+                f"the password ({PASSWORD_ENV} or PGPASSWORD)"
+            ) from None
+        try:
+            self.journal_id, self.schema = migrate(raw)
+        except psycopg.Error as exc:
+            raw.close()
+            raise JournalError(f"journal {self._name}: cannot set up its tables ({str(exc).strip()})") from None
+        return self._attach(raw), self.journal_id
+
+    def _attach(self, raw: psycopg.Connection[Any]) -> PgConnection:
+        raw.add_notify_handler(self._heard)
+        raw.execute(f'LISTEN "{self.channel}"')
+        self._conn = PgConnection(raw, self._name)
+        return self._conn
+
+    def _heard(self, notify: psycopg.Notify) -> None:
+        if self._conn is None or notify.pid != self._conn.raw.info.backend_pid:
+            self._changed = True
+
+    def _alive(self) -> PgConnection:
+        """The connection, reconnected if it was lost between transactions."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("journal is not open")
+        if conn.raw.closed or conn.raw.broken:
+            if self._in_transaction:
+                raise JournalError(f"journal {self._name}: the connection was lost in the middle of a write")
+            try:
+                conn = self._attach(connect(self.url))
+            except psycopg.Error as exc:
+                raise translate(exc, self._name) from None
+            self._changed = True  # what was announced while it was down was not heard
+        return conn
+
+    def connection(self) -> PgConnection:
+        return self._alive()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.raw.close()
+            self._conn = None
+
+    def begin(self) -> None:
+        """BEGIN, and the transaction's id (what tells a COMMIT cut off from its answer), in one round trip."""
+        self._announce = False
+        self._retry_safe = False
+        for attempt in (1, 2):
+            try:
+                conn = self._alive()
+                cursor = conn.raw.execute("BEGIN; SELECT txid_current()")
+                cursor.nextset()
+                found = cursor.fetchone()
+                assert found is not None
+                self._xid = int(found[0])
+            except psycopg.OperationalError as exc:  # the server went away since the last write
+                conn.raw.close()
+                if attempt == 2:
+                    self._retry_safe = True  # nothing written
+                    raise translate(exc, self._name) from None
+                continue
+            except JournalError:  # cannot reconnect (yet)
+                self._retry_safe = True
+                raise
+            except psycopg.Error as exc:
+                self.rollback()
+                raise translate(exc, self._name) from None
+            self._in_transaction = True
+            return
+
+    def commit(self) -> None:
+        """NOTIFY (if births or events were written) and COMMIT, in one round trip."""
+        conn = self._alive()
+        try:
+            conn.raw.execute(f'NOTIFY "{self.channel}"; COMMIT' if self._announce else "COMMIT")
+        except psycopg.OperationalError as exc:
+            self._in_transaction = False
+            if not self._committed(self._xid, exc):
+                self._retry_safe = True  # known not made
+                raise translate(exc, self._name) from None
+        except BaseException as exc:
+            self.rollback()
+            raise translate(exc, self._name) from None
+        finally:
+            self._in_transaction = False
+            self._announce = False
+
+    def _committed(self, xid: int, cause: psycopg.Error) -> bool:
+        """After a cut during COMMIT: whether transaction ``xid`` committed (asked on a new connection)."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                conn = self._alive()
+                found = conn.raw.execute("SELECT txid_status(%s)", (xid,)).fetchone()
+            except (psycopg.Error, JournalError):
+                if time.monotonic() > deadline:
+                    raise JournalError(
+                        f"journal {self._name}: the connection was lost while a write committed, and the server "
+                        f"cannot be reached to say whether it did ({cause})"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            status = None if found is None else found[0]
+            if status != "in progress":
+                return status == "committed"
+            if time.monotonic() > deadline:
+                raise JournalError(f"journal {self._name}: a write's COMMIT was cut and is still in progress ({cause})")
+            time.sleep(0.02)
+
+    def rollback(self) -> None:
+        self._in_transaction = False
+        self._announce = False
+        conn = self._conn
+        if conn is None or conn.raw.closed or conn.raw.broken:
+            self._retry_safe = True  # the server rolled it back with the connection
+            return
+        if conn.raw.info.transaction_status != pq.TransactionStatus.IDLE:
+            try:
+                conn.raw.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.raw.close()  # reconnected before the next write
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self._name)
+
+    def lost(self) -> bool:
+        """A write that failed on a lost connection was rolled back with it, or its COMMIT's
+        outcome was asked and found not committed; one whose outcome stayed unknown is not."""
+        safe, self._retry_safe = self._retry_safe, False
+        return safe
+
+    def changed_elsewhere(self) -> bool:
+        try:
+            raw = self._alive().raw
+            raw.pgconn.consume_input()
+            while (notify := raw.pgconn.notifies()) is not None:
+                if notify.be_pid != raw.info.backend_pid:
+                    self._changed = True
+        except Exception:
+            self._changed = True  # a lost connection: reconnected next time, and everything looked at
+        changed, self._changed = self._changed, False
+        return changed
+
+    def announce(self, db: Any) -> None:
+        self._announce = True
+
+    def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
+        """The locks in one statement, in a fixed order (two writers never wait on each other crosswise)."""
+        locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(?, 0))"] * len(keys))
+        db.execute(f"SELECT {locks}", tuple(sorted(keys))).fetchone()
+
+
+class OutboxBackend(Backend):
+    """The journal's writes on the HIS's own connection, inside the HIS's open transaction (the
+    outbox, :mod:`ybplug.outbox`): no BEGIN or COMMIT of ours, the HIS commits or rolls back; the
+    workers are told only by a NOTIFY, which PostgreSQL sends when (and if) the HIS commits."""
+
+    for_update = " FOR UPDATE"
+
+    def __init__(self, conn: Any, journal: PostgresBackend) -> None:
+        super().__init__(journal.name)
+        self._conn = conn
+        self._journal = journal
+        self._announced = False
+
+    def connection(self) -> Any:
+        return self._conn
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return translate(exc, self._journal.name)
+
+    def announce(self, db: Any) -> None:
+        if not self._announced:
+            db.execute("SELECT pg_notify(?, '')", (self._journal.channel,)).fetchone()
+            self._announced = True
+
+    def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
+        self._journal.lock_birth(db, keys)
