@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -62,3 +63,24 @@ def fresh_schema() -> Iterator[str]:
             conn.execute("SET lock_timeout = '20s'")  # a test that left a transaction open: its schema stays
             with contextlib.suppress(psycopg.errors.LockNotAvailable):
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def journal_rows(journal: str, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``?`` placeholders) straight on the journal at ``journal`` (a file, or a
+    ``postgresql://`` URL, as ``journal_at`` gives them), committed; its rows (none for a write).
+    Tests check the console's figures against the journal's own rows with it, not through ybplug."""
+    if not journal.startswith(("postgresql://", "postgres://")):
+        import sqlite3
+
+        db = sqlite3.connect(journal)
+        try:
+            rows = db.execute(sql, tuple(parameters)).fetchall()
+            db.commit()
+            return rows
+        finally:
+            db.close()
+    import psycopg
+
+    with psycopg.connect(journal) as conn:
+        cursor = conn.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(parameters))
+        return [tuple(r) for r in cursor.fetchall()] if cursor.description else []

@@ -4,7 +4,6 @@ built-in webhook plugin posting to a real HTTP server on loopback."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from ybplug.host import Host
 from ybplug.sandbox import SANDBOX_USR, Sandbox
 from ybplug.wire import AuthenticationFailed
 
+from pg_support import journal_rows
 from support import birth_record, host_config
 from test_webconsole import Hospital, birth_in_review, Served
 
@@ -62,20 +62,17 @@ class Clock:
         return self.now
 
 
-def incidents(tmp_path: Path) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:
-        return db.execute("SELECT key, summary, notified_at IS NOT NULL, reminders, resolved_at IS NOT NULL"
-                          " FROM incidents ORDER BY id").fetchall()
-    finally:
-        db.close()
+def incidents(journal: str) -> list[tuple[Any, ...]]:
+    """The journal's incidents as its own rows say (read straight from SQLite or PostgreSQL)."""
+    return journal_rows(journal, "SELECT key, summary, notified_at IS NOT NULL, reminders, resolved_at IS NOT NULL"
+                                 " FROM incidents ORDER BY id")
 
 
 @pytest.mark.anyio
-async def test_an_incident_fires_once_repeats_as_a_reminder_and_resolves(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_an_incident_fires_once_repeats_as_a_reminder_and_resolves(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection(remind_minutes=30)
     hospital, pager, clock = Hospital(), Pager(), Clock()
-    config = host_config(tmp_path, sandbox, delivery_attempts=1, alerts=section)
+    config = host_config(tmp_path, sandbox, journal=journal_at, delivery_attempts=1, alerts=section)
     async with Host(config, plugins=[hospital, pager], entry_points=False, background=False) as host:
         watcher = Watcher(host, section, clock=clock)
         assert await watcher.check() == [] and pager.take() == []  # nothing wrong: nothing said
@@ -96,7 +93,7 @@ async def test_an_incident_fires_once_repeats_as_a_reminder_and_resolves(tmp_pat
         await host.sync("upload")
         clock.now += 60
         assert await watcher.check() == [] and pager.take() == []
-        assert incidents(tmp_path) == [("parked:st_mary", "插件 st_mary 的投递已搁置: 2", 1, 0, 0)]
+        assert incidents(journal_at) == [("parked:st_mary", "插件 st_mary 的投递已搁置: 2", 1, 0, 0)]
 
         clock.now += 30 * 60  # still open after remind_minutes: one reminder, with today's count
         assert pager.take() == [] and [a.status for a in await watcher.check()] == ["reminder"]
@@ -118,26 +115,26 @@ async def test_an_incident_fires_once_repeats_as_a_reminder_and_resolves(tmp_pat
         assert "已恢复" in resolved.message() and resolved.opened_at == alert.opened_at
         assert pager.take() == [("resolved", "parked:st_mary", 0)]
         assert await watcher.check() == [] and pager.take() == []
-        assert incidents(tmp_path) == [("parked:st_mary", "插件 st_mary 的投递已搁置: 2", 1, 1, 1)]
+        assert incidents(journal_at) == [("parked:st_mary", "插件 st_mary 的投递已搁置: 2", 1, 1, 1)]
 
         hospital.failing = True  # parked again later: a new incident, a new first alert
         await host.record_birth(birth_record(3))
         await host.sync("upload")
         assert [(a.status, a.key) for a in await watcher.check()] == [("firing", "parked:st_mary")]
-        assert len(incidents(tmp_path)) == 2
+        assert len(incidents(journal_at)) == 2
 
 
 @pytest.mark.anyio
-async def test_an_alert_no_implementation_took_is_sent_again_at_the_next_look(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_an_alert_no_implementation_took_is_sent_again_at_the_next_look(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection()
     pager, clock = Pager(), Clock()
-    async with Host(host_config(tmp_path, sandbox, alerts=section), plugins=[Hospital(), pager], entry_points=False,
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at, alerts=section), plugins=[Hospital(), pager], entry_points=False,
                     background=False) as host:
         await birth_in_review(Served(host, "", Hospital(), sandbox), 4)
         watcher = Watcher(host, section, clock=clock)
         pager.failing = True
         assert [a.key for a in await watcher.check()] == ["review"]
-        assert pager.take() == [] and incidents(tmp_path)[0][2] == 0  # not marked as told
+        assert pager.take() == [] and incidents(journal_at)[0][2] == 0  # not marked as told
         pager.failing = False
         clock.now += 60
         assert [(a.status, a.key) for a in await watcher.check()] == [("firing", "review")]
@@ -146,11 +143,11 @@ async def test_an_alert_no_implementation_took_is_sent_again_at_the_next_look(tm
 
 
 @pytest.mark.anyio
-async def test_sign_in_refused_by_the_centre_fires_and_resolves_when_it_answers_again(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_sign_in_refused_by_the_centre_fires_and_resolves_when_it_answers_again(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection()
     pager, clock = Pager(), Clock()
     wrong = WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd="not-the-password")
-    async with Host(host_config(tmp_path, sandbox, wire=wrong, alerts=section), plugins=[pager],
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at, wire=wrong, alerts=section), plugins=[pager],
                     entry_points=False, background=False) as host:
         await host.record_birth(birth_record(5))
         with pytest.raises(AuthenticationFailed):
@@ -158,7 +155,7 @@ async def test_sign_in_refused_by_the_centre_fires_and_resolves_when_it_answers_
         [alert] = await Watcher(host, section, clock=clock).check()
     assert (alert.status, alert.key) == ("firing", "signin") and "usr、pwd" in alert.text
     assert "not-the-password" not in alert.message()
-    async with Host(host_config(tmp_path, sandbox, alerts=section), plugins=[pager], entry_points=False,
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at, alerts=section), plugins=[pager], entry_points=False,
                     background=False) as host:  # the password put right, the service restarted
         await host.replay()  # retry now
         await host.sync("upload")
@@ -167,10 +164,10 @@ async def test_sign_in_refused_by_the_centre_fires_and_resolves_when_it_answers_
 
 
 @pytest.mark.anyio
-async def test_a_missed_daily_upload_crashing_voucher_and_stale_newborns_each_fire(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_a_missed_daily_upload_crashing_voucher_and_stale_newborns_each_fire(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection(voucher_crashes=3, voucher_window_minutes=60)
     pager, clock = Pager(), Clock()
-    async with Host(host_config(tmp_path, sandbox, alerts=section), plugins=[pager], entry_points=False,
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at, alerts=section), plugins=[pager], entry_points=False,
                     background=False) as host:  # uploads "daily at 02:00"
         watcher = Watcher(host, section, clock=clock)
         await host.record_birth(birth_record(6))
@@ -192,15 +189,15 @@ async def test_a_missed_daily_upload_crashing_voucher_and_stale_newborns_each_fi
 
 
 @pytest.mark.anyio
-async def test_the_worker_watches_only_with_alerts_configured(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_the_worker_watches_only_with_alerts_configured(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     pager = Pager()
-    async with Host(host_config(tmp_path, sandbox), plugins=[pager], entry_points=False, background=False) as host:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), plugins=[pager], entry_points=False, background=False) as host:
         await birth_in_review(Served(host, "", Hospital(), sandbox), 7)
-    async with Host(host_config(tmp_path, sandbox), plugins=[pager], entry_points=False):
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), plugins=[pager], entry_points=False):
         await anyio.sleep(0.3)  # a worker without [alerts]
     assert pager.alerts == []
     section = AlertsSection(check_seconds=0.05)
-    async with Host(host_config(tmp_path, sandbox, alerts=section), plugins=[pager], entry_points=False):
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at, alerts=section), plugins=[pager], entry_points=False):
         with anyio.fail_after(10):
             while not pager.alerts:
                 await anyio.sleep(0.05)
@@ -240,12 +237,12 @@ async def robot() -> AsyncIterator[tuple[Robot, str]]:
 
 @pytest.mark.anyio
 async def test_the_webhook_posts_each_alert_as_a_group_robot_text_message(
-    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sandbox: Sandbox, journal_at: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with robot() as (bot, url):
         section = AlertsSection(webhooks=[url, "http://127.0.0.1:9/nobody-listens"], webhook_timeout=2)
         clock = Clock()
-        async with Host(host_config(tmp_path, sandbox, alerts=section), entry_points=False, background=False) as host:
+        async with Host(host_config(tmp_path, sandbox, journal=journal_at, alerts=section), entry_points=False, background=False) as host:
             served = Served(host, "", Hospital(), sandbox)
             birth_id = await birth_in_review(served, 8)
             watcher = Watcher(host, section, clock=clock)
@@ -284,10 +281,10 @@ def test_a_webhook_that_is_not_a_url_is_refused_when_the_config_loads(tmp_path: 
 
 
 @pytest.mark.anyio
-async def test_two_workers_on_one_journal_tell_an_incident_once(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_two_workers_on_one_journal_tell_an_incident_once(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection()
     pagers, clock = [Pager(), Pager()], Clock()
-    config = host_config(tmp_path, sandbox, alerts=section)
+    config = host_config(tmp_path, sandbox, journal=journal_at, alerts=section)
     async with Host(config, plugins=[pagers[0]], entry_points=False, background=False) as one, \
             Host(config, plugins=[pagers[1]], entry_points=False, background=False) as other:
         await birth_in_review(Served(one, "", Hospital(), sandbox), 10)
@@ -306,11 +303,11 @@ async def test_two_workers_on_one_journal_tell_an_incident_once(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_readyz_says_so_while_the_centre_refuses_the_sign_in(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_readyz_says_so_while_the_centre_refuses_the_sign_in(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     from test_webconsole import Browser, served
 
     wrong = WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd="not-the-password")
-    async with served(tmp_path, sandbox, wire=wrong) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at, wire=wrong) as console, Browser(console.url) as browser:
         assert await browser.get("/readyz") == (200, "ready\n")
         await console.host.record_birth(birth_record(11))
         with pytest.raises(AuthenticationFailed):
