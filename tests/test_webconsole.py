@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from ybplug.host import Host
 from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
 
+from pg_support import journal_rows
 from support import birth_record, host_config
 
 PASSWORD = "correct horse 马"
@@ -142,16 +142,12 @@ class Browser:
         return await self.post(path, {"csrf": self.csrf, **data})
 
 
-def journal_db(tmp_path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(tmp_path / "journal.db")
-
-
 # --- login, sessions, CSRF, roles ----------------------------------------------------------------------
 
 
 @pytest.mark.anyio
-async def test_pages_need_a_login_and_health_and_metrics_do_not(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_pages_need_a_login_and_health_and_metrics_do_not(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         for path in ("/", "/review", "/parked", "/births", "/births/1"):
             status, _ = await browser.get(path)
             assert status == 200 and browser.csrf  # the login page, with its form
@@ -210,8 +206,8 @@ async def test_a_login_form_not_from_the_console_is_refused(tmp_path: Path, sand
 
 
 @pytest.mark.anyio
-async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 1)
         await browser.login("林护士")
         for data in ({"how": "refused", "cause": "重复"}, {"how": "refused", "cause": "重复", "csrf": "guessed"}):
@@ -221,8 +217,8 @@ async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(t
 
 
 @pytest.mark.anyio
-async def test_a_viewer_sees_the_reviews_but_cannot_resolve_one(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_a_viewer_sees_the_reviews_but_cannot_resolve_one(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 2)
         await browser.login("chen")
         status, text = await browser.get("/review")
@@ -237,8 +233,8 @@ async def test_a_viewer_sees_the_reviews_but_cannot_resolve_one(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_an_operator_enters_the_baz726_found_at_the_centre(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_an_operator_enters_the_baz726_found_at_the_centre(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 3)
         [held] = sandbox.registrations()
         await browser.login("林护士")
@@ -260,8 +256,8 @@ async def test_an_operator_enters_the_baz726_found_at_the_centre(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_a_wrong_baz726_is_refused_with_the_rule_and_the_review_stays(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_a_wrong_baz726_is_refused_with_the_rule_and_the_review_stays(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 4)
         await browser.login("林护士")
         await browser.get(f"/births/{birth_id}")
@@ -271,8 +267,8 @@ async def test_a_wrong_baz726_is_refused_with_the_rule_and_the_review_stays(tmp_
 
 
 @pytest.mark.anyio
-async def test_an_operator_marks_a_review_refused_and_the_cause_is_shown_as_text(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_an_operator_marks_a_review_refused_and_the_cause_is_shown_as_text(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 5)
         await browser.login("林护士")
         await browser.get(f"/births/{birth_id}")
@@ -285,8 +281,8 @@ async def test_an_operator_marks_a_review_refused_and_the_cause_is_shown_as_text
 
 
 @pytest.mark.anyio
-async def test_send_again_uploads_the_birth_once_more(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_send_again_uploads_the_birth_once_more(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 6)
         before = len((await console.host.birth(birth_id)).exchanges)
         await browser.login("林护士")
@@ -299,8 +295,8 @@ async def test_send_again_uploads_the_birth_once_more(tmp_path: Path, sandbox: S
 
 
 @pytest.mark.anyio
-async def test_an_operator_replays_a_parked_delivery_once_the_plugin_works(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox, delivery_attempts=1) as console, Browser(console.url) as browser:
+async def test_an_operator_replays_a_parked_delivery_once_the_plugin_works(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at, delivery_attempts=1) as console, Browser(console.url) as browser:
         console.hospital.failing = True
         recorded = await console.host.record_birth(birth_record(7))
         await console.host.sync("upload")
@@ -324,11 +320,11 @@ async def test_an_operator_replays_a_parked_delivery_once_the_plugin_works(tmp_p
 
 @pytest.mark.anyio
 async def test_a_birth_page_masks_personal_fields_and_no_url_or_log_line_holds_them(
-    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sandbox: Sandbox, journal_at: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     record = birth_record(8)
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         recorded = await console.host.record_birth(record)
         await console.host.sync("upload")
         await browser.login("林护士")
@@ -350,8 +346,8 @@ async def test_a_birth_page_masks_personal_fields_and_no_url_or_log_line_holds_t
 
 
 @pytest.mark.anyio
-async def test_the_overview_shows_the_journals_counts(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_the_overview_shows_the_journals_counts(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         await birth_in_review(console, 9)
         await console.host.record_birth(birth_record(10))
         await console.host.sync("upload")
@@ -369,19 +365,15 @@ async def test_the_overview_shows_the_journals_counts(tmp_path: Path, sandbox: S
         assert '<span data-next="realname">已到期：工作进程运行时立即查询</span>' in text
 
         await console.host.sync("realname")
-        db = journal_db(tmp_path)
-        try:
-            [(finished,)] = db.execute("SELECT finished_at FROM runs WHERE job = 'realname'").fetchall()
-        finally:
-            db.close()
+        [(finished,)] = journal_rows(journal_at, "SELECT finished_at FROM runs WHERE job = 'realname'")
         text = (await browser.get("/"))[1]
         due = datetime.fromtimestamp(finished + 86400, CHINA_TIME)  # realname_interval's default: a day
         assert f'<span data-next="realname">{due:%Y-%m-%d %H:%M:%S}</span>' in text
 
 
 @pytest.mark.anyio
-async def test_the_overview_tells_whether_the_centre_answered_lately(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_the_overview_tells_whether_the_centre_answered_lately(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         await browser.login("chen")
         assert 'data-centre="none"' in (await browser.get("/"))[1]
         await console.host.record_birth(birth_record(16))
@@ -399,8 +391,8 @@ async def test_the_overview_tells_whether_the_centre_answered_lately(tmp_path: P
 
 
 @pytest.mark.anyio
-async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         await console.host.record_birth(birth_record(18))
         await console.host.sync("upload")
         lost = await console.host.record_birth(birth_record(19))
@@ -410,11 +402,7 @@ async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(
         everything = (await browser.get("/exchanges"))[1]
         only = (await browser.get(f"/exchanges?funid={Funid.COLLECT}&outcome=not_delivered"))[1]
         bogus = (await browser.get("/exchanges?outcome=%3Cscript%3E"))[1]
-    db = journal_db(tmp_path)
-    try:
-        journaled = [r[0] for r in db.execute("SELECT outcome FROM exchanges ORDER BY id DESC")]
-    finally:
-        db.close()
+    journaled = [r[0] for r in journal_rows(journal_at, "SELECT outcome FROM exchanges ORDER BY id DESC")]
     assert "not_delivered" in journaled and "ok" in journaled
     assert re.findall(r'data-outcome="([a-z_]+)"', everything) == journaled
     assert re.findall(r'data-outcome="([a-z_]+)"', only) == ["not_delivered"]
@@ -423,16 +411,12 @@ async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(
 
 
 @pytest.mark.anyio
-async def test_the_births_list_by_day_and_state_matches_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_the_births_list_by_day_and_state_matches_the_journal(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         registered = await console.host.record_birth(birth_record(21))
         await console.host.sync("upload")
         waiting = [await console.host.record_birth(birth_record(n)) for n in (22, 23)]
-        db = journal_db(tmp_path)
-        try:
-            [(created,)] = db.execute("SELECT created_at FROM births WHERE id = ?", (registered.birth_id,)).fetchall()
-        finally:
-            db.close()
+        [(created,)] = journal_rows(journal_at, "SELECT created_at FROM births WHERE id = ?", (registered.birth_id,))
         day = datetime.fromtimestamp(created, CHINA_TIME).date()
         await browser.login("chen")
         listed = (await browser.get(f"/births?date={day}"))[1]
@@ -452,8 +436,8 @@ async def test_the_births_list_by_day_and_state_matches_the_journal(tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox, delivery_attempts=1) as console, Browser(console.url) as browser:
+async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at, delivery_attempts=1) as console, Browser(console.url) as browser:
         await birth_in_review(console, 12)
         console.hospital.failing = True
         await console.host.record_birth(birth_record(13))
@@ -462,13 +446,9 @@ async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox) -> No
         status, text = await browser.get("/metrics")
     assert status == 200
     scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
-    db = journal_db(tmp_path)
-    try:
-        births = dict(db.execute("SELECT state, count(*) FROM births GROUP BY state").fetchall())
-        exchanges = db.execute("SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome").fetchall()
-        parked = db.execute("SELECT count(*) FROM deliveries WHERE state = 'parked' AND plugin = 'st_mary'").fetchone()[0]
-    finally:
-        db.close()
+    births = dict(journal_rows(journal_at, "SELECT state, count(*) FROM births GROUP BY state"))
+    exchanges = journal_rows(journal_at, "SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome")
+    [(parked,)] = journal_rows(journal_at, "SELECT count(*) FROM deliveries WHERE state = 'parked' AND plugin = 'st_mary'")
     assert births == {"registered": 1, "needs_review": 1, "pending": 1}
     for state in ("pending", "registered", "needs_review", "refused", "voided", "real_named", "stale", "uploading"):
         assert scraped[f'ybplug_births{{state="{state}"}}'] == births.get(state, 0)
@@ -513,15 +493,15 @@ def test_a_config_with_a_password_instead_of_a_hash_is_refused_with_the_fix(tmp_
 
 
 @pytest.mark.anyio
-async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     line = await anyio.to_thread.run_sync(lambda: subprocess.run(
         [YBPLUG, "console", "add-user", "lin", "--role", "viewer"], input=PASSWORD + "\n",
         capture_output=True, text=True, timeout=60).stdout.strip())
     (tmp_path / "ybplug.toml").write_text(
-        f'journal = "journal.db"\n[wire]\nurl = "{sandbox.url}"\n[console]\nlisten = "127.0.0.1:0"\nusers = [{line}]\n',
+        f'journal = "{journal_at}"\n[wire]\nurl = "{sandbox.url}"\n[console]\nlisten = "127.0.0.1:0"\nusers = [{line}]\n',
         encoding="utf-8",
     )
-    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         await host.record_birth(birth_record(15))
     process = await anyio.open_process([YBPLUG, "console", "-c", str(tmp_path / "ybplug.toml")], stderr=subprocess.PIPE)
     try:

@@ -7,7 +7,6 @@ import csv
 import html
 import io
 import re
-import sqlite3
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -22,13 +21,14 @@ from ybplug.fields import CHINA_TIME, with_check_digit
 from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
 
+from pg_support import journal_rows
 from support import birth_record
 from test_webconsole import Browser, Served, birth_in_review, served
 
 COLUMNS = ["日期", "记录", "已上传", "已登记", "可预参保", "被拒绝", "待复核", "已作废", "已实名", "超期未实名"]
 
 
-async def births_of_every_kind(console: Served, tmp_path: Path) -> None:
+async def births_of_every_kind(console: Served, journal: str) -> None:
     """Registered, stale, real-named, voided, refused, in review, pending; recorded
     today, three days ago and forty days ago."""
     host, sandbox = console.host, console.sandbox
@@ -48,22 +48,14 @@ async def births_of_every_kind(console: Served, tmp_path: Path) -> None:
     await host.sync("upload")
     await birth_in_review(console, 44)
     await host.record_birth(birth_record(46))  # waiting for the 02:00 upload
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:  # move some back in time, as if recorded earlier
-        db.execute("UPDATE births SET created_at = created_at - 3 * 86400 WHERE id IN (2, 3)")
-        db.execute("UPDATE births SET created_at = created_at - 40 * 86400 WHERE id = 5")
-        db.commit()
-    finally:
-        db.close()
+    # move some back in time, as if recorded earlier
+    journal_rows(journal, "UPDATE births SET created_at = created_at - 3 * 86400 WHERE id IN (2, 3)")
+    journal_rows(journal, "UPDATE births SET created_at = created_at - 40 * 86400 WHERE id = 5")
 
 
-def expected(tmp_path: Path, by: str) -> dict[str, list[int]]:
+def expected(journal: str, by: str) -> dict[str, list[int]]:
     """The reconciliation worked out from the journal's rows, in Python."""
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:
-        rows = db.execute("SELECT created_at, state, registration_number, eligibility FROM births").fetchall()
-    finally:
-        db.close()
+    rows = journal_rows(journal, "SELECT created_at, state, registration_number, eligibility FROM births")
     found: dict[str, Counter[str]] = {}
     for created, state, number, eligibility in rows:
         day = datetime.fromtimestamp(created, CHINA_TIME).date().isoformat()
@@ -85,9 +77,9 @@ def parse_csv(body: bytes) -> tuple[list[str], dict[str, list[int]]]:
 
 
 @pytest.mark.anyio
-async def test_the_reconciliation_by_day_and_month_matches_the_journal(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
-        await births_of_every_kind(console, tmp_path)
+async def test_the_reconciliation_by_day_and_month_matches_the_journal(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
+        await births_of_every_kind(console, journal_at)
         await browser.login("chen")
         today = datetime.now(CHINA_TIME).date()
         start = today - timedelta(days=60)
@@ -100,13 +92,13 @@ async def test_the_reconciliation_by_day_and_month_matches_the_journal(tmp_path:
             by_month = await response.read()
     header, days = parse_csv(by_day)
     assert header == COLUMNS
-    want = expected(tmp_path, "day")
+    want = expected(journal_at, "day")
     assert {d: v for d, v in days.items() if d != "合计" and any(v)} == want
     assert len(days) == 61 + 1  # every day listed, zeros too, and the total
     assert days["合计"] == [sum(col) for col in zip(*want.values())]
     assert days["合计"] == [7, 6, 4, 4, 1, 1, 1, 1, 1]  # 7 births: 1 waits; 4 got a baz726 (1 since voided, 1 stale, 1 real-named)
     _, months = parse_csv(by_month)
-    assert {m: v for m, v in months.items() if m != "合计" and any(v)} == expected(tmp_path, "month")
+    assert {m: v for m, v in months.items() if m != "合计" and any(v)} == expected(journal_at, "month")
     # the page: the same figures in its table, and bars of the chart drawn on the server
     assert "<svg" in page and "<script" not in page
     assert {d: int(v) for v, d in re.findall(r'data-series="recorded" data-value="(\d+)"><title>([\d-]+) ', page) if int(v)} \
@@ -115,8 +107,8 @@ async def test_the_reconciliation_by_day_and_month_matches_the_journal(tmp_path:
 
 
 @pytest.mark.anyio
-async def test_a_bad_period_falls_back_to_the_last_31_days(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_a_bad_period_falls_back_to_the_last_31_days(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         await browser.login("chen")
         for query in ("from=2026-13-01", "from=2030-01-01&to=2020-01-01", "by=<script>&from=1900-01-01"):
             status, text = await browser.get(f"/reconcile?{query}")
@@ -127,9 +119,9 @@ async def test_a_bad_period_falls_back_to_the_last_31_days(tmp_path: Path, sandb
 
 
 @pytest.mark.anyio
-async def test_the_alerts_page_lists_open_and_resolved_incidents(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_the_alerts_page_lists_open_and_resolved_incidents(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection()
-    async with served(tmp_path, sandbox, alerts=section) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at, alerts=section) as console, Browser(console.url) as browser:
         birth_id = await birth_in_review(console, 48)
         await Watcher(console.host, section).check()
         await browser.login("chen")
@@ -143,9 +135,9 @@ async def test_the_alerts_page_lists_open_and_resolved_incidents(tmp_path: Path,
 
 
 @pytest.mark.anyio
-async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_journal_and_the_overview(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_journal_and_the_overview(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     section = AlertsSection(voucher_crashes=2)
-    async with served(tmp_path, sandbox, alerts=section) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at, alerts=section) as console, Browser(console.url) as browser:
         host = console.host
         sandbox.inject(Fault(kind="latency", funid=Funid.COLLECT, seconds=0.3))
         for n in (71, 72):
@@ -163,12 +155,8 @@ async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_
     assert 'data-voucher="failed"' in overview and "<span data-crashes>2</span>" in overview
     assert "2 个告警未恢复" in overview and "医保电子凭证组件反复崩溃: 2" in overview
     scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:
-        elapsed = db.execute("SELECT funid, elapsed FROM exchanges WHERE elapsed IS NOT NULL").fetchall()
-        voucher = dict(db.execute("SELECT outcome, count(*) FROM exchanges WHERE funid = 'EcTrans' GROUP BY outcome").fetchall())
-    finally:
-        db.close()
+    elapsed = journal_rows(journal_at, "SELECT funid, elapsed FROM exchanges WHERE elapsed IS NOT NULL")
+    voucher = dict(journal_rows(journal_at, "SELECT outcome, count(*) FROM exchanges WHERE funid = 'EcTrans' GROUP BY outcome"))
     collect = [e for f, e in elapsed if f == Funid.COLLECT]
     assert len(collect) == 4 and sum(e >= 0.3 for e in collect) >= 1  # the slow one is in the journal
     for bound in ("0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"):
@@ -182,9 +170,9 @@ async def test_the_latency_histogram_voucher_calls_and_open_incidents_match_the_
 
 
 @pytest.mark.anyio
-async def test_an_exchanges_request_and_reply_are_shown_with_personal_fields_masked(tmp_path: Path, sandbox: Sandbox) -> None:
+async def test_an_exchanges_request_and_reply_are_shown_with_personal_fields_masked(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
     real_id = with_check_digit("35020320261125008")
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         host = console.host
         recorded = await host.record_birth(birth_record(74))
         await host.sync("upload")
@@ -206,8 +194,8 @@ async def test_an_exchanges_request_and_reply_are_shown_with_personal_fields_mas
 
 
 @pytest.mark.anyio
-async def test_by_month_the_page_lists_the_last_twelve_months(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_by_month_the_page_lists_the_last_twelve_months(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         await console.host.record_birth(birth_record(75))
         await browser.login("chen")
         text = (await browser.get("/reconcile?by=month"))[1]
