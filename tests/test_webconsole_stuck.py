@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,23 +19,20 @@ from ybplug.fields import with_check_digit
 from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
 
+from pg_support import journal_rows
 from support import birth_record
 from test_webconsole import Browser, served
 
 _INPUT = re.compile(r'<input name="(\w+)" aria-label="[^"]*" (?:placeholder="留空则不改"|value="([^"]*)")')
 
 
-def actions(tmp_path: Path) -> list[tuple[str, str, int | None]]:
-    db = sqlite3.connect(tmp_path / "journal.db")
-    try:
-        return db.execute("SELECT operator, action, birth_id FROM actions ORDER BY id").fetchall()
-    finally:
-        db.close()
+def actions(journal: str) -> list[tuple[Any, ...]]:
+    return journal_rows(journal, "SELECT operator, action, birth_id FROM actions ORDER BY id")
 
 
 @pytest.mark.anyio
-async def test_a_refused_birth_is_amended_and_sent_again_from_its_page(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_a_refused_birth_is_amended_and_sent_again_from_its_page(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         record = birth_record(51)
         recorded = await console.host.record_birth(record)
         sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="母亲姓名与证件不符"))
@@ -52,12 +49,12 @@ async def test_a_refused_birth_is_amended_and_sent_again_from_its_page(tmp_path:
         assert status == 200 and "已改正并重新上传" in text and "现为「已登记」" in text
     [registration] = sandbox.registrations()
     assert registration["bkee35"] == record["bkee35"]  # the ID number kept though not typed again
-    assert ("林护士", "amend", recorded.birth_id) in actions(tmp_path)
+    assert ("林护士", "amend", recorded.birth_id) in actions(journal_at)
 
 
 @pytest.mark.anyio
-async def test_failing_uploads_are_retried_now_and_stale_newborns_asked_about_again(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_failing_uploads_are_retried_now_and_stale_newborns_asked_about_again(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         host = console.host
         registered = await host.record_birth(birth_record(52))
         await host.sync("upload")
@@ -79,12 +76,12 @@ async def test_failing_uploads_are_retried_now_and_stale_newborns_asked_about_ag
         assert status == 200 and "已向中心查询" in text
         assert (await host.birth(registered.birth_id)).state == "real_named"
         assert "没有超期未实名的新生儿" in (await browser.get("/attention"))[1]
-    assert [(o, a) for o, a, _ in actions(tmp_path)] == [("林护士", "retry uploads"), ("林护士", "poll stale")]
+    assert [(o, a) for o, a, _ in actions(journal_at)] == [("林护士", "retry uploads"), ("林护士", "poll stale")]
 
 
 @pytest.mark.anyio
-async def test_a_void_whose_reply_was_lost_is_sent_again_from_the_console(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+async def test_a_void_whose_reply_was_lost_is_sent_again_from_the_console(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         recorded = await console.host.record_birth(birth_record(54))
         await console.host.sync("upload")
         await browser.login("林护士")
@@ -101,12 +98,12 @@ async def test_a_void_whose_reply_was_lost_is_sent_again_from_the_console(tmp_pa
         assert "没有结果不明的作废" in text
         [registration] = sandbox.registrations()
         assert registration["voided"]
-    assert [(o, a) for o, a, b in actions(tmp_path) if b == recorded.birth_id] == [("林护士", "void"), ("林护士", "void again")]
+    assert [(o, a) for o, a, b in actions(journal_at) if b == recorded.birth_id] == [("林护士", "void"), ("林护士", "void again")]
 
 
 @pytest.mark.anyio
-async def test_all_of_a_plugins_parked_deliveries_are_replayed_and_journaled(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with served(tmp_path, sandbox, delivery_attempts=1) as console, Browser(console.url) as browser:
+async def test_all_of_a_plugins_parked_deliveries_are_replayed_and_journaled(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at, delivery_attempts=1) as console, Browser(console.url) as browser:
         console.hospital.failing = True
         for n in (55, 56):
             await console.host.record_birth(birth_record(n))
@@ -121,23 +118,23 @@ async def test_all_of_a_plugins_parked_deliveries_are_replayed_and_journaled(tmp
         status, text = await browser.act("/parked/replay", plugin="st_mary")
         assert status == 200 and "已重新排队 2 个投递" in text and "没有搁置的投递" in text
         assert len(console.hospital.results) == 2
-    assert actions(tmp_path) == [("林护士", "replay", None)]
+    assert actions(journal_at) == [("林护士", "replay", None)]
 
 
 @pytest.mark.anyio
 async def test_an_operator_reveals_a_record_and_the_reveal_is_journaled(
-    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sandbox: Sandbox, journal_at: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     record = birth_record(57)
-    async with served(tmp_path, sandbox) as console, Browser(console.url) as browser:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
         recorded = await console.host.record_birth(record)
         await browser.login("chen")
         text = (await browser.get(f"/births/{recorded.birth_id}"))[1]
         assert "/reveal" not in text and mask(record["bkee35"]) in text
         status, text = await browser.act(f"/births/{recorded.birth_id}/reveal")
         assert status == 403 and record["bkee35"] not in text
-        assert actions(tmp_path) == []
+        assert actions(journal_at) == []
 
         await browser.get("/logout")
         await browser.act("/logout")
@@ -150,7 +147,7 @@ async def test_an_operator_reveals_a_record_and_the_reveal_is_journaled(
             assert response.status == 405  # never by a link or a URL
         text = (await browser.get(f"/births/{recorded.birth_id}"))[1]
         assert record["bkee35"] not in text and "reveal personal data" in text  # masked again; the timeline shows it
-    [(operator, action, birth_id)] = actions(tmp_path)
+    [(operator, action, birth_id)] = actions(journal_at)
     assert (operator, action, birth_id) == ("林护士", "reveal personal data", recorded.birth_id)
     access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert any(f"/births/{recorded.birth_id}/reveal 200" in line for line in access)

@@ -117,20 +117,25 @@ def event_birth(journal: Journal, event_id: str) -> int | None:
 
 def voids_unsettled(journal: Journal) -> list[tuple[int, str, str]]:
     """(birth id, registration number, reason) of every void of ours whose reply was lost and
-    that no later answer settled: the ones the host stopped sending again included (for a person)."""
+    that no later answer settled: the ones the host stopped sending again included (for a person).
+    A birth voided in doubt more than once is listed once, with its latest void's reason (picked
+    here, not by a GROUP BY: PostgreSQL refuses a column neither grouped nor aggregated, and
+    SQLite would take it from any of the rows)."""
     rows = journal.db.execute(
         "SELECT b.id, b.registration_number, e.request FROM exchanges e JOIN births b ON b.id = e.birth_id"
         " WHERE e.funid = 'yb04.13.01.22' AND e.outcome IN ('sent', 'unknown') AND e.request IS NOT NULL"
         " AND b.state != 'voided' AND b.registration_number IS NOT NULL"
         " AND NOT EXISTS (SELECT 1 FROM exchanges later WHERE later.funid = e.funid AND later.birth_id = e.birth_id"
         "      AND later.id > e.id AND later.outcome = 'ok')"
-        " GROUP BY b.id ORDER BY b.id",
+        " ORDER BY b.id, e.id DESC",
     ).fetchall()
-    found = []
+    found: dict[int, tuple[int, str, str]] = {}
     for birth_id, number, request in rows:
+        if int(birth_id) in found:
+            continue  # an earlier void of the same birth
         try:
             reason = str(msgspec.json.decode(request).get("bae016") or "")
         except (msgspec.DecodeError, AttributeError):
             continue
-        found.append((int(birth_id), str(number), reason))
-    return found
+        found[int(birth_id)] = (int(birth_id), str(number), reason)
+    return list(found.values())
