@@ -54,10 +54,11 @@ class DeliveryLine:
 
 def deliveries_of(journal: Journal, birth_id: int) -> list[DeliveryLine]:
     """The birth's events as delivered (or not) to each plugin; ``at``: when delivered, else when
-    the event was made.  Run on the journal's thread."""
+    the event was made.  Run on the journal's thread.  Events made in one write share a time: the
+    order they were made in breaks the tie (each engine would otherwise pick its own)."""
     rows = journal.db.execute(
         "SELECT e.hook, d.plugin, d.state, d.attempts, coalesce(d.delivered_at, e.created_at), d.last_error"
-        " FROM events e JOIN deliveries d ON d.event_id = e.id WHERE e.birth_id = ? ORDER BY e.created_at, d.plugin",
+        " FROM events e JOIN deliveries d ON d.event_id = e.id WHERE e.birth_id = ? ORDER BY e.created_at, e.rowid, d.plugin",
         (birth_id,),
     ).fetchall()
     return [DeliveryLine(r[0], r[1], r[2], int(r[3]), float(r[4]), scrub(r[5]) if r[5] else None) for r in rows]
