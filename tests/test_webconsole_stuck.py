@@ -7,6 +7,7 @@ test_webconsole.py.)"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -99,6 +100,27 @@ async def test_a_void_whose_reply_was_lost_is_sent_again_from_the_console(tmp_pa
         [registration] = sandbox.registrations()
         assert registration["voided"]
     assert [(o, a) for o, a, b in actions(journal_at) if b == recorded.birth_id] == [("林护士", "void"), ("林护士", "void again")]
+
+
+@pytest.mark.anyio
+async def test_a_birth_voided_twice_in_doubt_is_listed_once_and_sent_again_with_the_latest_reason(
+    tmp_path: Path, sandbox: Sandbox, journal_at: str
+) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
+        recorded = await console.host.record_birth(birth_record(58))
+        await console.host.sync("upload")
+        await browser.login("林护士")
+        for reason in ("重复登记", "登记信息有误"):  # both replies lost
+            await browser.get(f"/births/{recorded.birth_id}")
+            sandbox.inject(Fault(kind="drop_after_commit", funid=Funid.VOID))
+            status, text = await browser.act(f"/births/{recorded.birth_id}/void", reason=reason)
+            assert status == 200 and "作废未成功" in text
+        text = (await browser.get("/attention"))[1]
+        assert text.count(f'name="birth_id" value="{recorded.birth_id}"') == 1
+        status, text = await browser.act("/attention/void-again", birth_id=str(recorded.birth_id))
+        assert status == 200 and f"登记 #{recorded.birth_id} 已确认作废" in text
+    voids = journal_rows(journal_at, "SELECT request FROM exchanges WHERE funid = ? ORDER BY id", (Funid.VOID.value,))
+    assert [json.loads(bytes(r))["bae016"] for (r,) in voids] == ["重复登记", "登记信息有误", "登记信息有误"]
 
 
 @pytest.mark.anyio
