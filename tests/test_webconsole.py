@@ -5,6 +5,7 @@ they must not be able to do."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from ybplug.host import Host
 from ybplug.privacy import mask
 from ybplug.sandbox import Fault, Sandbox
 
-from pg_support import journal_rows
+from pg_support import fresh_schema, journal_rows
 from support import birth_record, host_config
 
 PASSWORD = "correct horse 马"
@@ -456,6 +457,29 @@ async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox, journ
     assert exchanges and all(scraped[f'ybplug_exchanges{{funid="{f}",outcome="{o}"}}'] == n for f, o, n in exchanges)
     assert scraped[f'ybplug_exchanges{{funid="{Funid.COLLECT}",outcome="ok"}}'] == 1
     assert "陈静" not in text and "HIS0" not in text
+
+
+@pytest.mark.anyio
+async def test_readyz_on_postgresql_follows_the_database(tmp_path: Path, sandbox: Sandbox) -> None:
+    """A connection the server cut is made again (still ready); a journal whose tables are gone
+    is not ready, and says so."""
+    psycopg = pytest.importorskip("psycopg")
+    with fresh_schema() as url:
+        name = f"ybplug_readyz_{os.getpid()}"  # this console's connections only: the server is shared
+        async with served(tmp_path, sandbox, journal=f"{url}&application_name={name}") as console, \
+                Browser(console.url) as browser:
+            await console.host.record_birth(birth_record(20))
+            assert await browser.get("/readyz") == (200, "ready\n")
+            with psycopg.connect(url, autocommit=True) as admin:
+                [(cut,)] = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", (name,)
+                ).fetchall()
+                assert cut >= 1
+                assert await browser.get("/readyz") == (200, "ready\n")
+                admin.execute(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE")
+            status, text = await browser.get("/readyz")
+            assert status == 503 and text.startswith("journal ")
+            assert await browser.get("/readyz") == (503, "journal lost\n")
 
 
 # --- the command ---------------------------------------------------------------------------------------
