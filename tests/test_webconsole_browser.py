@@ -107,7 +107,7 @@ async def test_every_page_fits_a_1366_screen_and_is_photographed(tmp_path: Path,
     from test_webconsole_reports import births_of_every_kind
 
     async with served(tmp_path, sandbox, alerts=AlertsSection()) as console, async_playwright() as playwright:
-        await births_of_every_kind(console, tmp_path)
+        await births_of_every_kind(console, str(tmp_path / "journal.db"))
         await Watcher(console.host, AlertsSection()).check()
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
@@ -178,7 +178,7 @@ async def test_a_clerk_replays_amends_and_downloads_the_csv_in_chromium(tmp_path
     assert parked.birth_id in delivered
     header, days = parse_csv(body)
     assert header == COLUMNS
-    assert {d: v for d, v in days.items() if d != "合计" and any(v)} == expected(tmp_path, "day")
+    assert {d: v for d, v in days.items() if d != "合计" and any(v)} == expected(str(tmp_path / "journal.db"), "day")
     assert days["合计"][:3] == [2, 2, 2]  # both recorded, uploaded and registered
 
 
