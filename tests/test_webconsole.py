@@ -20,6 +20,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 import ybplug
 from ybplug.codes import Funid
@@ -446,7 +447,11 @@ async def test_metrics_match_the_journal(tmp_path: Path, sandbox: Sandbox, journ
         await console.host.record_birth(birth_record(14))
         status, text = await browser.get("/metrics")
     assert status == 200
-    scraped = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    # Prometheus' own parser reads the scrape (a malformed line raises), every sample by name and labels.
+    scraped = {
+        sample.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sample.labels.items()) + "}" if sample.labels else ""): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }
     births = dict(journal_rows(journal_at, "SELECT state, count(*) FROM births GROUP BY state"))
     exchanges = journal_rows(journal_at, "SELECT funid, outcome, count(*) FROM exchanges GROUP BY funid, outcome")
     [(parked,)] = journal_rows(journal_at, "SELECT count(*) FROM deliveries WHERE state = 'parked' AND plugin = 'st_mary'")
