@@ -201,6 +201,32 @@ HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 OK_MARK = b'\\"flag\\":\\"1\\"'  # inside outputValue, which is a JSON string
 
 
+def cached_journal(name: str, count: int, more: Callable[[Any], None] | None = None) -> Path:
+    """A SQLite journal of ``count`` births, a third of them settled as a hospital's history
+    would be, built once under the temporary folder (``ybplug-bench-NAME-COUNT``); ``more(db)``
+    adds rows in the same write.  A half-built one (no ``ready`` mark) is built again."""
+    folder = Path(tempfile.gettempdir()) / f"ybplug-bench-{name}-{count}"
+    path = folder / "journal.db"
+    if (folder / "ready").exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("journal.db*"):
+        stale.unlink()
+    from ybplug.journal import Journal
+
+    store = Journal(path).open()
+    records = births(count)
+    for start in range(0, count, 5000):
+        store.record_births(records[start:start + 5000])
+    with store._write() as db:
+        db.execute("UPDATE births SET state = 'real_named', registered_at = created_at WHERE id % 3 = 0")
+        if more is not None:
+            more(db)
+    store.close()
+    (folder / "ready").write_text("ok")
+    return path
+
+
 def envelope(funid: str, data: Any, usr: str, pwd: str, output_len: int = 20000) -> bytes:
     """The vendor agent's envelope around one transaction (see ybplug.wire)."""
     inner = msgspec.json.encode({"funid": funid, "usr": usr, "pwd": pwd, "data": msgspec.to_builtins(data)})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,24 +24,7 @@ YBPLUG = str(Path(sys.executable).parent / "ybplug")
 
 def journal(count: int = BIRTHS) -> Path:
     """A journal of ``count`` births (a third settled, the rest waiting), built once."""
-    folder = Path(tempfile.gettempdir()) / f"ybplug-bench-status-{count}"
-    path = folder / "journal.db"
-    if (folder / "ready").exists():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("journal.db*"):
-        stale.unlink()
-    from ybplug.journal import Journal
-
-    store = Journal(path).open()
-    births = common.births(count)
-    for start in range(0, count, 5000):
-        store.record_births(births[start:start + 5000])
-    with store._write() as db:  # settle a third, as a hospital's history would be
-        db.execute("UPDATE births SET state = 'real_named', registered_at = created_at WHERE id % 3 = 0")
-    store.close()
-    (folder / "ready").write_text("ok")
-    return path
+    return common.cached_journal("status", count)
 
 
 def timed(command: list[str], cwd: Path) -> float:

@@ -11,7 +11,6 @@ sides run in this process on an open journal, page cache warm: the queries alone
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,12 @@ EXCHANGES = 200_000
 
 
 def journal(count: int = BIRTHS) -> Path:
-    folder = Path(tempfile.gettempdir()) / f"ybplug-bench-watch-{count}"
-    path = folder / "journal.db"
-    if (folder / "ready").exists():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("journal.db*"):
-        stale.unlink()
-    from ybplug.journal import Journal
-
-    store = Journal(path).open()
-    births = common.births(count)
-    for start in range(0, count, 5000):
-        store.record_births(births[start:start + 5000])
+    """A journal of ``count`` births (a third settled) and EXCHANGES exchanges, 30 of them
+    voucher crashes, built once."""
     now = time.time()
     reply = b'{"flag":1,"cause":"","rownum":1,"xsesmlb":[' + b'{"baz726":"XSE2612010000001","bae018":"N"},' * 4 + b'{}]}'
-    with store._write() as db:
-        db.execute("UPDATE births SET state = 'real_named', registered_at = created_at WHERE id % 3 = 0")
+
+    def exchanges(db: Any) -> None:
         db.executemany(
             "INSERT INTO exchanges (funid, birth_id, reply, outcome, started_at, elapsed) VALUES (?, ?, ?, 'ok', ?, ?)",
             (("yb04.13.01.21" if i % 2 else "yb04.13.01.24", i % count + 1, reply, now - (EXCHANGES - i) * 60,
@@ -50,9 +38,8 @@ def journal(count: int = BIRTHS) -> Path:
             "INSERT INTO exchanges (funid, outcome, error, started_at, elapsed) VALUES ('EcTrans', 'failed', ?, ?, 0.5)",
             (("the voucher library crashed (signal 11)", now - i * 3600) for i in range(30)),
         )
-    store.close()
-    (folder / "ready").write_text("ok")
-    return path
+
+    return common.cached_journal("watch", count, exchanges)
 
 
 def measure(quick: bool = False) -> list[Row]:

@@ -46,8 +46,6 @@ def _one_shot(args: argparse.Namespace) -> Host:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    import anyio
-
     from ybplug.console.command import beside
     from ybplug.host import Host
     from ybplug.system import private_dir, stop_requests
@@ -61,22 +59,10 @@ async def _run(args: argparse.Namespace) -> int:
     # the schedule and deliveries run in the host's task group; the console beside them if asked
     async with Host(config) as host, stop_requests() as stop, beside(host, args.console):
         log.info("worker running: journal %s, upload %s, centre %s", config.journal_shown, config.upload, config.wire_config().url)
-        reason: list[str] = []
-        async with anyio.create_task_group() as tg:  # a stop request, or the host failing (its journal lost)
-
-            async def stopped() -> None:
-                reason.append(await stop.wait())
-                tg.cancel_scope.cancel()
-
-            async def failed() -> None:
-                await host.failed.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(stopped)
-            tg.start_soon(failed)
+        reason = await stop.wait_or(host.failed)  # a stop request, or the host failing (its journal lost)
         if host.failure is not None:
             raise host.failure  # one line from main, exit 1
-        log.info("stopping (%s)", reason[0] if reason else "stop requested")
+        log.info("stopping (%s)", reason or "stop requested")
     return 0
 
 

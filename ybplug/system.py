@@ -121,6 +121,27 @@ class StopRequest:
         await self._event.wait()
         return self.signal_name
 
+    async def wait_or(self, failed: Any) -> str | None:
+        """Wait for a stop request or for ``failed`` (an ``anyio.Event``: the host's journal lost),
+        whichever comes first: the signal's name, or None when ``failed`` came first (whoever set
+        it holds why).  What ``ybplug run`` and ``ybplug console`` block on."""
+        import anyio
+
+        reason: list[str] = []
+        async with anyio.create_task_group() as tg:
+
+            async def stopped() -> None:
+                reason.append(await self.wait())
+                tg.cancel_scope.cancel()
+
+            async def gave_up() -> None:
+                await failed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stopped)
+            tg.start_soon(gave_up)
+        return reason[0] if reason else None
+
 
 @contextlib.asynccontextmanager
 async def stop_requests() -> AsyncIterator[StopRequest]:

@@ -106,25 +106,12 @@ async def beside(host: Any, listen: str | None) -> AsyncIterator[None]:
 
 async def serve(config: Any, listen: str | None) -> int:
     """Run the console until a stop request (Ctrl+C, the service manager) or a lost journal."""
-    import anyio
-
     from ybplug.host import Host
     from ybplug.system import stop_requests
 
     section: ConsoleSection = config.console or ConsoleSection()
     async with Host(config, background=False) as host, stop_requests() as stop, _serving(host, section, listen):
-        async with anyio.create_task_group() as tg:
-
-            async def stopped() -> None:
-                await stop.wait()
-                tg.cancel_scope.cancel()
-
-            async def failed() -> None:
-                await host.failed.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(stopped)
-            tg.start_soon(failed)
+        await stop.wait_or(host.failed)
         if host.failure is not None:
             raise host.failure
     return 0
