@@ -512,6 +512,37 @@ def test_add_user_prints_a_line_the_config_accepts_and_the_password_verifies(tmp
     assert short.returncode == 1 and "at least 8 characters" in short.stderr and "Traceback" not in short.stderr
 
 
+def test_add_user_with_a_config_writes_the_account_into_it_and_keeps_the_rest(tmp_path: Path) -> None:
+    def add(name: str, role: str, config: Path, password: str = "s3cret-pass") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([YBPLUG, "console", "add-user", name, "--role", role, "-c", str(config)],
+                              input=password + "\n", capture_output=True, text=True, timeout=60)
+
+    written = tmp_path / "ybplug.toml"
+    original = ('journal = "journal.db"  # the ward\'s journal\n\n[console]\nlisten = "127.0.0.1:9000"\n'
+                'users = [\n  # the clerks\n]\n\n[alerts]\ncheck_seconds = 30\n')
+    written.write_text(original, encoding="utf-8")
+    assert add("林护士", "operator", written).returncode == 0
+    assert add("chen", "viewer", written, "another-pass").returncode == 0
+    text = written.read_text(encoding="utf-8")
+    assert "# the ward's journal" in text and "# the clerks" in text and "s3cret-pass" not in text
+    config = ybplug.Config.load(written)
+    assert config.console is not None and config.alerts is not None and config.alerts.check_seconds == 30
+    assert config.console.listen == "127.0.0.1:9000"
+    assert [(u.name, u.role) for u in config.console.users] == [("林护士", "operator"), ("chen", "viewer")]
+    assert verify_password("s3cret-pass", config.console.users[0].password_hash)
+    assert verify_password("another-pass", config.console.users[1].password_hash)
+
+    taken = add("chen", "operator", written)  # the name is taken: one line, the file as it was
+    assert taken.returncode == 1 and "already" in taken.stderr and "Traceback" not in taken.stderr
+    assert written.read_text(encoding="utf-8") == text
+
+    bare = tmp_path / "bare.toml"  # no [console] yet: the account is appended as a table
+    bare.write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert add("lin", "operator", bare).returncode == 0
+    loaded = ybplug.Config.load(bare)
+    assert loaded.console is not None and [u.name for u in loaded.console.users] == ["lin"]
+
+
 def test_a_config_with_a_password_instead_of_a_hash_is_refused_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "ybplug.toml").write_text(
         '[console]\nusers = [{name = "lin", role = "operator", password_hash = "hunter22"}]\n', encoding="utf-8"

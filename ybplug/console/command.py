@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from ybplug.console.config import ConsoleSection, ConsoleUser, split_listen
+from ybplug.console.config import ConsoleSection, ConsoleUser, NameTaken, add_user_to_file, split_listen, user_line
 from ybplug.console.passwords import hash_password
 from ybplug.errors import Error
 
@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help="where to listen (default: [console] listen in ybplug.toml, else 127.0.0.1:8722)")
     sub = parser.add_subparsers(dest="console_command")
-    add_user = sub.add_parser("add-user", help="make an operator account: prints the line for [console] users")
+    add_user = sub.add_parser(
+        "add-user", help="make an operator account: written into the -c config, or printed as a line for [console] users"
+    )
+    add_user.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                          help="the ybplug.toml to add the account to (without it, the line is printed to paste)")
     add_user.add_argument("name", help="the operator's login name (journaled with each action)")
     add_user.add_argument("--role", choices=["operator", "viewer"], required=True,
                           help="operator: sees and acts; viewer: only sees")
@@ -56,11 +60,22 @@ def add_user(args: argparse.Namespace) -> int:
         user = ConsoleUser(name=args.name, role=args.role, password_hash=hash_password(password))
     except ValueError as exc:
         raise ConsoleError(str(exc)) from None
+    target = getattr(args, "config", None)
+    if target:
+        try:
+            add_user_to_file(Path(target), user)
+        except NameTaken as exc:
+            raise ConsoleError(str(exc)) from None
+        except OSError as exc:
+            raise ConsoleError(f"cannot write the account into {target}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            print(f"# {exc}; add this line to users = [...] under [console]:", file=sys.stderr)
+            print(user_line(user) + ",")
+            return 1
+        print(f"console user {user.name} ({user.role}) added to {target}; restart the console to use it", file=sys.stderr)
+        return 0
     print("# add to users = [...] under [console] in ybplug.toml:", file=sys.stderr)
-    print(
-        f"{{name = {json.dumps(user.name, ensure_ascii=False)}, role = {json.dumps(user.role)},"
-        f" password_hash = {json.dumps(user.password_hash)}}},"
-    )
+    print(user_line(user) + ",")
     return 0
 
 
