@@ -182,6 +182,11 @@ CREATE TABLE replacements (
 );
 CREATE INDEX replacements_state ON replacements (state);
 """,
+    # 4: the exchanges whose outcome is unknown, so that looking for voids in doubt (each upload
+    # run) reads those few instead of every exchange of the journal's history.
+    """
+CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN ('sent', 'unknown');
+""",
 )
 
 
