@@ -43,6 +43,7 @@ from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
     Backoff,
     BirthNotFound,
+    BirthRow,
     BirthState,
     BirthStatus,
     Delivery,
@@ -125,6 +126,7 @@ class Host:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._births_waiting = anyio.Event()
+        self._uploader: tuple[Callable[[], list[BirthRow]], Callable[[list[BirthRow]], None]] | None = None
         #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
         self.failed = anyio.Event()
         self.failure: Exception | None = None
@@ -266,12 +268,36 @@ class Host:
             birth.check(self.config.charset)
         else:
             birth = load(Birth, birth, charset=self.config.charset)
-        [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+        uploader = self._uploader
+        if uploader is None:
+            [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+            claimed: list[BirthRow] = []
+        else:
+            row, created, claimed = await self.run_journal(self._record_and_claim, birth, uploader[0])
         if created:
-            self.births_waiting()
+            if claimed:
+                uploader[1](claimed)  # type: ignore[index]
+            else:
+                self.births_waiting()
             if self.caller.implementations("birth_recorded"):
                 self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
+
+    def _record_and_claim(self, birth: Birth, claim: Callable[[], list[BirthRow]]) -> tuple[BirthRow, bool, list[BirthRow]]:
+        """On the journal thread, in one transaction: record the birth and, when it is new, claim
+        what is due for upload (the birth among them)."""
+        [(row, created)] = self.journal.record_births([birth])
+        return row, created, claim() if created else []
+
+    def upload_on_record(
+        self, claim: Callable[[], list[BirthRow]], upload: Callable[[list[BirthRow]], None]
+    ) -> None:
+        """Immediate uploads without a wake-up or a commit of their own: each ``record_birth``
+        runs ``claim`` (a journal call) in the commit that records the birth and hands what it
+        claimed to ``upload`` (the collection plugin), which sends it in the background.  The
+        claim is journaled with its lease and its exchange mark as any other, so a process killed
+        before sending leaves the birth to the next claim."""
+        self._uploader = (claim, upload)
 
     async def birth(self, key: int | str, multiple_birth_number: int | None = None) -> BirthStatus:
         """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
