@@ -543,6 +543,39 @@ class Host:
         await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
         return exchange_id, result
 
+    async def ask(
+        self, transaction: Transaction[RequestT, ResultT], request: RequestT, record: Callable[[int, ResultT], T]
+    ) -> T:
+        """A read-only transaction (yb04.13.01.24 changes nothing at the centre): no "about to
+        leave" mark; the exchange is journaled with its answer, and ``record(exchange_id, result)``
+        (a journal call, run on the journal's thread) in the same commit.  Returns what ``record``
+        returns.  On a :class:`WireError` the failed exchange is journaled and the error raised.
+        """
+        funid = transaction.funid
+        payload = msgspec.json.encode(request)
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            result = await exchange(self.transport, transaction, request)
+        except WireError as exc:
+            elapsed = time.perf_counter() - started
+            exc.exchange_id = await self.run_journal(
+                self.journal.record_exchange, funid, payload, exc.outcome, exc.reason, started_at, elapsed
+            )
+            await self._observe(funid, exc.outcome, elapsed, exc.exchange_id)
+            raise
+        elapsed = time.perf_counter() - started
+        outcome = Outcome.OK if result.ok else Outcome.REFUSED
+
+        def journaled() -> tuple[int, T]:
+            exchange_id = self.journal.record_exchange(
+                funid, payload, outcome, None if result.ok else result.cause, started_at, elapsed
+            )
+            return exchange_id, record(exchange_id, result)
+
+        exchange_id, value = await self.run_journal(journaled)
+        await self._observe(funid, outcome, elapsed, exchange_id)
+        return value
+
     async def _audit(
         self, funid: str, request: bytes, outcome: Outcome, error: str | None, started_at: float, elapsed: float
     ) -> None:
