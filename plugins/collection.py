@@ -77,7 +77,6 @@ class Collection:
             except AuthenticationFailed as exc:  # the birth is released; the schedule retries and says so
                 log.error("birth %d: %s", row.id, exc)
                 state = None
-        host.deliveries_waiting()
         key = _COUNTED_AS.get(state, "upload_failed")
         self._handed[key] = self._handed.get(key, 0) + 1
         started_at = self._handed_since
@@ -180,6 +179,10 @@ class Collection:
         state: BirthState
         state, claimed = await host.records.upload_answered(row, exchange_id, result, duplicate=duplicate)
         host.deliver_soon(claimed)
+        hook = "birth_needs_review" if state == BirthState.NEEDS_REVIEW else "collection_result"
+        if {d.plugin for d in claimed} != set(host.caller.implementations(hook)):
+            # A plugin here waits for an earlier event of this birth: the delivery loop takes it.
+            host.deliveries_waiting()
         return state
 
 
