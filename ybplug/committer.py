@@ -36,6 +36,7 @@ class GroupCommitter:
         op = _Operation(functools.partial(func, *args, **kwargs))
         self._queue.append(op)
         if self._busy:
+            op.ready = anyio.Event()  # only a waiting operation needs one: the leader runs at once
             try:
                 await op.ready.wait()
             except BaseException:
@@ -57,7 +58,8 @@ class GroupCommitter:
                     results = [(False, exc)] * len(batch)
             for o, result in zip(batch, results, strict=True):
                 o.result, o.lead = result, False
-                o.ready.set()
+                if o.ready is not None:
+                    o.ready.set()
             lost = next((value for ok, value in results if not ok and isinstance(value, JournalLost)), None)
             if lost is not None:
                 self.on_lost(lost)
@@ -71,6 +73,7 @@ class GroupCommitter:
             self._busy = True
             following = self._queue[0]
             following.lead = True
+            assert following.ready is not None  # it was queued while a commit was under way
             following.ready.set()
 
 
@@ -98,7 +101,7 @@ class _Operation:
 
     def __init__(self, call: Callable[[], Any]) -> None:
         self.call = call
-        self.ready = anyio.Event()
+        self.ready: anyio.Event | None = None
         self.result: tuple[bool, Any] | None = None
         self.lead = False
 

@@ -603,6 +603,8 @@ class Host:
         return bool(cause) and any(marker in (cause or "") for marker in markers)
 
     async def _observe(self, funid: str, outcome: str, elapsed: float, exchange_id: int) -> None:
+        if not self.caller.implementations("ybplug_transaction"):  # nobody observes: no call to make
+            return
         for result in await self.caller.call_each(
             "ybplug_transaction", funid=funid, outcome=outcome, elapsed=elapsed, transaction_id=exchange_id
         ):
