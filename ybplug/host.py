@@ -240,7 +240,12 @@ class Host:
                 scope.cancel()
 
     async def _close_journal(self) -> None:
-        await self._journal_thread.call(self.journal.close)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._committer.flush()  # the deliveries' outcomes still riding
+            except Error:
+                pass  # logged where they were made; redelivered after their lease
+            await self._journal_thread.call(self.journal.close)
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:
         """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...).
