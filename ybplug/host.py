@@ -57,14 +57,12 @@ from ybplug.messages import (
     QrIdentity,
     QrRequest,
     QrRequestData,
-    RequestT,
-    ResultT,
-    Transaction,
     VoidResult,
     load,
 )
 from ybplug.privacy import mask
-from ybplug.wire import Transport, WireError, exchange
+from ybplug.transactions import Transactions
+from ybplug.wire import Transport
 
 log = logging.getLogger("ybplug.host")
 
@@ -93,7 +91,7 @@ class Recorded(msgspec.Struct, frozen=True):
     created: bool
 
 
-class Host:
+class Host(Transactions):
     """The ybplug plugin host; use as ``async with Host(config) as host``."""
 
     def __init__(
@@ -279,13 +277,12 @@ class Host:
             claimed: list[BirthRow] = []
         else:
             row, created, claimed = await self.run_journal(self._record_and_claim, birth, uploader[0])
-        if created:
-            if claimed:
-                uploader[1](claimed)  # type: ignore[index]
-            else:
-                self.births_waiting()
-            if self.caller.implementations("birth_recorded"):
-                self.deliveries_waiting()
+        if uploader is not None and claimed:
+            uploader[1](claimed)  # what was claimed goes straight to the uploader
+        elif created:
+            self.births_waiting()
+        if created and self.caller.implementations("birth_recorded"):
+            self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
 
     def _record_and_claim(self, birth: Birth, claim: Callable[[], list[BirthRow]]) -> tuple[BirthRow, bool, list[BirthRow]]:
@@ -520,84 +517,6 @@ class Host:
 
     # --- transactions (used by the built-in plugins) ------------------------------------------
 
-    async def transact(
-        self,
-        transaction: Transaction[RequestT, ResultT],
-        request: RequestT,
-        *,
-        birth_id: int | None = None,
-        exchange_id: int | None = None,
-    ) -> tuple[int, ResultT]:
-        """Journal that ``request`` is leaving, exchange it, tell the observers.
-
-        Returns the exchange id and the centre's answer (refusals included) for the caller to
-        record with its state change.  On a :class:`WireError` the failure is recorded here
-        and the error, carrying ``exchange_id``, is raised.
-        """
-        if exchange_id is None:  # else the caller committed the "about to leave" mark already
-            payload = msgspec.json.encode(request)
-            exchange_id = await self.run_journal(self.journal.begin_exchange, transaction.funid, payload, birth_id)
-        started = time.perf_counter()
-        try:
-            result = await exchange(self.transport, transaction, request)
-        except WireError as exc:
-            exc.exchange_id = exchange_id
-            await self.run_journal(self.journal.finish_exchange, exchange_id, exc.outcome, None, exc.reason)
-            await self._observe(transaction.funid, exc.outcome, time.perf_counter() - started, exchange_id)
-            raise
-        await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
-        return exchange_id, result
-
-    async def ask(
-        self, transaction: Transaction[RequestT, ResultT], request: RequestT, record: Callable[[int, ResultT], T]
-    ) -> T:
-        """A read-only transaction (yb04.13.01.24 changes nothing at the centre): no "about to
-        leave" mark; the exchange is journaled with its answer, and ``record(exchange_id, result)``
-        (a journal call, run on the journal's thread) in the same commit.  Returns what ``record``
-        returns.  On a :class:`WireError` the failed exchange is journaled and the error raised.
-        """
-        funid = transaction.funid
-        payload = msgspec.json.encode(request)
-        started_at, started = time.time(), time.perf_counter()
-        try:
-            result = await exchange(self.transport, transaction, request)
-        except WireError as exc:
-            elapsed = time.perf_counter() - started
-            exc.exchange_id = await self.run_journal(
-                self.journal.record_exchange, funid, payload, exc.outcome, exc.reason, started_at, elapsed
-            )
-            await self._observe(funid, exc.outcome, elapsed, exc.exchange_id)
-            raise
-        elapsed = time.perf_counter() - started
-        outcome = Outcome.OK if result.ok else Outcome.REFUSED
-
-        def journaled() -> tuple[int, T]:
-            exchange_id = self.journal.record_exchange(
-                funid, payload, outcome, None if result.ok else result.cause, started_at, elapsed
-            )
-            return exchange_id, record(exchange_id, result)
-
-        exchange_id, value = await self.run_journal(journaled)
-        await self._observe(funid, outcome, elapsed, exchange_id)
-        return value
-
-    async def _audit(
-        self, funid: str, request: bytes, outcome: Outcome, error: str | None, started_at: float, elapsed: float
-    ) -> None:
-        """Journal a finished read-only exchange and tell the observers (shielded: it outlives exit)."""
-        with anyio.CancelScope(shield=True):
-            try:
-                exchange_id = await self.run_journal(
-                    self.journal.record_exchange, funid, request, outcome, error, started_at, elapsed
-                )
-            except Error as exc:
-                log.error("could not journal a %s exchange: %s", funid, exc)
-                return
-            except Exception:  # a bug of ours: its traceback, and the host goes on
-                log.exception("could not journal a %s exchange", funid)
-                return
-            await self._observe(funid, outcome, elapsed, exchange_id)
-
     def is_duplicate(self, cause: str | None) -> bool:
         """Whether a refusal means "already registered" (the centre's words are configurable)."""
         return self.cause_says(cause, self.config.duplicate_markers)
@@ -606,15 +525,6 @@ class Host:
     def cause_says(cause: str | None, markers: Sequence[str]) -> bool:
         """Whether a refusal's cause holds one of ``markers`` (the centre's words for a case)."""
         return bool(cause) and any(marker in (cause or "") for marker in markers)
-
-    async def _observe(self, funid: str, outcome: str, elapsed: float, exchange_id: int) -> None:
-        if not self.caller.implementations("ybplug_transaction"):  # nobody observes: no call to make
-            return
-        for result in await self.caller.call_each(
-            "ybplug_transaction", funid=funid, outcome=outcome, elapsed=elapsed, transaction_id=exchange_id
-        ):
-            if not result.ok:
-                log.warning("observer %s failed: %s", result.plugin, type(result.error).__name__)
 
     # --- wake-ups -----------------------------------------------------------------------------------
 
