@@ -156,6 +156,9 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def shape_problem(data: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> str | None:
     """Why a reply's ``data`` node (Python values, from any transport) is too deep or too large to
     read, or None.  Iterative, so that the check itself cannot exhaust the stack."""
@@ -171,6 +174,8 @@ def shape_problem(data: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
         nodes += len(children)
         if nodes > max_nodes:
             return f"more than {max_nodes} values"
+        if _LEAVES.issuperset(map(type, children)):  # a row of plain values: nothing below (a loop in C)
+            continue
         below = depth + 1
         # Only containers are pushed: the leaves (most of a reply) are counted, not visited.
         stack += [(child, below) for child in children if isinstance(child, dict | list | tuple)]
