@@ -190,8 +190,8 @@ class JournalBase:
         self._commit(db)
 
     def _begin(self, db: sqlite3.Connection) -> None:
-        if self._watch is not None:
-            self._watch.check()
+        # The file is checked once a transaction, before its COMMIT (_commit): nothing is
+        # acknowledged from a file that is gone, and a transaction's reads end with that commit too.
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
