@@ -49,6 +49,7 @@ class Collection:
         self._limiter: anyio.CapacityLimiter | None = None
         self._handed: dict[str, int] = {}
         self._handed_since = time.time()
+        self._active = 0  # births being uploaded (claimed, not yet answered)
 
     def limiter(self, host: Host) -> anyio.CapacityLimiter:
         """``upload_concurrency`` for every upload of this host: scheduled runs and births
@@ -62,21 +63,33 @@ class Collection:
         if host.background:
             if upload_time(host.config.upload) is None:  # immediate: claim each birth as it is recorded
                 claim = functools.partial(host.journal.claim_births, host.config.upload_batch)
-                host.upload_on_record(claim, lambda rows: self._hand_over(host, rows))
+                host.upload_on_record(claim, lambda rows: self._hand_over(host, rows), self._idle)
             host.start_soon(lambda: self._schedule(host), name="ybplug upload schedule")
+
+    def _idle(self) -> bool:
+        """No birth being uploaded (by a scheduled run, or handed over on record)."""
+        return not self._active
 
     def _hand_over(self, host: Host, rows: list[BirthRow]) -> None:
         """Upload births claimed in the commit that recorded one (immediate mode)."""
         for row in rows:
-            host.start_soon(functools.partial(self._upload_handed, host, row), name="ybplug upload")
+            self._active += 1
+            try:
+                host.start_soon(functools.partial(self._upload_handed, host, row), name="ybplug upload")
+            except BaseException:
+                self._active -= 1
+                raise
 
     async def _upload_handed(self, host: Host, row: BirthRow) -> None:
-        async with self.limiter(host):
-            try:
-                state = await self.upload_one(host, row)
-            except AuthenticationFailed as exc:  # the birth is released; the schedule retries and says so
-                log.error("birth %d: %s", row.id, exc)
-                state = None
+        try:
+            async with self.limiter(host):
+                try:
+                    state = await self.upload_one(host, row)
+                except AuthenticationFailed as exc:  # the birth is released; the schedule retries and says so
+                    log.error("birth %d: %s", row.id, exc)
+                    state = None
+        finally:
+            self._active -= 1
         key = _COUNTED_AS.get(state, "upload_failed")
         self._handed[key] = self._handed.get(key, 0) + 1
         started_at = self._handed_since
@@ -136,19 +149,23 @@ class Collection:
                     break
 
                 async def upload(row: BirthRow) -> None:
-                    async with limiter:
-                        try:
-                            state = await self.upload_one(host, row)
-                        except AuthenticationFailed as exc:
-                            auth_error.append(exc)
-                            state = None
-                        except Error as exc:  # the journal refused the answer: the lease brings it back
-                            log.error("birth %d: %s", row.id, exc)
-                            state = None
-                        counts[_COUNTED_AS.get(state, "upload_failed")] += 1
+                    try:
+                        async with limiter:
+                            try:
+                                state = await self.upload_one(host, row)
+                            except AuthenticationFailed as exc:
+                                auth_error.append(exc)
+                                state = None
+                            except Error as exc:  # the journal refused the answer: the lease brings it back
+                                log.error("birth %d: %s", row.id, exc)
+                                state = None
+                            counts[_COUNTED_AS.get(state, "upload_failed")] += 1
+                    finally:
+                        self._active -= 1
 
                 async with anyio.create_task_group() as tg:
                     for row in rows:
+                        self._active += 1
                         tg.start_soon(upload, row)
                 host.deliveries_waiting()
                 if len(rows) < host.config.upload_batch:

@@ -124,7 +124,9 @@ class Host(Transactions):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._births_waiting = anyio.Event()
-        self._uploader: tuple[Callable[[], list[BirthRow]], Callable[[list[BirthRow]], None]] | None = None
+        self._uploader: (
+            tuple[Callable[[], list[BirthRow]], Callable[[list[BirthRow]], None], Callable[[], bool]] | None
+        ) = None
         #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
         self.failed = anyio.Event()
         self.failure: Exception | None = None
@@ -272,6 +274,8 @@ class Host(Transactions):
         else:
             birth = load(Birth, birth, charset=self.config.charset)
         uploader = self._uploader
+        if uploader is not None and not uploader[2]():  # uploads under way: they take it in their next claim
+            uploader = None
         if uploader is None:
             [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
             claimed: list[BirthRow] = []
@@ -292,14 +296,16 @@ class Host(Transactions):
         return row, created, claim() if created else []
 
     def upload_on_record(
-        self, claim: Callable[[], list[BirthRow]], upload: Callable[[list[BirthRow]], None]
+        self, claim: Callable[[], list[BirthRow]], upload: Callable[[list[BirthRow]], None], idle: Callable[[], bool]
     ) -> None:
         """Immediate uploads without a wake-up or a commit of their own: each ``record_birth``
         runs ``claim`` (a journal call) in the commit that records the birth and hands what it
         claimed to ``upload`` (the collection plugin), which sends it in the background.  The
         claim is journaled with its lease and its exchange mark as any other, so a process killed
-        before sending leaves the birth to the next claim."""
-        self._uploader = (claim, upload)
+        before sending leaves the birth to the next claim.  Only while ``idle()`` says no upload is
+        under way: a stream of births is claimed in batches by the uploads already running, which
+        keeps each ``record_birth`` a small commit."""
+        self._uploader = (claim, upload, idle)
 
     async def birth(self, key: int | str, multiple_birth_number: int | None = None) -> BirthStatus:
         """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
