@@ -18,6 +18,7 @@ from ybplug.hooks import hookimpl
 
 from ybplug.errors import Error
 from ybplug.fields import trusted
+from ybplug.journal import Delivery
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord, RealNameResult
 from ybplug.privacy import scrub
 
@@ -119,10 +120,12 @@ class RealName:
         by_number = dict((number, birth_id) for birth_id, number in rows)
         with trusted():  # the numbers come from the journal, checked when they were recorded
             query = RealNameQuery.of(list(by_number))
+        loaded = host.plugin_names()
 
-        def record(exchange_id: int, result: RealNameResult) -> tuple[int, int] | str:
-            """On the journal's thread, in the commit that journals the exchange with its answer;
-            a refusal's cause."""
+        def record(exchange_id: int, result: RealNameResult) -> tuple[int, int, list[Delivery]] | str:
+            """On the journal's thread, in the commit that journals the exchange with its answer:
+            the births it moves, their events, and the deliveries this process can make now
+            (claimed here, so they are made while the sweep goes on); a refusal's cause."""
             if not result.ok:
                 return result.cause or ""
             updates: list[tuple[int, RealNameRecord]] = []
@@ -130,7 +133,9 @@ class RealName:
                 birth_id = by_number.get(str(found.registration_number))
                 if birth_id is not None and (found.voided or found.real_named):
                     updates.append((birth_id, found))
-            return host.journal.realname_answered(exchange_id, msgspec.json.encode(result), updates)
+            real_named, voided = host.journal.realname_answered(exchange_id, msgspec.json.encode(result), updates)
+            claimed = host.journal.claim_deliveries(2 * len(updates), loaded) if real_named or voided else []
+            return real_named, voided, claimed
 
         # Asking changes nothing at the centre: journaled once, with its answer (Host.ask).
         moved = await host.ask(REALNAME, query, record)
@@ -138,12 +143,13 @@ class RealName:
         if isinstance(moved, str):
             log.warning("real-name query refused: %s", scrub(moved))
             return
-        real_named, voided = moved
+        real_named, voided, claimed = moved
         # Counted only where this poll moved the birth: another poller may have got there first.
         counts["real_named"] += real_named
         counts["voided_at_centre"] += voided
+        host.deliver_soon(claimed)
         if real_named or voided:
-            host.deliveries_waiting()
+            host.deliveries_waiting()  # deliveries left for the loop (another birth's event waits first)
 
 
 def plugin() -> RealName:
