@@ -252,7 +252,11 @@ def child_env() -> dict[str, str]:
     PYTHONPATH is passed on, so that ``PYTHONPATH=/some/patched/copy bench/run.py`` measures a
     patched ybplug on both sides of every subprocess (the sandbox, the import and memory children).
     """
-    return {k: v for k, v in os.environ.items() if not k.startswith("YBPLUG_")}
+    # Without PYTHONDONTWRITEBYTECODE: the warm-up runs write the .pyc files an installed
+    # package has, so that no run measures compiling a module that changed since the last.
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("YBPLUG_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
 
 
 class SandboxProcess:

@@ -56,7 +56,7 @@ def prepare(folder: Path, count: int) -> tuple[Path, list[str]]:
     numbers: list[str] = []
     for i, birth in enumerate(births):
         data = msgspec.to_builtins(birth)
-        reply = centre._dispatch(COLLECT.funid, data)  # the sandbox's own collection logic
+        reply = centre.dispatch(COLLECT.funid, data)  # the sandbox's own collection logic
         if reply["flag"] != "1":
             raise RuntimeError(f"set-up: the sandbox refused a birth: {reply['cause']}")
         number = reply["data"]["baz726"]

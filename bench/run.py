@@ -7,9 +7,9 @@ suite needs nothing else, and a C compiler for the QR figures).  Each figure is 
 several runs with min and max; beside it, the same work done by a baseline in the same run, and
 the ratio.  ``--quick`` makes fewer and shorter runs (about 40 s instead of about 3 minutes);
 ``--only`` runs some of the benchmarks (``imports``, ``status``, ``journal``, ``qr``, ``realname``,
-``pipeline``, ``memory``, ``watch``, ``postgres``; the last needs a PostgreSQL server, see
-bench/postgres.py); ``--write-results`` rewrites the measured part of ``bench/RESULTS.md`` (the
-table, the date, the machine), leaving its hand-written analysis alone.
+``pipeline``, ``handwritten``, ``history``, ``memory``, ``watch``, ``postgres``; the last needs a
+PostgreSQL server, see bench/postgres.py); ``--write-results`` rewrites the measured part of
+``bench/RESULTS.md`` (the table, the date, the machine), leaving its hand-written analysis alone.
 
 ``PYTHONPATH=/path/to/a/patched/copy .venv/bin/python bench/run.py`` measures another copy of the
 package (the subprocesses inherit it); the header says which one was measured.
@@ -31,7 +31,7 @@ for _name in [n for n in os.environ if n.startswith("YBPLUG_")]:
 
 import common  # noqa: E402
 
-BENCHMARKS = ("imports", "status", "journal", "qr", "realname", "pipeline", "memory", "watch", "postgres")
+BENCHMARKS = ("imports", "status", "journal", "qr", "realname", "pipeline", "handwritten", "history", "memory", "watch", "postgres")
 RESULTS = common.BENCH_DIR / "RESULTS.md"
 BEGIN = "<!-- results:begin (written by bench/run.py --write-results) -->"
 END = "<!-- results:end -->"

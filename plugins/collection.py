@@ -6,6 +6,7 @@ way, a birth whose upload failed is retried on its own backoff, not held until t
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import datetime, timedelta
@@ -45,11 +46,57 @@ class Collection:
     def __init__(self) -> None:
         self._running = anyio.Lock()
         self._last_recorded = 0.0
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._handed: dict[str, int] = {}
+        self._handed_since = time.time()
+        self._active = 0  # births being uploaded (claimed, not yet answered)
+
+    def limiter(self, host: Host) -> anyio.CapacityLimiter:
+        """``upload_concurrency`` for every upload of this host: scheduled runs and births
+        handed over as they are recorded."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
+        return self._limiter
 
     @hookimpl
     async def ybplug_startup(self, host: Host) -> None:
         if host.background:
+            if upload_time(host.config.upload) is None:  # immediate: claim each birth as it is recorded
+                claim = functools.partial(host.journal.claim_births, host.config.upload_batch)
+                host.upload_on_record(claim, lambda rows: self._hand_over(host, rows), self._idle)
             host.start_soon(lambda: self._schedule(host), name="ybplug upload schedule")
+
+    def _idle(self) -> bool:
+        """No birth being uploaded (by a scheduled run, or handed over on record)."""
+        return not self._active
+
+    def _hand_over(self, host: Host, rows: list[BirthRow]) -> None:
+        """Upload births claimed in the commit that recorded one (immediate mode)."""
+        for row in rows:
+            self._active += 1
+            try:
+                host.start_soon(functools.partial(self._upload_handed, host, row), name="ybplug upload")
+            except BaseException:
+                self._active -= 1
+                raise
+
+    async def _upload_handed(self, host: Host, row: BirthRow) -> None:
+        try:
+            async with self.limiter(host):
+                try:
+                    state = await self.upload_one(host, row)
+                except AuthenticationFailed as exc:  # the birth is released; the schedule retries and says so
+                    log.error("birth %d: %s", row.id, exc)
+                    state = None
+        finally:
+            self._active -= 1
+        key = _COUNTED_AS.get(state, "upload_failed")
+        self._handed[key] = self._handed.get(key, 0) + 1
+        started_at = self._handed_since
+        if started_at - self._last_recorded >= 60:  # remembered as a run, once a minute
+            counts, self._handed, self._handed_since = self._handed, {}, time.time()
+            self._last_recorded = started_at
+            await host.records.run_finished("upload", counts, started_at)
 
     @hookimpl
     async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:
@@ -92,7 +139,7 @@ class Collection:
         counts = {"uploaded": 0, "refused": 0, "needs_review": 0, "upload_failed": 0}
         async with self._running:
             started_at = time.time()
-            limiter = anyio.CapacityLimiter(host.config.upload_concurrency)
+            limiter = self.limiter(host)
             auth_error: list[AuthenticationFailed] = []
             while not auth_error:
                 rows: list[BirthRow] = await host.records.claim_births(
@@ -102,19 +149,23 @@ class Collection:
                     break
 
                 async def upload(row: BirthRow) -> None:
-                    async with limiter:
-                        try:
-                            state = await self.upload_one(host, row)
-                        except AuthenticationFailed as exc:
-                            auth_error.append(exc)
-                            state = None
-                        except Error as exc:  # the journal refused the answer: the lease brings it back
-                            log.error("birth %d: %s", row.id, exc)
-                            state = None
-                        counts[_COUNTED_AS.get(state, "upload_failed")] += 1
+                    try:
+                        async with limiter:
+                            try:
+                                state = await self.upload_one(host, row)
+                            except AuthenticationFailed as exc:
+                                auth_error.append(exc)
+                                state = None
+                            except Error as exc:  # the journal refused the answer: the lease brings it back
+                                log.error("birth %d: %s", row.id, exc)
+                                state = None
+                            counts[_COUNTED_AS.get(state, "upload_failed")] += 1
+                    finally:
+                        self._active -= 1
 
                 async with anyio.create_task_group() as tg:
                     for row in rows:
+                        self._active += 1
                         tg.start_soon(upload, row)
                 host.deliveries_waiting()
                 if len(rows) < host.config.upload_batch:
@@ -145,6 +196,10 @@ class Collection:
         state: BirthState
         state, claimed = await host.records.upload_answered(row, exchange_id, result, duplicate=duplicate)
         host.deliver_soon(claimed)
+        hook = "birth_needs_review" if state == BirthState.NEEDS_REVIEW else "collection_result"
+        if {d.plugin for d in claimed} != set(host.caller.implementations(hook)):
+            # A plugin here waits for an earlier event of this birth: the delivery loop takes it.
+            host.deliveries_waiting()
         return state
 
 

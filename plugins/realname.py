@@ -16,8 +16,10 @@ import anyio
 import msgspec
 from ybplug.hooks import hookimpl
 
-from ybplug.errors import Error, Outcome
-from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord
+from ybplug.errors import Error
+from ybplug.fields import trusted
+from ybplug.journal import Delivery
+from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord, RealNameResult
 from ybplug.privacy import scrub
 
 if TYPE_CHECKING:
@@ -85,25 +87,30 @@ class RealName:
             if not stale and (went_stale := await host.records.mark_stale(horizon)):
                 counts["went_stale"] = went_stale
             after, batches = 0, 0
+            size = host.config.realname_batch
+            # Read several batches' numbers at once: a read waits its turn behind the commits of
+            # the batches in flight, and one read a batch kept the sweep waiting on the journal.
+            window = size * host.config.realname_concurrency * 4
             async with anyio.create_task_group() as tg:
                 while not failures:
                     try:
-                        rows = await host.records.awaiting_realname(
-                            after, host.config.realname_batch, state="stale" if stale else "registered"
-                        )
+                        read = await host.records.awaiting_realname(after, window, state="stale" if stale else "registered")
                     except Error as exc:  # like a batch's: one error after the group, never a group of them
                         failures.append(exc)
                         break
-                    if not rows:
+                    if not read:
                         break
-                    after = rows[-1][0]
-                    await in_flight.acquire()
-                    tg.start_soon(batch, rows)
-                    if len(rows) < host.config.realname_batch:
+                    after = read[-1][0]
+                    for start in range(0, len(read), size):
+                        if failures:
+                            break
+                        await in_flight.acquire()
+                        tg.start_soon(batch, read[start:start + size])
+                        batches += 1
+                        if batches % 20 == 0:
+                            log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
+                    if len(read) < window:
                         break
-                    batches += 1
-                    if batches % 20 == 0:
-                        log.info("real-name poll in progress: %d asked, %d real-named", counts["realname_checked"], counts["real_named"])
             await host.records.run_finished("stale" if stale else "realname", counts, started_at)
         if failures:
             raise failures[0]
@@ -111,24 +118,38 @@ class RealName:
 
     async def _batch(self, host: Host, rows: list[tuple[int, str]], counts: dict[str, int]) -> None:
         by_number = dict((number, birth_id) for birth_id, number in rows)
-        query = RealNameQuery.of(list(by_number))
-        exchange_id, result = await host.transact(REALNAME, query)
+        with trusted():  # the numbers come from the journal, checked when they were recorded
+            query = RealNameQuery.of(list(by_number))
+        loaded = host.plugin_names()
+
+        def record(exchange_id: int, result: RealNameResult) -> tuple[int, int, list[Delivery]] | str:
+            """On the journal's thread, in the commit that journals the exchange with its answer:
+            the births it moves, their events, and the deliveries this process can make now
+            (claimed here, so they are made while the sweep goes on); a refusal's cause."""
+            if not result.ok:
+                return result.cause or ""
+            updates: list[tuple[int, RealNameRecord]] = []
+            for found in result.records:
+                birth_id = by_number.get(str(found.registration_number))
+                if birth_id is not None and (found.voided or found.real_named):
+                    updates.append((birth_id, found))
+            real_named, voided = host.journal.realname_answered(exchange_id, msgspec.json.encode(result), updates)
+            claimed = host.journal.claim_deliveries(2 * len(updates), loaded) if real_named or voided else []
+            return real_named, voided, claimed
+
+        # Asking changes nothing at the centre: journaled once, with its answer (Host.ask).
+        moved = await host.ask(REALNAME, query, record)
         counts["realname_checked"] += len(by_number)
-        if not result.ok:
-            await host.records.finish_exchange(exchange_id, Outcome.REFUSED, None, result.cause)
-            log.warning("real-name query refused: %s", scrub(result.cause or ""))
+        if isinstance(moved, str):
+            log.warning("real-name query refused: %s", scrub(moved))
             return
-        updates: list[tuple[int, RealNameRecord]] = []
-        for record in result.records:
-            birth_id = by_number.get(str(record.registration_number))
-            if birth_id is not None and (record.voided or record.real_named):
-                updates.append((birth_id, record))
-        real_named, voided = await host.records.realname_answered(exchange_id, msgspec.json.encode(result), updates)
+        real_named, voided, claimed = moved
         # Counted only where this poll moved the birth: another poller may have got there first.
         counts["real_named"] += real_named
         counts["voided_at_centre"] += voided
+        host.deliver_soon(claimed)
         if real_named or voided:
-            host.deliveries_waiting()
+            host.deliveries_waiting()  # deliveries left for the loop (another birth's event waits first)
 
 
 def plugin() -> RealName:

@@ -337,6 +337,14 @@ class Chaos:
             _rows(self.journal, "SELECT 1 FROM exchanges WHERE funid = ? AND id > ? AND outcome = 'sent' LIMIT 1", (funid, after))
         )
 
+    def poll_in_flight(self, asked: int, after: int) -> bool:
+        """A yb04.13.01.24 query reached the centre after its ``asked``-th and no answer newer than
+        exchange ``after`` is journaled: asking changes nothing at the centre, so the poll journals
+        its query once, with the answer, and leaves no mark while it waits."""
+        return self.sandbox.calls(Funid.REALNAME) > asked and not _rows(
+            self.journal, "SELECT 1 FROM exchanges WHERE funid = ? AND id > ? LIMIT 1", (Funid.REALNAME, after)
+        )
+
     def claimants(self, table: str) -> set[int]:
         """Pids holding a live claim on a birth being uploaded (``births``) or a delivery (``deliveries``)."""
         state = "uploading" if table == "births" else "pending"
@@ -374,15 +382,18 @@ class Chaos:
 
     async def kill_polling(self) -> None:
         """Real-name a few at the centre; while a real-name poll is in flight, kill every process
-        that may be making it (both workers and the sync)."""
+        that may be making it (both workers and the sync).  The centre holds the next query a
+        moment (a latency fault), so that the kills can land while it is out."""
         self.real_name_some(self.rng.randint(1, 3))
         baseline = self.max_exchange()
+        asked = self.sandbox.calls(Funid.REALNAME)
+        self.sandbox.inject(Fault(kind="latency", funid=Funid.REALNAME, times=1, seconds=0.3))
         with anyio.move_on_after(15):
-            while not self.in_flight(Funid.REALNAME, baseline):
+            while not self.poll_in_flight(asked, baseline):
                 await anyio.sleep(0.01)
         await anyio.sleep(self.rng.uniform(0.0, 0.15))
         # Counted as poll kills only if the poll is still in flight as they die.
-        kind = "poll" if self.in_flight(Funid.REALNAME, baseline) else "anytime"
+        kind = "poll" if self.poll_in_flight(asked, baseline) else "anytime"
         for process in self.alive():
             await self.kill(process, kind)
         await self.start_workers()

@@ -254,6 +254,9 @@ class AsyncHookCaller:
         self.timeout = timeout
         self._thread_limiter = thread_limiter
         self._threads = DaemonThreads()
+        # Per hook: its implementations when last looked at, and their names in call order
+        # (pm.get_name walks every plugin: too slow for each of thousands of calls a second).
+        self._cache: dict[str, tuple[list[pluggy.HookImpl], list[tuple[str, pluggy.HookImpl]]]] = {}
         self.trace = _env_trace() if trace is None else trace
 
     @property
@@ -279,7 +282,12 @@ class AsyncHookCaller:
         return self.pm.get_name(impl.plugin) or impl.plugin_name
 
     def _impls(self, hook: str, only: Collection[str] | None = None) -> list[tuple[str, pluggy.HookImpl]]:
-        impls = [(self._name(impl), impl) for impl in reversed(self._hook(hook).get_hookimpls())]
+        current = self._hook(hook).get_hookimpls()
+        cached = self._cache.get(hook)
+        if cached is None or cached[0] != current:  # registered or unregistered since: look again
+            cached = current, [(self._name(impl), impl) for impl in reversed(current)]
+            self._cache[hook] = cached
+        impls = cached[1]
         if only is not None:
             wanted = {only} if isinstance(only, str) else set(only)
             impls = [(name, impl) for name, impl in impls if name in wanted]

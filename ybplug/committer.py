@@ -29,13 +29,34 @@ class GroupCommitter:
         self.thread = thread
         self.on_lost = on_lost
         self._queue: list[_Operation] = []
+        self._riders: list[_Operation] = []
         self._busy = False
+
+    def ride(self, func: Callable[[], Any], done: Callable[[tuple[bool, Any]], None]) -> None:
+        """Run ``func`` in the next group commit, whoever leads it, without waiting for it;
+        ``done`` hears its outcome.  For writes that may be late but not lost in a running host
+        (a delivery's outcome: at-least-once, so a process killed before that commit only
+        delivers again).  Someone must still commit: :meth:`flush`."""
+        op = _Operation(func)
+        op.done = done
+        self._riders.append(op)
+
+    @property
+    def riding(self) -> bool:
+        """Whether writes are waiting for the next group commit (:meth:`ride`)."""
+        return bool(self._riders)
+
+    async def flush(self) -> None:
+        """Commit what rides, if anything does."""
+        if self._riders:
+            await self.run(_nothing)
 
     async def run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``func(*args, **kwargs)`` in the next group commit; its result or its error."""
         op = _Operation(functools.partial(func, *args, **kwargs))
         self._queue.append(op)
         if self._busy:
+            op.ready = anyio.Event()  # only a waiting operation needs one: the leader runs at once
             try:
                 await op.ready.wait()
             except BaseException:
@@ -49,7 +70,7 @@ class GroupCommitter:
                 return op.outcome()  # type: ignore[no-any-return]
         self._busy = True
         try:
-            batch, self._queue = self._queue, []
+            batch, self._queue, self._riders = self._riders + self._queue, [], []
             with anyio.CancelScope(shield=True):
                 try:
                     results = await self.thread.call(functools.partial(self.journal.run_group, [o.call for o in batch]))
@@ -57,7 +78,10 @@ class GroupCommitter:
                     results = [(False, exc)] * len(batch)
             for o, result in zip(batch, results, strict=True):
                 o.result, o.lead = result, False
-                o.ready.set()
+                if o.ready is not None:
+                    o.ready.set()
+                if o.done is not None:
+                    o.done(result)
             lost = next((value for ok, value in results if not ok and isinstance(value, JournalLost)), None)
             if lost is not None:
                 self.on_lost(lost)
@@ -71,6 +95,7 @@ class GroupCommitter:
             self._busy = True
             following = self._queue[0]
             following.lead = True
+            assert following.ready is not None  # it was queued while a commit was under way
             following.ready.set()
 
 
@@ -94,13 +119,14 @@ class AsyncJournal:
 class _Operation:
     """One journal call waiting for its group commit."""
 
-    __slots__ = ("call", "ready", "result", "lead")
+    __slots__ = ("call", "ready", "result", "lead", "done")
 
     def __init__(self, call: Callable[[], Any]) -> None:
         self.call = call
-        self.ready = anyio.Event()
+        self.ready: anyio.Event | None = None
         self.result: tuple[bool, Any] | None = None
         self.lead = False
+        self.done: Callable[[tuple[bool, Any]], None] | None = None
 
     def outcome(self) -> Any:
         assert self.result is not None
@@ -108,3 +134,7 @@ class _Operation:
         if not ok:
             raise value
         return value
+
+
+def _nothing() -> None:
+    """A journal call that writes nothing: it makes a group commit for what rides."""

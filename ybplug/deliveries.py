@@ -9,6 +9,7 @@ error is journaled scrubbed of the event's personal values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -50,6 +51,10 @@ class Deliveries:
         self._lock = anyio.Lock()
         self._inline = 0
         self._inline_idle = anyio.Event()
+        self._flushing = False
+
+    #: Seconds a delivery's outcome waits for another journal write to go with, at most.
+    FLUSH_AFTER = 0.005
 
     def waiting(self) -> None:
         """Wake the loop: new events are in the journal."""
@@ -100,12 +105,43 @@ class Deliveries:
             async with anyio.create_task_group() as tg:
                 for deliveries in by_event.values():
                     tg.start_soon(one_event, deliveries)
-        parked = await self.committer.run(
-            self.journal.deliveries_done, results, max_attempts=self.attempts, backoff=self.backoff
+        # Journaled with the next group commit, not waited for: at-least-once allows it (killed
+        # before that commit, a delivery is made again), and the next birth's commit does not
+        # queue behind this one.  The deliveries stay claimed by this process until then.
+        self.committer.ride(
+            functools.partial(self.journal.deliveries_done, results, max_attempts=self.attempts, backoff=self.backoff),
+            self._journaled,
         )
-        if parked:
-            log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", parked, self.attempts)
+        self._schedule_flush()
         return sum(1 for _, error in results if error is None)
+
+    def _journaled(self, outcome: tuple[bool, Any]) -> None:
+        ok, value = outcome
+        if not ok:  # the deliveries stay claimed; their lease runs out and the loop makes them again
+            log.error("hook deliveries made but not journaled: %s", value)
+        elif value:
+            log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", value, self.attempts)
+
+    async def _flush_soon(self) -> None:
+        """Commit the deliveries' outcomes if no other journal write took them along meanwhile."""
+        try:
+            await anyio.sleep(self.FLUSH_AFTER)
+            await self.committer.flush()
+        except Error:
+            pass  # reported by _journaled, or by the host when the journal is lost
+        finally:
+            self._flushing = False
+        if self.committer.riding:  # came in while this flush was under way (not when cancelled)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flushing:
+            return
+        try:
+            self.start_soon(self._flush_soon)
+        except RuntimeError:  # the host is stopping: closing the journal commits what rides
+            return
+        self._flushing = True
 
     def deliver_soon(self, due: list[Delivery]) -> None:
         """Deliver events a journal write just claimed, without waiting for the delivery loop.
@@ -132,9 +168,10 @@ class Deliveries:
         self.start_soon(run)
 
     async def settled(self) -> None:
-        """Wait until the deliveries handed to :meth:`deliver_soon` are done."""
+        """Wait until the deliveries handed to :meth:`deliver_soon` are done and journaled."""
         while self._inline:
             await self._inline_idle.wait()
+        await self.committer.flush()
 
     async def loop(self) -> None:
         """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""

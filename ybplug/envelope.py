@@ -156,25 +156,29 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def shape_problem(data: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> str | None:
     """Why a reply's ``data`` node (Python values, from any transport) is too deep or too large to
     read, or None.  Iterative, so that the check itself cannot exhaust the stack."""
+    if not isinstance(data, dict | list | tuple):
+        return None
     stack: list[tuple[Any, int]] = [(data, 0)]
-    nodes = 0
+    nodes = 1
     while stack:
         value, depth = stack.pop()
-        nodes += 1
-        if nodes > max_nodes:
-            return f"more than {max_nodes} values"
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list | tuple):
-            children = value
-        else:
-            continue
+        children: Any = value.values() if isinstance(value, dict) else value
         if depth >= max_depth:
             return f"nested deeper than {max_depth} levels"
-        stack.extend((child, depth + 1) for child in children)
+        nodes += len(children)
+        if nodes > max_nodes:
+            return f"more than {max_nodes} values"
+        if _LEAVES.issuperset(map(type, children)):  # a row of plain values: nothing below (a loop in C)
+            continue
+        below = depth + 1
+        # Only containers are pushed: the leaves (most of a reply) are counted, not visited.
+        stack += [(child, below) for child in children if isinstance(child, dict | list | tuple)]
     return None
 
 

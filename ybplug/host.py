@@ -43,6 +43,7 @@ from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
     Backoff,
     BirthNotFound,
+    BirthRow,
     BirthState,
     BirthStatus,
     Delivery,
@@ -56,14 +57,12 @@ from ybplug.messages import (
     QrIdentity,
     QrRequest,
     QrRequestData,
-    RequestT,
-    ResultT,
-    Transaction,
     VoidResult,
     load,
 )
 from ybplug.privacy import mask
-from ybplug.wire import Transport, WireError, exchange
+from ybplug.transactions import Transactions
+from ybplug.wire import Transport
 
 log = logging.getLogger("ybplug.host")
 
@@ -92,7 +91,7 @@ class Recorded(msgspec.Struct, frozen=True):
     created: bool
 
 
-class Host:
+class Host(Transactions):
     """The ybplug plugin host; use as ``async with Host(config) as host``."""
 
     def __init__(
@@ -125,6 +124,9 @@ class Host:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._births_waiting = anyio.Event()
+        self._uploader: (
+            tuple[Callable[[], list[BirthRow]], Callable[[list[BirthRow]], None], Callable[[], bool]] | None
+        ) = None
         #: Set when the host cannot go on (the journal was lost); ``failure`` says why.
         self.failed = anyio.Event()
         self.failure: Exception | None = None
@@ -238,7 +240,12 @@ class Host:
                 scope.cancel()
 
     async def _close_journal(self) -> None:
-        await self._journal_thread.call(self.journal.close)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._committer.flush()  # the deliveries' outcomes still riding
+            except Error:
+                pass  # logged where they were made; redelivered after their lease
+            await self._journal_thread.call(self.journal.close)
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:
         """``call_first`` that raises the plugin's own error (a WireError, a VoucherError...).
@@ -271,12 +278,39 @@ class Host:
         if connection is not None:  # the workers hear of it when the HIS commits
             [(row, created)] = await outbox.record_births(self.journal, [birth], connection)
             return Recorded(row.id, row.state, row.registration_number, created)
-        [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
-        if created:
+        uploader = self._uploader
+        if uploader is not None and not uploader[2]():  # uploads under way: they take it in their next claim
+            uploader = None
+        if uploader is None:
+            [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+            claimed: list[BirthRow] = []
+        else:
+            row, created, claimed = await self.run_journal(self._record_and_claim, birth, uploader[0])
+        if uploader is not None and claimed:
+            uploader[1](claimed)  # what was claimed goes straight to the uploader
+        elif created:
             self.births_waiting()
-            if self.caller.implementations("birth_recorded"):
-                self.deliveries_waiting()
+        if created and self.caller.implementations("birth_recorded"):
+            self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
+
+    def _record_and_claim(self, birth: Birth, claim: Callable[[], list[BirthRow]]) -> tuple[BirthRow, bool, list[BirthRow]]:
+        """On the journal thread, in one transaction: record the birth and, when it is new, claim
+        what is due for upload (the birth among them)."""
+        [(row, created)] = self.journal.record_births([birth])
+        return row, created, claim() if created else []
+
+    def upload_on_record(
+        self, claim: Callable[[], list[BirthRow]], upload: Callable[[list[BirthRow]], None], idle: Callable[[], bool]
+    ) -> None:
+        """Immediate uploads without a wake-up or a commit of their own: each ``record_birth``
+        runs ``claim`` (a journal call) in the commit that records the birth and hands what it
+        claimed to ``upload`` (the collection plugin), which sends it in the background.  The
+        claim is journaled with its lease and its exchange mark as any other, so a process killed
+        before sending leaves the birth to the next claim.  Only while ``idle()`` says no upload is
+        under way: a stream of births is claimed in batches by the uploads already running, which
+        keeps each ``record_birth`` a small commit."""
+        self._uploader = (claim, upload, idle)
 
     async def birth(self, key: int | str, multiple_birth_number: int | None = None) -> BirthStatus:
         """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
@@ -494,51 +528,6 @@ class Host:
 
     # --- transactions (used by the built-in plugins) ------------------------------------------
 
-    async def transact(
-        self,
-        transaction: Transaction[RequestT, ResultT],
-        request: RequestT,
-        *,
-        birth_id: int | None = None,
-        exchange_id: int | None = None,
-    ) -> tuple[int, ResultT]:
-        """Journal that ``request`` is leaving, exchange it, tell the observers.
-
-        Returns the exchange id and the centre's answer (refusals included) for the caller to
-        record with its state change.  On a :class:`WireError` the failure is recorded here
-        and the error, carrying ``exchange_id``, is raised.
-        """
-        if exchange_id is None:  # else the caller committed the "about to leave" mark already
-            payload = msgspec.json.encode(request)
-            exchange_id = await self.run_journal(self.journal.begin_exchange, transaction.funid, payload, birth_id)
-        started = time.perf_counter()
-        try:
-            result = await exchange(self.transport, transaction, request)
-        except WireError as exc:
-            exc.exchange_id = exchange_id
-            await self.run_journal(self.journal.finish_exchange, exchange_id, exc.outcome, None, exc.reason)
-            await self._observe(transaction.funid, exc.outcome, time.perf_counter() - started, exchange_id)
-            raise
-        await self._observe(transaction.funid, "ok" if result.ok else "refused", time.perf_counter() - started, exchange_id)
-        return exchange_id, result
-
-    async def _audit(
-        self, funid: str, request: bytes, outcome: Outcome, error: str | None, started_at: float, elapsed: float
-    ) -> None:
-        """Journal a finished read-only exchange and tell the observers (shielded: it outlives exit)."""
-        with anyio.CancelScope(shield=True):
-            try:
-                exchange_id = await self.run_journal(
-                    self.journal.record_exchange, funid, request, outcome, error, started_at, elapsed
-                )
-            except Error as exc:
-                log.error("could not journal a %s exchange: %s", funid, exc)
-                return
-            except Exception:  # a bug of ours: its traceback, and the host goes on
-                log.exception("could not journal a %s exchange", funid)
-                return
-            await self._observe(funid, outcome, elapsed, exchange_id)
-
     def is_duplicate(self, cause: str | None) -> bool:
         """Whether a refusal means "already registered" (the centre's words are configurable)."""
         return self.cause_says(cause, self.config.duplicate_markers)
@@ -547,13 +536,6 @@ class Host:
     def cause_says(cause: str | None, markers: Sequence[str]) -> bool:
         """Whether a refusal's cause holds one of ``markers`` (the centre's words for a case)."""
         return bool(cause) and any(marker in (cause or "") for marker in markers)
-
-    async def _observe(self, funid: str, outcome: str, elapsed: float, exchange_id: int) -> None:
-        for result in await self.caller.call_each(
-            "ybplug_transaction", funid=funid, outcome=outcome, elapsed=elapsed, transaction_id=exchange_id
-        ):
-            if not result.ok:
-                log.warning("observer %s failed: %s", result.plugin, type(result.error).__name__)
 
     # --- wake-ups -----------------------------------------------------------------------------------
 

@@ -154,6 +154,11 @@ CREATE TABLE incidents (
 CREATE UNIQUE INDEX incidents_open ON incidents (key) WHERE resolved_at IS NULL;
 CREATE INDEX exchanges_ectrans ON exchanges (started_at) WHERE funid = 'EcTrans';
 """,
+    # 3: SQLite's step 5: the exchanges whose outcome is unknown, so that looking for voids in
+    # doubt (each upload run) reads those few instead of every exchange of the journal's history.
+    """
+CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN ('sent', 'unknown');
+""",
 )
 
 

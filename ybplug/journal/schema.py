@@ -200,6 +200,11 @@ CREATE UNIQUE INDEX incidents_open ON incidents (key) WHERE resolved_at IS NULL;
 -- The voucher library's recent calls (its crashes), found without reading every exchange.
 CREATE INDEX exchanges_ectrans ON exchanges (started_at) WHERE funid = 'EcTrans';
 """,
+    # 5: the exchanges whose outcome is unknown, so that looking for voids in doubt (each upload
+    # run) reads those few instead of every exchange of the journal's history.
+    """
+CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN ('sent', 'unknown');
+""",
 )
 
 

@@ -74,8 +74,8 @@ class SqliteBackend(Backend):
             self._db = None
 
     def begin(self) -> None:
-        if self._watch is not None:
-            self._watch.check()
+        # The file is checked once a transaction, before its COMMIT (commit): nothing is
+        # acknowledged from a file that is gone, and a transaction's reads end with that commit too.
         try:
             self.connection().execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
