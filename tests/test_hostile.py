@@ -131,8 +131,10 @@ def nested(depth: int, dicts: bool) -> Any:
 surrogates = st.characters(categories=["Cs"])
 any_text = st.text(st.characters(exclude_categories=[]) | surrogates, max_size=60)
 digits = st.text("0123456789", min_size=0, max_size=25)
+# Integers over Python's 4,300 digits are built by map, not given as bounds: hypothesis 6.100
+# puts a strategy's repr in its notes, and the repr of such a bound raises.
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=10**4300, max_value=10**4400)
+    st.none() | st.booleans() | st.integers() | st.integers(0, 10**100).map(lambda n: 10**4300 + n)
     | st.integers(min_value=-(10**20), max_value=10**20) | st.floats() | any_text | digits
     | st.binary(max_size=20) | st.text(max_size=3000)
     | st.datetimes(timezones=st.none() | st.just(timezone.utc) | st.just(timezone(timedelta(hours=-11))))
