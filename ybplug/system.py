@@ -24,7 +24,8 @@ log = logging.getLogger("ybplug")
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine (a lease's owner, before taking its births).
 
-    Not ``os.kill(pid, 0)`` on Windows: there it would terminate the process instead of checking.
+    On Windows OpenProcess and GetExitCodeProcess (signal 0 there would terminate the process
+    instead of checking it); on POSIX signal 0.
     A process this user may not query (the service's worker, seen from a clerk's account) exists:
     on Windows OpenProcess then fails with ERROR_ACCESS_DENIED, on POSIX kill with EPERM.
     """
@@ -56,7 +57,7 @@ def process_alive(pid: int) -> bool:
         finally:
             kernel32.CloseHandle(handle)
     try:
-        os.kill(pid, 0)  # POSIX: signal 0 checks without sending
+        os.kill(pid, 0)  # posix-only: signal 0 checks without sending (Windows returned above)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -147,7 +148,7 @@ class StopRequest:
 async def stop_requests() -> AsyncIterator[StopRequest]:
     """Listen for a stop request (:func:`stop_signals`) inside the block.
 
-    Not ``anyio.open_signal_receiver``: anyio cannot do that on Windows.  On POSIX the loop's
+    Not anyio's signal receiver, which Windows lacks.  On POSIX the loop's
     ``add_signal_handler`` (it wakes the loop even when the signal lands on another thread); on
     Windows ``signal.signal`` handlers, which the proactor loop's wakeup socket makes prompt, and
     which hand the request to the loop through ``call_soon_threadsafe`` because they run between
@@ -165,12 +166,12 @@ async def stop_requests() -> AsyncIterator[StopRequest]:
             if sys.platform == "win32":
                 signal.signal(signum, lambda n, frame: loop.call_soon_threadsafe(stop._set, n))
             else:
-                loop.add_signal_handler(signum, stop._set, signum)
+                loop.add_signal_handler(signum, stop._set, signum)  # posix-only (Windows above)
         yield stop
     finally:
         for signum, handler in previous.items():
             if sys.platform != "win32":
-                loop.remove_signal_handler(signum)
+                loop.remove_signal_handler(signum)  # posix-only
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 

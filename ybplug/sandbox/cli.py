@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, NoReturn
 from ybplug.sandbox.centre import DEFAULT_PORT, SANDBOX_PWD, SANDBOX_USR
 from ybplug.sandbox.faults import FAULT_KINDS, Fault, parse_fault
 from ybplug.sandbox.server import Sandbox
+from ybplug.system import wait_for_stop
 
 #: Environment variable holding the password the sandbox accepts.
 PWD_ENV = "YBPLUG_SANDBOX_PWD"
@@ -109,15 +109,8 @@ async def _serve(sandbox: Sandbox, host: str, port: int) -> int:
         sandbox.close()
         return 1
     print(url, flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stopping.set)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C arrives as KeyboardInterrupt
-            pass
     try:
-        await stopping.wait()
+        await wait_for_stop()  # SIGINT/SIGTERM on POSIX, Ctrl+C/Ctrl+Break on Windows
     finally:
         await sandbox.stop()
     return 0
