@@ -46,6 +46,12 @@ def test_a_server_that_cannot_be_reached_is_one_clear_error_without_the_password
         start_new_journal("postgresql://ybplug@127.0.0.1:1/hospital")
 
 
+def test_a_url_libpq_cannot_parse_is_one_clear_error_without_the_password() -> None:
+    with pytest.raises(JournalError) as caught:
+        Journal("postgresql://ybplug:s3%zzcret@127.0.0.1:1/hospital").open()
+    assert "cret" not in str(caught.value) and "invalid percent-encoded token" in str(caught.value)
+
+
 def test_workers_starting_together_migrate_once_and_share_one_identity(url: str) -> None:
     opened: list[Journal] = []
     start = threading.Barrier(4)

@@ -128,6 +128,21 @@ def translate(exc: BaseException, name: str) -> BaseException:
     return JournalError(f"journal {name}: {str(exc).strip() or type(exc).__name__}")
 
 
+def _secrets(url: str) -> list[str]:
+    """The passwords a message about connecting to ``url`` might quote: the URL's and the environment's."""
+    found = re.findall(r"://[^:/@]*:([^@/]*)@", url) + re.findall(r"password=([^&\s]*)", url)
+    found.append(os.environ.get(PASSWORD_ENV, ""))
+    return [secret for secret in found if secret]
+
+
+def unquoted(message: str, url: str) -> str:
+    """``message`` with every password of ``url`` masked: libpq quotes the part of a URL it cannot
+    parse (``invalid percent-encoded token: "p%zz..."``), which may be the password itself."""
+    for secret in _secrets(url):
+        message = message.replace(secret, "***")
+    return message
+
+
 def connect(url: str) -> psycopg.Connection[Any]:
     """A connection in autocommit (the journal says BEGIN and COMMIT itself)."""
     given = psycopg.conninfo.conninfo_to_dict(url)
@@ -175,6 +190,7 @@ class PostgresBackend(Backend):
             raw = connect(self.url)
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            reason = unquoted(reason, self.url)
             raise JournalError(
                 f"journal {self._name}: cannot connect ({reason}); check `journal` in ybplug.toml and "
                 f"the password ({PASSWORD_ENV} or PGPASSWORD)"
@@ -207,7 +223,7 @@ class PostgresBackend(Backend):
             try:
                 conn = self._attach(connect(self.url))
             except psycopg.Error as exc:
-                raise translate(exc, self._name) from None
+                raise JournalError(unquoted(str(translate(exc, self._name)), self.url)) from None
             self._changed = True  # what was announced while it was down was not heard
         return conn
 
