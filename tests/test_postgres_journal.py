@@ -52,6 +52,18 @@ def test_a_url_libpq_cannot_parse_is_one_clear_error_without_the_password() -> N
     assert "cret" not in str(caught.value) and "invalid percent-encoded token" in str(caught.value)
 
 
+def test_a_database_error_quoting_an_id_number_names_it_masked(url: str) -> None:
+    from ybplug.journal.postgres import translate
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE t (x TEXT UNIQUE)")
+        conn.execute("INSERT INTO t VALUES ('350204198001010001')")
+        with pytest.raises(psycopg.errors.UniqueViolation) as caught:
+            conn.execute("INSERT INTO t VALUES ('350204198001010001')")
+    said = str(translate(caught.value, "the journal"))
+    assert "350204198001010001" not in said and "3502**********0001" in said
+
+
 def test_workers_starting_together_migrate_once_and_share_one_identity(url: str) -> None:
     opened: list[Journal] = []
     start = threading.Barrier(4)

@@ -32,6 +32,7 @@ from ybplug.config import journal_shown
 from ybplug.journal.model import JournalError, JournalFull, JournalLost
 from ybplug.journal.pg_schema import migrate
 from ybplug.journal.sql import Backend
+from ybplug.privacy import scrub
 
 #: Where a password for the journal's database may come from besides the URL (libpq's own
 #: ``PGPASSWORD`` and ``~/.pgpass`` work too).
@@ -115,17 +116,19 @@ def translate(exc: BaseException, name: str) -> BaseException:
     """psycopg's error as the journal's."""
     if not isinstance(exc, psycopg.Error):
         return exc
+    # The server's DETAIL quotes the values at fault (``Key (mother_id)=(3502...)``): scrubbed.
+    said = scrub(str(exc).strip()) or type(exc).__name__
     if isinstance(exc, psycopg.errors.DiskFull):
         return JournalFull(
-            f"journal {name}: the database server's disk is full ({exc}); the write was not made and nothing "
+            f"journal {name}: the database server's disk is full ({said}); the write was not made and nothing "
             "acknowledged before was lost: free space, then try again"
         )
     if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)):
         return JournalLost(
-            f"journal {name}: its tables are gone ({str(exc).splitlines()[0]}) while ybplug was running: "
+            f"journal {name}: its tables are gone ({said.splitlines()[0]}) while ybplug was running: "
             "ybplug stops rather than acknowledge births into a journal that is gone; restore it from a backup"
         )
-    return JournalError(f"journal {name}: {str(exc).strip() or type(exc).__name__}")
+    return JournalError(f"journal {name}: {said}")
 
 
 def _secrets(url: str) -> list[str]:
