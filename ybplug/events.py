@@ -7,7 +7,7 @@ spec's wire names and decoded back into the same typed messages on every (re)del
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -58,9 +58,7 @@ class RealnameResolvedEvent(Event, frozen=True, tag="realname_resolved"):
 AnyEvent = BirthRecordedEvent | CollectionResultEvent | BirthNeedsReviewEvent | CollectionVoidedEvent | RealnameResolvedEvent
 
 #: The hooks whose events are journaled and delivered to durable subscribers.
-EVENT_HOOKS: tuple[str, ...] = tuple(
-    str(kind.__struct_config__.tag) for kind in (BirthRecordedEvent, CollectionResultEvent, BirthNeedsReviewEvent, CollectionVoidedEvent, RealnameResolvedEvent)
-)
+EVENT_HOOKS: tuple[str, ...] = tuple(str(kind.__struct_config__.tag) for kind in get_args(AnyEvent))
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
