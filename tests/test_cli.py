@@ -66,6 +66,26 @@ def test_a_journal_path_that_cannot_hold_a_journal_is_one_clear_line(tmp_path: P
     assert "not-a-folder/journal.db: cannot open it" in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("days", ["-5", "nan", "inf", "five"])
+def test_prune_refuses_a_number_of_days_that_is_not_one(tmp_path: Path, days: str) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert run("init", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+    done = run("prune", f"--older-than={days}", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--older-than" in done.stderr.strip().splitlines()[-1]
+    assert "erased" not in done.stdout
+
+
+@pytest.mark.parametrize("source", ["def broken(:\n", "raise RuntimeError('at import')\n"])
+def test_a_config_plugin_that_cannot_be_imported_is_one_clear_line(tmp_path: Path, source: str) -> None:
+    (tmp_path / "broken_plugin.py").write_text(source, encoding="utf-8")
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\nplugins = ["broken_plugin"]\n', encoding="utf-8")
+    done = run("plugins", "-c", "ybplug.toml", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "'broken_plugin' from the config cannot be imported" in line
+
+
 def test_an_unreachable_centre_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "ybplug.toml").write_text('[wire]\nurl = "http://127.0.0.1:9"\nusr = "his"\n', encoding="utf-8")
     done = run("void", "XSE2611250000001", "--reason", "重复上传", "-c", "ybplug.toml", cwd=tmp_path)

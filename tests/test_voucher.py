@@ -720,3 +720,34 @@ def test_the_toml_section_is_the_voucher_config(tmp_path: Path) -> None:
     file.write_text('[voucher]\nlibrary = "x.dll"\nbuffer_size = 10\n')
     with pytest.raises(ConfigError, match=r"voucher.*buffer_size must be 1024 to 1048576 bytes, got 10"):
         Config.load(file)
+
+
+_slow_python_calls = {"running": 0, "peak": 0}
+_slow_python_lock = threading.Lock()
+
+
+def slow_python_ectrans(in_data: bytes) -> tuple[int, bytes]:
+    """A Python EcTrans that takes a second, counting how many of its calls overlap."""
+    with _slow_python_lock:
+        _slow_python_calls["running"] += 1
+        _slow_python_calls["peak"] = max(_slow_python_calls["peak"], _slow_python_calls["running"])
+    time.sleep(1.0)
+    with _slow_python_lock:
+        _slow_python_calls["running"] -= 1
+    return 0, b"{}"
+
+
+@pytest.mark.anyio
+async def test_python_backend_never_runs_a_call_beside_one_that_timed_out() -> None:
+    from ybplug.voucher.errors import VoucherBusy, VoucherTimeout
+    from ybplug.voucher.pycall import PythonBackend
+
+    backend = PythonBackend(VoucherConfig(library=f"{__name__}:slow_python_ectrans", backend="python"))
+    with pytest.raises(VoucherTimeout):
+        await backend.call(b"{}", 0.2, False)
+    for _ in range(2):
+        with pytest.raises(VoucherBusy, match="still busy"):
+            await backend.call(b"{}", 0.2, False)
+    assert _slow_python_calls["peak"] == 1
+    await anyio.sleep(1.2)  # the abandoned call returns: the library answers again
+    assert await backend.call(b"{}", 2.0, False) == (0, b"{}")

@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -223,6 +224,18 @@ async def _console(args: argparse.Namespace) -> int:
     return await command.serve(_config(args), args.listen)
 
 
+def _days(text: str) -> float:
+    """``--older-than``: a number of days, 0 or more.  A negative one (a typo for a positive one)
+    would erase every settled birth, as 0 does; NaN or infinity would silently erase none."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not math.isfinite(days) or days < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of days must be 0 or more")
+    return days
+
+
 def _operator() -> str:
     import getpass
 
@@ -277,7 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--new-journal", action="store_true",
                       help="start a new empty journal where the old one is missing or damaged (never over a readable one)")
     prune = command("prune", _prune, "erase the personal data of settled births (the journal keeps the statistics)")
-    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+    prune.add_argument("--older-than", type=_days, required=True, metavar="DAYS",
                        help="births settled (real-named, voided, refused, every delivery done) this many days ago")
     prune.add_argument("--operator", default=_operator(), help="who does this (journaled; default: the login name)")
     plugins = command("plugins", _plugins, "every plugin loaded, from where, its hooks and what waits for it; `plugins forget NAME`")

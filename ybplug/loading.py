@@ -85,10 +85,13 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
         if allowed is not None and module not in allowed:
             continue
         try:
-            _register(pm, importlib.import_module(module), module)
-            found[module] = Origin("config", module)
-        except ImportError as exc:
-            raise PluginError(f"plugin module {module!r} from the config cannot be imported: {exc}") from None
+            imported = importlib.import_module(module)
+        except Exception as exc:  # not only ImportError: a SyntaxError or a module that raises, as for entry points
+            raise PluginError(
+                f"plugin module {module!r} from the config cannot be imported: {type(exc).__name__}: {exc}"
+            ) from None
+        _register(pm, imported, module)
+        found[module] = Origin("config", module)
     if config.dotnet is not None and config.dotnet.plugins:
         from ybplug.dotnet import plugins_from_config
 

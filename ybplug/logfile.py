@@ -21,5 +21,8 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         private_file(path)  # one written by an earlier version or by hand
 
     def _open(self) -> io.TextIOWrapper:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # O_BINARY on Windows: os.open's fd is otherwise in text mode, and the CRT would turn the
+        # text wrapper's \r\n into \r\r\n (open() itself always asks for binary).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        fd = os.open(self.baseFilename, flags, 0o600)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)

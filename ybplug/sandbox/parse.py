@@ -59,18 +59,6 @@ def _unreadable(what: str, exc: BaseException) -> BadRequest:
     return BadRequest(f"malformed {what}: {str(exc)[:200]}")
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether lists and objects in ``value`` nest more than ``limit`` levels (iteratively)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
 def parse_business(body: bytes) -> envelope.Request:
     """The inner request of a business call (``funid``, ``usr``, ``pwd``, ``data``)."""
     try:
@@ -80,8 +68,11 @@ def parse_business(body: bytes) -> envelope.Request:
     data = inner.data
     # Cheap first: fewer opening brackets in the whole body than the limit cannot nest deeper.
     if isinstance(data, (dict, list)) and body.count(b"{") + body.count(b"[") > MAX_DEPTH:
-        if _too_deep(data, MAX_DEPTH):
-            raise BadRequest(f"malformed request envelope: data nested deeper than {MAX_DEPTH} levels")
+        # The client's own check of a reply's shape, with the sandbox's looser depth (the body
+        # limit already bounds the count of values).
+        problem = envelope.shape_problem(data, max_depth=MAX_DEPTH)
+        if problem is not None:
+            raise BadRequest(f"malformed request envelope: data {problem}")
     return inner
 
 

@@ -8,12 +8,14 @@ test library, and the demo and :mod:`ybplug.testing` must still decode QR codes 
 
 The function runs on a worker thread, one call at a time (a vendor library is not safe to call
 concurrently, and a fake must not teach otherwise); a call past its timeout raises
-:class:`VoucherTimeout` and is left to finish on its own.
+:class:`VoucherTimeout` and is left to finish on its own, and until it has, a call fails at once
+with :class:`VoucherBusy` (as in the thread backend) rather than run beside it.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +25,7 @@ import anyio.to_thread
 from ybplug.voucher.backend import timeout_message
 from ybplug.voucher.codec import WIRE_CHARSET
 from ybplug.voucher.config import VoucherConfig
-from ybplug.voucher.errors import VoucherError, VoucherLibraryError, VoucherTimeout
+from ybplug.voucher.errors import VoucherBusy, VoucherError, VoucherLibraryError, VoucherTimeout
 
 __all__ = ["PythonBackend", "resolve_function"]
 
@@ -57,6 +59,8 @@ class PythonBackend:
         self._config = config
         self._function: EcTransFunction | None = None
         self._lock = anyio.Lock()
+        #: Held by the worker thread while the function runs, an abandoned (timed-out) call included.
+        self._running = threading.Lock()
 
     async def start(self, timeout: float) -> None:
         if self._function is None:
@@ -67,8 +71,10 @@ class PythonBackend:
         function = self._function
         assert function is not None
         async with self._lock:
+            if self._running.locked():
+                raise VoucherBusy("the Python EcTrans is still busy with a call that timed out; calls fail at once until it returns")
             with anyio.move_on_after(timeout):
-                answer = await anyio.to_thread.run_sync(_guarded, function, payload, abandon_on_cancel=True)
+                answer = await anyio.to_thread.run_sync(_guarded, function, payload, self._running, abandon_on_cancel=True)
                 return _checked(answer)
         raise VoucherTimeout(timeout_message(timeout, scanning, "the call is left to finish on its own"), timeout)
 
@@ -76,12 +82,13 @@ class PythonBackend:
         """Nothing to release."""
 
 
-def _guarded(function: EcTransFunction, payload: bytes) -> object:
+def _guarded(function: EcTransFunction, payload: bytes, running: threading.Lock) -> object:
     """A Python EcTrans that raises is a library that failed, not a bug of the caller's."""
-    try:
-        return function(payload)
-    except Exception as exc:
-        return exc
+    with running:
+        try:
+            return function(payload)
+        except Exception as exc:
+            return exc
 
 
 def _checked(answer: object) -> tuple[int, bytes]:
