@@ -47,6 +47,7 @@ def _one_shot(args: argparse.Namespace) -> Host:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from ybplug.config import without_password
     from ybplug.console.command import beside
     from ybplug.host import Host
     from ybplug.system import private_dir, stop_requests
@@ -59,7 +60,7 @@ async def _run(args: argparse.Namespace) -> int:
             private_dir(Path(config.journal).parent)  # a folder ybplug creates holds personal data: 0700
     # the schedule and deliveries run in the host's task group; the console beside them if asked
     async with Host(config) as host, stop_requests() as stop, beside(host, args.console):
-        log.info("worker running: journal %s, upload %s, centre %s", config.journal_shown, config.upload, config.wire_config().url)
+        log.info("worker running: journal %s, upload %s, centre %s", config.journal_shown, config.upload, without_password(config.wire_config().url))
         reason = await stop.wait_or(host.failed)  # a stop request, or the host failing (its journal lost)
         if host.failure is not None:
             raise host.failure  # one line from main, exit 1

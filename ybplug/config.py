@@ -171,7 +171,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def journal_shown(self) -> str:
         """``journal`` as messages and logs show it: a URL's password masked."""
-        return journal_shown(self.journal)
+        return without_password(self.journal)
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -200,10 +200,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return config
 
 
-def journal_shown(journal: str) -> str:
-    """A journal URL without its password (``user:***@``, ``password=***``); a path unchanged."""
-    journal = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", journal)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", journal)
+def without_password(url: str) -> str:
+    """A URL (the journal's, the centre's) without its password (``user:***@``, ``password=***``);
+    a path unchanged."""
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 def _readable(exc: msgspec.ValidationError) -> str:

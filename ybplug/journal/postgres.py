@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from ybplug.config import journal_shown
+from ybplug.config import without_password
 from ybplug.journal.model import JournalError, JournalFull, JournalLost
 from ybplug.journal.pg_schema import migrate
 from ybplug.journal.sql import Backend
@@ -168,7 +168,7 @@ class PostgresBackend(Backend):
     def __init__(self, target: str) -> None:
         super().__init__(target)
         self.url = target
-        self._name = journal_shown(target)
+        self._name = without_password(target)
         self._conn: PgConnection | None = None
         self._in_transaction = False
         self._announce = False
