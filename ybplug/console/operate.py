@@ -81,10 +81,10 @@ class Operations:
         stale = await self.host.run_journal(journal.births_in, BirthState.STALE, limit=200)
         voids = await self.host.run_journal(voids_unsettled, journal)
         status = await self.host.status()
-        return web.Response(text=forms.attention(
+        return html(forms.attention(
             refused, failing, stale, [(b, n) for b, n, _ in voids], status["births"].get("needs_review", 0),
             status["deliveries"].get("parked", 0), session,
-        ), content_type="text/html", charset="utf-8")
+        ))
 
     async def retry(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
