@@ -10,8 +10,8 @@ from datetime import datetime
 
 from ybplug.alerts.config import AlertsSection
 from ybplug.alerts.model import Finding
-from ybplug.codes import Funid
 from ybplug.config import Config, upload_time
+from ybplug.console.contact import last_centre_outcome, voucher_crashes
 from ybplug.fields import CHINA_TIME
 from ybplug.journal import Journal
 from ybplug.plugins.collection import last_slot
@@ -56,13 +56,7 @@ def _in_review(journal: Journal) -> dict[str, Finding]:
 
 def _signin(journal: Journal) -> dict[str, Finding]:
     """The centre refused the interface account at the latest exchange with it."""
-    funids = [str(f) for f in Funid]
-    row = journal.db.execute(
-        f"SELECT outcome FROM exchanges WHERE funid IN ({','.join('?' * len(funids))}) AND outcome != 'sent'"
-        " ORDER BY id DESC LIMIT 1",
-        funids,
-    ).fetchone()
-    if row is None or row[0] != "auth_failed":
+    if last_centre_outcome(journal) != "auth_failed":
         return {}
     return {"signin": Finding(
         kind="signin", title="医保中心拒绝签到",
@@ -102,14 +96,11 @@ def _upload(journal: Journal, config: Config, section: AlertsSection, now: float
 def _voucher(journal: Journal, section: AlertsSection, now: float) -> dict[str, Finding]:
     """The voucher library crashed again and again lately (each crash is an EcTrans exchange)."""
     window = section.voucher_window_minutes * 60
-    (n,) = journal.db.execute(
-        "SELECT count(*) FROM exchanges WHERE funid = 'EcTrans' AND started_at >= ? AND error LIKE '%crashed%'",
-        (now - window,),
-    ).fetchone()
+    n = voucher_crashes(journal, now - window)
     if n < section.voucher_crashes:
         return {}
     return {"voucher": Finding(
-        kind="voucher", count=int(n), title="医保电子凭证组件反复崩溃",
+        kind="voucher", count=n, title="医保电子凭证组件反复崩溃",
         text=f"近 {section.voucher_window_minutes:g} 分钟内电子凭证组件（EcTrans）崩溃 {n} 次，扫码读取医保码可能不可用。"
         "请检查厂商组件的版本和日志，必要时联系厂商。",
     )}

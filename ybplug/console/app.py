@@ -25,7 +25,7 @@ from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact, voucher_health
 from ybplug.console.exchanges import exchange_detail, latest_exchanges
 from ybplug.console.metrics import CONTENT_TYPE, exposition, read_figures
-from ybplug.console.operate import Operations
+from ybplug.console.operate import Operations, failed, html, see_other
 from ybplug.console.passwords import verify_password, waste_time
 from ybplug.console.reconcile import reconcile, to_csv
 from ybplug.console.schedule import next_runs
@@ -36,7 +36,6 @@ from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
 from ybplug.journal.console import recent_incidents
-from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.console")
 
@@ -59,15 +58,6 @@ class AccessLog(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info("%s %s %s %d %.3fs", request.remote, request.method, request.path, response.status, time)
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
-
-
-def _see_other(location: str) -> web.Response:
-    """Post/redirect/get: after an action the browser shows the page again."""
-    return web.Response(status=303, headers={"Location": location})
 
 
 class Console:
@@ -112,14 +102,14 @@ class Console:
             session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
             if session is None:
                 if request.method == "GET":
-                    return self._secured(_see_other("/login"))
-                return self._secured(_html(pages.message("未登录", "请先登录。"), 403))
+                    return self._secured(see_other("/login"))
+                return self._secured(html(pages.message("未登录", "请先登录。"), 403))
             if request.method == "POST":
                 form = await request.post()
                 token = form.get("csrf")
                 if not session.csrf_ok(token if isinstance(token, str) else None):
                     log.warning("console: %s %s refused for %s: no valid CSRF token", request.method, request.path, session.name)
-                    return self._secured(_html(pages.message("请求被拒绝", "表单已失效，请刷新页面后重试。", session), 403))
+                    return self._secured(html(pages.message("请求被拒绝", "表单已失效，请刷新页面后重试。", session), 403))
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -175,13 +165,13 @@ class Console:
 
     def _login_form(self, message: str = "", status: int = 200) -> web.Response:
         token = secrets.token_urlsafe(32)
-        response = _html(pages.login(token, message, users=bool(self.section.users)), status)
+        response = html(pages.login(token, message, users=bool(self.section.users)), status)
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login", max_age=3600)
         return response
 
     async def login_page(self, request: web.Request) -> web.Response:
         if self.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None:
-            return _see_other("/")
+            return see_other("/")
         return self._login_form()
 
     async def login(self, request: web.Request) -> web.Response:
@@ -211,7 +201,7 @@ class Console:
         self.sessions.end(request.cookies.get(SESSION_COOKIE))
         session_token, _ = self.sessions.start(user.name, user.role)
         log.info("console: %s (%s) logged in from %s", user.name, user.role, address)
-        response = _see_other("/")
+        response = see_other("/")
         response.set_cookie(SESSION_COOKIE, session_token, httponly=True, samesite="Strict", path="/")
         response.del_cookie(LOGIN_COOKIE, path="/login")
         return response
@@ -220,7 +210,7 @@ class Console:
         session = self._session(request)
         self.sessions.end(request.cookies.get(SESSION_COOKIE))
         log.info("console: %s logged out", session.name)
-        response = _see_other("/login")
+        response = see_other("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -232,15 +222,15 @@ class Console:
         voucher = await self.host.run_journal(voucher_health, self.host.journal, time.time())
         incidents = await self.host.run_journal(recent_incidents, self.host.journal)
         more = reports.health(voucher, incidents)
-        return _html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request), more))
+        return html(pages.overview(status, next_runs(self.host.config, status["runs"]), contact, self._session(request), more))
 
     async def review(self, request: web.Request) -> web.Response:
         births = await self.host.run_journal(self.host.journal.births_in, BirthState.NEEDS_REVIEW, limit=500)
-        return _html(pages.needs_review(births, self._session(request)))
+        return html(pages.needs_review(births, self._session(request)))
 
     async def parked(self, request: web.Request) -> web.Response:
         status = await self.host.status()
-        return _html(pages.parked(status["parked"], self._session(request)))
+        return html(pages.parked(status["parked"], self._session(request)))
 
     async def exchanges(self, request: web.Request) -> web.Response:
         """The latest exchanges, filtered by transaction and outcome (codes: nothing personal in the URL)."""
@@ -250,14 +240,14 @@ class Console:
         funid = funid if funid in funids else None
         outcome = outcome if outcome in pages.OUTCOMES else None
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
-        return _html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
+        return html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
 
     async def exchange(self, request: web.Request) -> web.Response:
         session = self._session(request)
         detail = await self.host.run_journal(exchange_detail, self.host.journal, int(request.match_info["exchange_id"]))
         if detail is None:
-            return _html(pages.message("没有这笔交易", f"日志中没有交易 #{request.match_info['exchange_id']}。", session), 404)
-        return _html(reports.exchange(detail, session))
+            return html(pages.message("没有这笔交易", f"日志中没有交易 #{request.match_info['exchange_id']}。", session), 404)
+        return html(reports.exchange(detail, session))
 
     async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
         """The births list: by recorded day (China time, default today) and state; codes and a
@@ -271,7 +261,7 @@ class Console:
         state = request.query.get("state") or None
         state = state if state in pages.STATES else None
         lines = await self.host.run_journal(births_on, self.host.journal, day, state)
-        return _html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
+        return html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
 
     async def find_page(self, request: web.Request) -> web.Response:
         return await self._births_page(request)
@@ -285,16 +275,16 @@ class Console:
             status = await self.host.birth(key.strip())
         except BirthNotFound:
             return await self._births_page(request, "没有找到对应的登记（多胞胎请用登记号 # 查找）。", 404)
-        return _see_other(f"/births/{status.birth_id}")
+        return see_other(f"/births/{status.birth_id}")
 
     async def birth(self, request: web.Request) -> web.Response:
         session = self._session(request)
         try:
             status = await self.host.birth(int(request.match_info["birth_id"]))
         except BirthNotFound:
-            return _html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
+            return html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
         deliveries = await self.host.run_journal(deliveries_of, self.host.journal, status.birth_id)
-        return _html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
+        return html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
 
     def _period(self, request: web.Request) -> tuple[str, date, date]:
         """The reconciliation's period from the query (dates and a code only), else the last
@@ -318,7 +308,7 @@ class Console:
     async def reconcile(self, request: web.Request) -> web.Response:
         by, start, end = self._period(request)
         rows = await self.host.run_journal(reconcile, self.host.journal, by, start, end)
-        return _html(reports.reconciliation(rows, by, start.isoformat(), end.isoformat(), self._session(request)))
+        return html(reports.reconciliation(rows, by, start.isoformat(), end.isoformat(), self._session(request)))
 
     async def reconcile_csv(self, request: web.Request) -> web.Response:
         by, start, end = self._period(request)
@@ -330,7 +320,7 @@ class Console:
 
     async def alerts(self, request: web.Request) -> web.Response:
         incidents = await self.host.run_journal(recent_incidents, self.host.journal)
-        return _html(reports.alerts(incidents, self._session(request)))
+        return html(reports.alerts(incidents, self._session(request)))
 
     # --- actions -------------------------------------------------------------------------------------
 
@@ -346,14 +336,14 @@ class Console:
             number, eligible = form.get("baz726"), form.get("eligible")
             if not isinstance(number, str) or not number.strip() or eligible not in ("yes", "no"):
                 session.flash.append(("error", "请填写中心的登记流水号 baz726，并选择是否可预参保。"))
-                return _see_other(back)
+                return see_other(back)
             kwargs = {"registration_number": number, "eligible": eligible == "yes"}
             done = "已按中心的登记结果处理"
         elif how == "refused":
             cause = form.get("cause")
             if not isinstance(cause, str) or not cause.strip():
                 session.flash.append(("error", "请填写中心给出的拒绝原因。"))
-                return _see_other(back)
+                return see_other(back)
             kwargs = {"refused": cause.strip()}
             done = "已标记为中心拒绝"
         elif how == "send_again":
@@ -369,10 +359,9 @@ class Console:
                 result = await self.host.birth(birth_id)
             await self.host.deliver_due()
         except Error as exc:
-            session.flash.append(("error", f"未能处理：{scrub(str(exc))}"))
-            return _see_other(back)
+            return failed(session, "未能处理", exc, back)
         session.flash.append(("ok", f"{done}：登记 #{birth_id} 现为「{pages.state_label(result.state)}」。"))
-        return _see_other(back)
+        return see_other(back)
 
     async def replay(self, request: web.Request) -> web.Response:
         """Re-queue one parked delivery (by event id), or all of a plugin's, and deliver them now
@@ -389,8 +378,7 @@ class Console:
             await self.operations.replayed(session.name, event_id, plugin, count)
             delivered = await self.host.deliver_due()
         except Error as exc:
-            session.flash.append(("error", f"未能重新投递：{scrub(str(exc))}"))
-            return _see_other("/parked")
+            return failed(session, "未能重新投递", exc, "/parked")
         log.info("console: %s replayed %d parked deliveries (%s)", session.name, count, event_id or plugin)
         session.flash.append(("ok", f"已重新排队 {count} 个投递，本次投递成功 {delivered} 个。"))
-        return _see_other("/parked")
+        return see_other("/parked")

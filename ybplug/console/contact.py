@@ -37,20 +37,36 @@ class Contact:
         return None if self.last is None else self.last.outcome in ANSWERED
 
 
+def _centre_exchange(journal: Journal, outcomes: tuple[str, ...] = ()) -> Exchange | None:
+    """The latest finished exchange with the centre (EcTrans excluded), of ``outcomes`` if given."""
+    funids = [str(f) for f in Funid]
+    extra = f" AND outcome IN ({','.join('?' * len(outcomes))})" if outcomes else ""
+    row = journal.db.execute(
+        f"SELECT funid, outcome, started_at, error FROM exchanges WHERE funid IN ({','.join('?' * len(funids))})"
+        f" AND outcome != 'sent'{extra} ORDER BY id DESC LIMIT 1",
+        (*funids, *outcomes),
+    ).fetchone()
+    return None if row is None else Exchange(row[0], row[1], float(row[2]), scrub(row[3]) if row[3] else None)
+
+
 def last_contact(journal: Journal) -> Contact:
     """Read on the journal's thread: ``host.run_journal(last_contact, journal)``."""
-    funids = [str(f) for f in Funid]
-    marks = ",".join("?" * len(funids))
-    query = (
-        f"SELECT funid, outcome, started_at, error FROM exchanges WHERE funid IN ({marks}) AND outcome != 'sent' {{}}"
-        " ORDER BY id DESC LIMIT 1"
-    )
-    rows = [
-        journal.db.execute(query.format(extra), (*funids, *args)).fetchone()
-        for extra, args in (("", ()), ("AND outcome IN (?, ?)", ANSWERED))
-    ]
-    last, answered = (None if r is None else Exchange(r[0], r[1], float(r[2]), scrub(r[3]) if r[3] else None) for r in rows)
-    return Contact(last, answered)
+    return Contact(_centre_exchange(journal), _centre_exchange(journal, ANSWERED))
+
+
+def last_centre_outcome(journal: Journal) -> str | None:
+    """The outcome of the latest finished exchange with the centre (the alerts' sign-in check)."""
+    last = _centre_exchange(journal)
+    return None if last is None else last.outcome
+
+
+def voucher_crashes(journal: Journal, since: float) -> int:
+    """EcTrans calls that crashed since ``since`` (the console's health line and the voucher alert)."""
+    (n,) = journal.db.execute(
+        "SELECT count(*) FROM exchanges WHERE funid = 'EcTrans' AND started_at >= ? AND error LIKE '%crashed%'",
+        (since,),
+    ).fetchone()
+    return int(n)
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,5 @@ def voucher_health(journal: Journal, now: float) -> VoucherHealth:
     row = journal.db.execute(
         "SELECT funid, outcome, started_at, error FROM exchanges WHERE funid = 'EcTrans' ORDER BY started_at DESC LIMIT 1"
     ).fetchone()
-    (crashes,) = journal.db.execute(
-        "SELECT count(*) FROM exchanges WHERE funid = 'EcTrans' AND started_at >= ? AND error LIKE '%crashed%'",
-        (now - 3600,),
-    ).fetchone()
     last = None if row is None else Exchange(row[0], row[1], float(row[2]), scrub(row[3]) if row[3] else None)
-    return VoucherHealth(last, int(crashes))
+    return VoucherHealth(last, voucher_crashes(journal, now - 3600))

@@ -31,8 +31,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("ybplug.console")
 
 
-def _see_other(location: str) -> web.Response:
+def html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def see_other(location: str) -> web.Response:
+    """Post/redirect/get: after an action the browser shows the page again."""
     return web.Response(status=303, headers={"Location": location})
+
+
+def failed(session: Session, what: str, exc: Error, back: str) -> web.Response:
+    """An action the host refused: its reason (scrubbed of personal data) flashed on the page it came from."""
+    session.flash.append(("error", f"{what}：{scrub(str(exc))}"))
+    return see_other(back)
 
 
 class Guarded(Protocol):
@@ -70,10 +81,10 @@ class Operations:
         stale = await self.host.run_journal(journal.births_in, BirthState.STALE, limit=200)
         voids = await self.host.run_journal(voids_unsettled, journal)
         status = await self.host.status()
-        return web.Response(text=forms.attention(
+        return html(forms.attention(
             refused, failing, stale, [(b, n) for b, n, _ in voids], status["births"].get("needs_review", 0),
             status["deliveries"].get("parked", 0), session,
-        ), content_type="text/html", charset="utf-8")
+        ))
 
     async def retry(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
@@ -81,22 +92,20 @@ class Operations:
             count = await self.host.run_journal(self.host.journal.retry_births)
             summary = await self.host.sync("upload")
         except Error as exc:
-            session.flash.append(("error", f"未能重试：{scrub(str(exc))}"))
-            return _see_other("/attention")
+            return failed(session, "未能重试", exc, "/attention")
         await self._audit(session.name, "retry uploads", None, f"{count} births made due now")
         session.flash.append(("ok", f"已重试 {count} 条：登记 {summary.get('uploaded', 0)}，仍失败 {summary.get('upload_failed', 0)}。"))
-        return _see_other("/attention")
+        return see_other("/attention")
 
     async def stale(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
         try:
             summary = await self.host.sync("stale")
         except Error as exc:
-            session.flash.append(("error", f"未能查询：{scrub(str(exc))}"))
-            return _see_other("/attention")
+            return failed(session, "未能查询", exc, "/attention")
         await self._audit(session.name, "poll stale", None, ", ".join(f"{k} {v}" for k, v in summary.items()))
         session.flash.append(("ok", f"已向中心查询超期未实名的新生儿：{', '.join(f'{k} {v}' for k, v in summary.items())}。"))
-        return _see_other("/attention")
+        return see_other("/attention")
 
     async def void_again(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
@@ -104,16 +113,15 @@ class Operations:
         voids = {str(b): (b, n, r) for b, n, r in await self.host.run_journal(voids_unsettled, self.host.journal)}
         if not isinstance(wanted, str) or wanted not in voids:
             session.flash.append(("error", "这条作废已不在结果不明的列表中。"))
-            return _see_other("/attention")
+            return see_other("/attention")
         birth_id, number, reason = voids[wanted]
         await self._audit(session.name, "void again", birth_id, "a void whose reply was lost, sent again")
         try:
             await self.host.void(number, reason)
         except Error as exc:
-            session.flash.append(("error", f"作废未成功：{scrub(str(exc))}"))
-            return _see_other("/attention")
+            return failed(session, "作废未成功", exc, "/attention")
         session.flash.append(("ok", f"登记 #{birth_id} 已确认作废。"))
-        return _see_other("/attention")
+        return see_other("/attention")
 
     async def reveal(self, request: web.Request) -> web.Response:
         """The birth's page with its personal data in the clear, for this response only (no
@@ -128,8 +136,7 @@ class Operations:
         log.info("console: %s revealed the personal data of birth #%d", session.name, birth_id)
         deliveries = await self.host.run_journal(deliveries_of, self.host.journal, birth_id)
         page = pages.birth(status, session, forms.birth_actions(status, session), reveal=True, deliveries=deliveries)
-        return web.Response(text=page,
-                            content_type="text/html", charset="utf-8")
+        return html(page)
 
     async def amend(self, request: web.Request) -> web.Response:
         """A refused birth corrected: the fields typed replace the record's (an empty personal
@@ -149,10 +156,9 @@ class Operations:
             await self.host.sync("upload")
             after = await self.host.birth(birth_id)
         except Error as exc:
-            session.flash.append(("error", f"未能改正：{scrub(str(exc))}"))
-            return _see_other(back)
+            return failed(session, "未能改正", exc, back)
         session.flash.append(("ok", f"已改正并重新上传：登记 #{birth_id} 现为「{pages.state_label(after.state)}」。"))
-        return _see_other(back)
+        return see_other(back)
 
     async def void(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
@@ -161,7 +167,7 @@ class Operations:
         reason = (await request.post()).get("reason")
         if not isinstance(reason, str) or not reason.strip():
             session.flash.append(("error", "请填写作废原因 bae016。"))
-            return _see_other(back)
+            return see_other(back)
         try:
             status = await self.host.birth(birth_id)
             if status.registration_number is None:
@@ -169,10 +175,9 @@ class Operations:
             await self._audit(session.name, "void", birth_id, f"reason: {reason.strip()}")
             await self.host.void(status.registration_number, reason.strip())
         except Error as exc:
-            session.flash.append(("error", f"作废未成功：{scrub(str(exc))}"))
-            return _see_other(back)
+            return failed(session, "作废未成功", exc, back)
         session.flash.append(("ok", f"登记 #{birth_id} 已作废。"))
-        return _see_other(back)
+        return see_other(back)
 
     async def replayed(self, operator: str, event_id: str | None, plugin: str | None, count: int) -> None:
         """Journal a replay of parked deliveries (one event's, or all of a plugin's)."""
