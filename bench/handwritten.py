@@ -208,6 +208,8 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
                         "ms", ours_stats, "hand-written: insert, POST, store the answer", base_stats,
                         target=1.0, higher_is_better=False,
                     ))
+                if noop.refused:  # this phase's hospital: the drain below gets a new one
+                    raise RuntimeError(f"{noop.refused} births refused by the sandbox")
                 noop = NoopHospital()
                 async with Host(host_config(folder, url, "daily"), plugins=[noop], entry_points=False) as host:
                     await ybplug_drain(host, noop, 20)
