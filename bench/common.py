@@ -267,10 +267,17 @@ class SandboxProcess:
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
+    #: What the start-up error calls it.
+    what = "the sandbox"
+
+    def command(self) -> list[str]:
+        """The child's command line; it prints its URL on its first line once it listens."""
+        return [sys.executable, "-m", "ybplug.sandbox", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db)]
+
     def start(self) -> str:
         # cwd is the scratch folder, never the repository root (which would shadow the package).
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ybplug.sandbox", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db)],
+            self.command(),
             cwd=self.db.parent,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -281,7 +288,7 @@ class SandboxProcess:
         line = self._process.stdout.readline().strip()
         if not line.startswith("http://"):
             self.stop()
-            raise RuntimeError(f"the sandbox did not start (printed {line!r})")
+            raise RuntimeError(f"{self.what} did not start (printed {line!r})")
         self.url = line
         return line
 
@@ -334,21 +341,14 @@ class CannedCentre(SandboxProcess):
     """An aiohttp server in its own process that answers every business call with one canned
     success: no validation, no database.  What a bare client reaches when the centre costs nothing."""
 
-    def start(self) -> str:
+    what = "the canned centre"
+
+    def command(self) -> list[str]:
         inner = msgspec.json.encode(
             {"flag": "1", "cause": "", "data": {"baz726": "XSE2511250000001", "bkee45": "1", "bkee46": ""}}
         ).decode()
         reply = msgspec.json.encode({"data": {"outputValue": inner}}).decode()
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", CANNED_CENTRE, reply],
-            cwd=self.db.parent, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_env(),
-        )
-        assert self._process.stdout is not None
-        self.url = self._process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            self.stop()
-            raise RuntimeError("the canned centre did not start")
-        return self.url
+        return [sys.executable, "-c", CANNED_CENTRE, reply]
 
 
 @contextlib.asynccontextmanager

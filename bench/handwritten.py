@@ -27,13 +27,14 @@ import argparse
 import http.client
 import json
 import sqlite3
+import statistics
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import common
-from common import Row, Stats
+from common import Row
 
 from ybplug.config import Config, WireConfig
 from ybplug.host import Host
@@ -166,10 +167,6 @@ def handwritten_drain(client: HandWrittenClient, count: int) -> float:
     return time.perf_counter() - started
 
 
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Row]:
     repeats = 3 if quick else 5
     n1 = 60 if quick else 300
@@ -200,10 +197,10 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
                     ))
 
                     async def ours_latency() -> float:
-                        return 1000 * _median([await ybplug_latency(host, noop) for _ in range(lat_n)])
+                        return 1000 * statistics.median([await ybplug_latency(host, noop) for _ in range(lat_n)])
 
                     async def theirs_latency() -> float:
-                        return 1000 * _median([handwritten_latency(client) for _ in range(lat_n)])
+                        return 1000 * statistics.median([handwritten_latency(client) for _ in range(lat_n)])
 
                     ours_stats, base_stats = await common.ainterleaved(repeats, ours_latency, theirs_latency)
                     rows.append(Row(
@@ -211,6 +208,8 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
                         "ms", ours_stats, "hand-written: insert, POST, store the answer", base_stats,
                         target=1.0, higher_is_better=False,
                     ))
+                if noop.refused:  # this phase's hospital: the drain below gets a new one
+                    raise RuntimeError(f"{noop.refused} births refused by the sandbox")
                 noop = NoopHospital()
                 async with Host(host_config(folder, url, "daily"), plugins=[noop], entry_points=False) as host:
                     await ybplug_drain(host, noop, 20)

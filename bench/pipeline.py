@@ -24,6 +24,7 @@ canned-reply aiohttp server in its own process: whether the sandbox limits the b
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,6 @@ async def latency_one(host: Host, noop: NoopHospital) -> float:
 def commit_seconds(folder: Path, commits: int = 60) -> float:
     """Median seconds of one fsync'd SQLite commit here (WAL, synchronous=FULL): the durability unit."""
     import sqlite3
-    import statistics
 
     db = sqlite3.connect(folder / "fsync-probe.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -178,10 +178,6 @@ def commit_seconds(folder: Path, commits: int = 60) -> float:
         samples.append(time.perf_counter() - started)
     db.close()
     return statistics.median(samples)
-
-
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,13 +217,13 @@ async def measure(quick: bool = False, sandbox_mode: str = "process") -> list[Ro
                         lat_ours: list[float] = []
                         lat_base: list[float] = []
                         for _ in range(repeats):
-                            lat_ours.append(1000 * _median([await latency_one(host, noop) for _ in range(lat_n)]))
+                            lat_ours.append(1000 * statistics.median([await latency_one(host, noop) for _ in range(lat_n)]))
                             samples = []
                             for body in bare_bodies(lat_n):
                                 started = time.perf_counter()
                                 await bare_post(session, business, body)
                                 samples.append(time.perf_counter() - started)
-                            lat_base.append(1000 * _median(samples))
+                            lat_base.append(1000 * statistics.median(samples))
                         fsync = commit_seconds(folder) * 1000
                         row = Row(
                             f"pipeline latency at concurrency 1, one birth: record_birth → its collection_result "

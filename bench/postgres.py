@@ -166,18 +166,10 @@ class SlowCentre(common.SandboxProcess):
         super().__init__(db)
         self.latency = latency
 
-    def start(self) -> str:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "ybplug.sandbox", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
-             "--fault", f"latency:yb04.13.01.21,seconds={self.latency}"],
-            cwd=self.db.parent, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=common.child_env(),
-        )
-        assert self._process.stdout is not None
-        self.url = self._process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            self.stop()
-            raise RuntimeError("the slow sandbox did not start")
-        return self.url
+    what = "the slow sandbox"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--fault", f"latency:yb04.13.01.21,seconds={self.latency}"]
 
 
 def scaling(folder: Path, sandbox: str, count: int, repeats: int, where: str) -> list[Row]:

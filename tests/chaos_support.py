@@ -53,18 +53,27 @@ SETTLED = {"registered", "real_named", "voided", "needs_review", "refused"}
 IN_DOUBT = ("sent", "unknown")
 
 
-def write_config(tmp_path: Path, sandbox: Sandbox, *, read_timeout: float = 2.0) -> Path:
-    """Two workers' shared ``ybplug.toml``: immediate uploads, real-name polls twice a second."""
+def write_config(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    *,
+    journal: str = "journal.db",
+    upload_batch: int = 10,
+    read_timeout: float | None = 2.0,
+    realname_interval: float | None = 0.5,
+) -> Path:
+    """Several workers' shared ``ybplug.toml``: immediate uploads, short backoffs; by default real-name
+    polls twice a second and a 2 s read timeout (``None``: the default configuration's)."""
+    realname = "" if realname_interval is None else f"realname_interval = {realname_interval}\nrealname_batch = 20\n"
+    timeout = "" if read_timeout is None else f"read_timeout = {read_timeout}\n"
     path = tmp_path / "ybplug.toml"
     path.write_text(
         f"""
-journal = "journal.db"
+journal = "{journal}"
 upload = "immediate"
-upload_batch = 10
+upload_batch = {upload_batch}
 upload_concurrency = 4
-realname_interval = 0.5
-realname_batch = 20
-delivery_backoff = 0.05
+{realname}delivery_backoff = 0.05
 delivery_backoff_cap = 0.2
 upload_backoff = 0.05
 upload_backoff_cap = 0.2
@@ -75,8 +84,7 @@ lease = 30
 url = "{sandbox.url}"
 usr = "{SANDBOX_USR}"
 pwd = "{SANDBOX_PWD}"
-read_timeout = {read_timeout}
-""",
+{timeout}""",
         encoding="utf-8",
     )
     return path

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
 from ybplug.alerts.config import AlertsSection
 from ybplug.config import Config, WireConfig

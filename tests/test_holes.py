@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 import ybplug
@@ -406,7 +407,6 @@ async def test_a_host_exits_within_the_hook_timeout_whatever_a_plugin_does(tmp_p
         def ybplug_shutdown(self) -> None:
             threading.Event().wait()
 
-    started = time.monotonic()
     async with Host(host_config(tmp_path, sandbox, hook_timeout=1.0), plugins=[Hung()], entry_points=False):
         started = time.monotonic()
     assert time.monotonic() - started < 1.0 + 2.0
@@ -417,15 +417,9 @@ async def test_a_host_exits_within_the_hook_timeout_whatever_a_plugin_does(tmp_p
 
 @pytest.mark.anyio
 async def test_a_birth_recorded_in_the_his_process_is_uploaded_by_a_worker_within_2_s(tmp_path: Path, sandbox: Sandbox) -> None:
-    write_config(tmp_path, sandbox)
-    env = {**os.environ}
-    env.pop("YBPLUG_PLUGINS", None)
-    worker = await anyio.open_process([YBPLUG, "run", "-c", "ybplug.toml"], cwd=tmp_path, env=env)
+    worker = await _subscribed_worker(tmp_path, sandbox)
     try:
         config = ybplug.Config.load(tmp_path / "ybplug.toml")
-        with anyio.fail_after(20):  # the worker is up once it has subscribed its plugins
-            while not (tmp_path / "journal.db").exists() or not _subscribed(tmp_path):
-                await anyio.sleep(0.1)
         await anyio.sleep(1.0)  # and waiting, with nothing due for an hour
         async with Host(config, entry_points=False, background=False) as his:
             await his.record_birth(birth(15))
@@ -438,6 +432,23 @@ async def test_a_birth_recorded_in_the_his_process_is_uploaded_by_a_worker_withi
         worker.send_signal(signal.SIGTERM)
         with anyio.fail_after(15):
             await worker.wait()
+
+
+async def _subscribed_worker(tmp_path: Path, sandbox: Sandbox) -> anyio.abc.Process:
+    """``ybplug run`` on a fresh config in ``tmp_path``, once it is up (it has subscribed its plugins)."""
+    write_config(tmp_path, sandbox)
+    env = {**os.environ}
+    env.pop("YBPLUG_PLUGINS", None)
+    worker = await anyio.open_process([YBPLUG, "run", "-c", "ybplug.toml"], cwd=tmp_path, env=env)
+    try:
+        with anyio.fail_after(20):
+            while not (tmp_path / "journal.db").exists() or not _subscribed(tmp_path):
+                await anyio.sleep(0.1)
+    except BaseException:
+        worker.kill()
+        await worker.wait()
+        raise
+    return worker
 
 
 def _subscribed(tmp_path: Path) -> bool:
@@ -453,14 +464,8 @@ def _subscribed(tmp_path: Path) -> bool:
 
 @pytest.mark.anyio
 async def test_ybplug_run_stops_with_one_line_when_its_journal_is_deleted(tmp_path: Path, sandbox: Sandbox) -> None:
-    write_config(tmp_path, sandbox)
-    env = {**os.environ}
-    env.pop("YBPLUG_PLUGINS", None)
-    worker = await anyio.open_process([YBPLUG, "run", "-c", "ybplug.toml"], cwd=tmp_path, env=env)
+    worker = await _subscribed_worker(tmp_path, sandbox)
     try:
-        with anyio.fail_after(20):
-            while not (tmp_path / "journal.db").exists() or not _subscribed(tmp_path):
-                await anyio.sleep(0.1)
         (tmp_path / "journal.db").unlink()
         with anyio.fail_after(15):  # the watch notices within a second
             await worker.wait()

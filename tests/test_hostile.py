@@ -40,6 +40,8 @@ from ybplug.fields import CHINA_TIME, with_check_digit
 from ybplug.messages import COLLECT, REALNAME, VOID, Birth, RealNameQuery, VoidRequest, load
 from ybplug.wire import OutcomeUnknown, exchange
 
+from support import CannedCentre
+
 _COMMON = dict(
     database=None,  # no .hypothesis directory in the repository
     deadline=None,  # timed below in CPU time, which a loaded machine does not inflate
@@ -397,32 +399,6 @@ def test_config_load(text: str) -> None:
 
 
 # -- through the host: an unreadable answer is an unknown outcome, the charset is the config's ---------
-
-
-class CannedCentre:
-    """A centre on loopback answering every business call with exactly ``body``."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.url = ""
-
-    async def __aenter__(self) -> CannedCentre:
-        from aiohttp import web
-
-        async def handle(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response(body=self.body, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_post("/sieaf/business_handle/", handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
 
 
 def _wrapped(inner: bytes) -> bytes:

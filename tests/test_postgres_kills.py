@@ -28,9 +28,10 @@ import pytest
 
 from ybplug.codes import Funid
 from ybplug.host import Host
-from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Fault, Sandbox
+from ybplug.sandbox import Fault, Sandbox
 
-from pg_support import fresh_schema
+from chaos_support import write_config
+from pg_support import fresh_schema, journal_rows
 from recorder import Recorder
 from support import birth_record, host_config
 
@@ -46,11 +47,6 @@ PLUGIN = "example_hospital"
 def url() -> Iterator[str]:
     with fresh_schema() as journal_url:
         yield journal_url
-
-
-def journal_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[no-any-return]
 
 
 def unsettled(url: str) -> int:
@@ -97,35 +93,10 @@ async def uploading(url: str, workers: list[anyio.abc.Process], rng: random.Rand
     return rng.randrange(len(workers))
 
 
-def write_config(tmp_path: Path, sandbox: Sandbox, url: str) -> Path:
-    path = tmp_path / "ybplug.toml"
-    path.write_text(
-        f"""
-journal = "{url}"
-upload = "immediate"
-upload_batch = 5
-upload_concurrency = 4
-delivery_backoff = 0.05
-delivery_backoff_cap = 0.2
-upload_backoff = 0.05
-upload_backoff_cap = 0.2
-hook_timeout = 20
-lease = 30
-
-[wire]
-url = "{sandbox.url}"
-usr = "{SANDBOX_USR}"
-pwd = "{SANDBOX_PWD}"
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 async def test_three_workers_killed_twenty_times_lose_nothing_double_nothing_and_deliver_everything(
     tmp_path: Path, sandbox: Sandbox, url: str
 ) -> None:
-    config = write_config(tmp_path, sandbox, url)
+    config = write_config(tmp_path, sandbox, journal=url, upload_batch=5, read_timeout=None, realname_interval=None)
     hospital = tmp_path / "hospital.db"
     env = {**os.environ, "YBPLUG_EXAMPLE_DB": str(hospital)}
     env.pop("YBPLUG_PLUGINS", None)

@@ -25,6 +25,8 @@ from ybplug.wire import (
     exchange,
 )
 
+from support import CannedCentre
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -261,34 +263,6 @@ def _write(path: Any, text: str) -> Any:
 # -- a reply is trusted only when well formed -----------------------------------------------------
 
 
-class Canned:
-    """A tiny centre on loopback that answers every business call with exactly ``body``."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.url = ""
-
-    async def __aenter__(self) -> Canned:
-        from aiohttp import web
-
-        async def handle(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response(body=self.body, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_post("/sieaf/business_handle/", handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
-
-
 def inner(reply: Any) -> bytes:
     import msgspec
 
@@ -328,7 +302,7 @@ async def test_a_reply_not_well_formed_is_outcome_unknown(
 ) -> None:
     request = {COLLECT: lambda: birth_for(), VOID: lambda: VoidRequest(registration_number=GOOD_NUMBER, reason="重复"),
                REALNAME: lambda: RealNameQuery.of([GOOD_NUMBER, "XSE2411300000002"])}[transaction]()
-    async with Canned(body) as centre:
+    async with CannedCentre(body) as centre:
         client = HttpTransport(WireConfig(url=centre.url, usr="his", pwd="sandbox"))
         try:
             with pytest.raises(OutcomeUnknown, match=reason) as caught:
@@ -341,13 +315,13 @@ async def test_a_reply_not_well_formed_is_outcome_unknown(
 
 @pytest.mark.anyio
 async def test_well_formed_replies_still_count(birth_for: Any, anyio_backend: str) -> None:
-    async with Canned(inner({"flag": "1", "cause": "", "data": {"baz726": GOOD_NUMBER, "bkee45": "1"}})) as centre:
+    async with CannedCentre(inner({"flag": "1", "cause": "", "data": {"baz726": GOOD_NUMBER, "bkee45": "1"}})) as centre:
         client = HttpTransport(WireConfig(url=centre.url))
         try:
             assert (await exchange(client, COLLECT, birth_for())).registration_number == GOOD_NUMBER
         finally:
             await client.aclose()
-    async with Canned(inner({"flag": 0, "cause": "重复上传"})) as centre:
+    async with CannedCentre(inner({"flag": 0, "cause": "重复上传"})) as centre:
         client = HttpTransport(WireConfig(url=centre.url))
         try:
             refused = await exchange(client, COLLECT, birth_for())
@@ -364,7 +338,7 @@ async def test_a_reply_over_the_size_limit_is_outcome_unknown(
 
     monkeypatch.setattr(ybplug.wire, "MAX_REPLY_BYTES", 4096)
     padding = "x" * 10_000
-    async with Canned(inner({"flag": "1", "cause": padding, "data": {"baz726": GOOD_NUMBER}})) as centre:
+    async with CannedCentre(inner({"flag": "1", "cause": padding, "data": {"baz726": GOOD_NUMBER}})) as centre:
         client = HttpTransport(WireConfig(url=centre.url))
         try:
             with pytest.raises(OutcomeUnknown, match="4096-byte limit"):
