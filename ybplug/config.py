@@ -185,7 +185,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             config = msgspec.toml.decode(text, type=cls)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{file}: {_readable(exc)}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeError) as exc:  # msgspec before 0.19: UnicodeDecodeError
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
         base = file.resolve().parent
         journal = Path(config.journal)

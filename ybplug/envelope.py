@@ -141,7 +141,7 @@ def _guarded(decode: Any, body: bytes | str) -> Any:
     except msgspec.ValidationError as exc:
         # msgspec's message names the place (``$.data.flag``), never the value.
         raise MalformedReply(f"reply does not match the envelope: {_short(str(exc))}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeError):  # msgspec before 0.19 raises UnicodeDecodeError for bad UTF-8
         raise MalformedReply("reply is not JSON") from None
     except RecursionError:  # an unknown key's value nested deeper than the decoder's stack allows
         raise MalformedReply("reply nested too deeply") from None

@@ -67,7 +67,7 @@ def _shown(payload: bytes | None) -> str | None:
         return None
     try:
         decoded = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeError):
         return scrub(payload.decode("utf-8", "replace"))
     return msgspec.json.format(msgspec.json.encode(masked(decoded)), indent=2).decode()
 

@@ -135,7 +135,7 @@ def voids_unsettled(journal: Journal) -> list[tuple[int, str, str]]:
             continue  # an earlier void of the same birth
         try:
             reason = str(msgspec.json.decode(request).get("bae016") or "")
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, UnicodeError, AttributeError):
             continue
         found[int(birth_id)] = (int(birth_id), str(number), reason)
     return list(found.values())

@@ -281,7 +281,7 @@ class Journal(Births):
         for number, request in latest.values():
             try:
                 reason = str(msgspec.json.decode(request).get("bae016") or "")
-            except (msgspec.DecodeError, AttributeError):
+            except (msgspec.DecodeError, UnicodeError, AttributeError):
                 continue
             if reason:
                 found.append((str(number), reason))
