@@ -570,7 +570,9 @@ class Host(Transactions):
         while True:
             await anyio.sleep(self.journal.backend.watch_interval)
             try:
-                changed = await self.run_journal(self.journal.changed_elsewhere)
+                # On the journal's thread but outside the group commit: a look, not a write
+                # transaction (which would take SQLite's write lock from the HIS twice a second).
+                changed = await self._journal_thread.call(self.journal.changed_elsewhere)
             except Exception:
                 continue  # the loops that act on the journal report its errors
             if changed:
