@@ -165,6 +165,9 @@ CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN 
 def migrate(raw: psycopg.Connection[Any]) -> tuple[str, str]:
     """Run the steps this journal has not run yet, each in its own transaction, and give it an
     identity if it has none; returns (journal id, schema)."""
+    settled = _settled(raw)
+    if settled is not None:
+        return settled
     schema = _one(raw, "SELECT current_schema()")
     if schema is None:
         raise psycopg.errors.InvalidSchemaName(
@@ -186,6 +189,22 @@ def migrate(raw: psycopg.Connection[Any]) -> tuple[str, str]:
             (uuid.uuid4().hex, repr(time.time())),
         )
     return str(_one(raw, "SELECT value FROM meta WHERE key = 'journal_id'")), str(schema)
+
+
+def _settled(raw: psycopg.Connection[Any]) -> tuple[str, str] | None:
+    """(journal id, schema) of a journal that has run every step, in two round trips, or None:
+    every worker and every CLI command opens the journal, and most find it up to date."""
+    schema, found = raw.execute(
+        "SELECT current_schema(), to_regclass(quote_ident(current_schema()) || '.ybplug_schema') IS NOT NULL"
+        " AND to_regclass(quote_ident(current_schema()) || '.meta') IS NOT NULL"
+    ).fetchone() or (None, False)
+    if schema is None or not found:
+        return None
+    steps, journal_id = raw.execute(
+        "SELECT (SELECT count(*) FROM ybplug_schema WHERE step <= %s), (SELECT value FROM meta WHERE key = 'journal_id')",
+        (len(MIGRATIONS),),
+    ).fetchone() or (0, None)
+    return (str(journal_id), str(schema)) if steps == len(MIGRATIONS) and journal_id is not None else None
 
 
 def _one(raw: psycopg.Connection[Any], sql: str, args: tuple[Any, ...] | None = None) -> Any:
