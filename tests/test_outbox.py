@@ -72,8 +72,10 @@ async def test_a_sync_his_transaction_commits_its_row_and_the_birth_together(
     with psycopg.connect(url) as his:
         with his.transaction():
             his.execute("INSERT INTO his_birth VALUES (%s, %s)", (record["bke042"], "产科一病区"))
+            his_path = his.execute("SHOW search_path").fetchone()
             recorded = await worker.record_birth(record, connection=his)
             assert recorded.created
+            assert his.execute("SHOW search_path").fetchone() == his_path  # the HIS's, as it was
             await anyio.sleep(0.3)  # a worker looking now finds nothing: not committed yet
             with pytest.raises(BirthNotFound):
                 await worker.birth(record["bke042"])

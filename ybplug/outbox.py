@@ -112,10 +112,12 @@ async def record_births(journal: Journal, births: list[Birth], connection: Any) 
 
 def _record(view: Journal, conn: Any, births: list[Birth], schema: str, journal_id: str) -> list[tuple[BirthRow, bool]]:
     quoted = '"' + schema.replace('"', '""') + '"'
-    [(path,)] = conn.execute("SELECT current_setting('search_path')").fetchall()
-    conn.execute("SELECT set_config('search_path', ?, true)", (quoted,)).fetchall()
+    # The HIS's search_path, ours for this transaction, and whether the journal is there, in one round trip.
+    [(path, _, meta)] = conn.execute(
+        "SELECT current_setting('search_path'), set_config('search_path', ?, true), to_regclass(?)",
+        (quoted, quoted + ".meta"),
+    ).fetchall()
     try:
-        [(meta,)] = conn.execute("SELECT to_regclass('meta')").fetchall()
         found = None if meta is None else conn.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
         if found is None or found[0] != journal_id:
             raise JournalError(
