@@ -329,7 +329,7 @@ async def test_csharp_ectrans_is_bounded_by_its_timeout(assemblies: Path, runtim
         started = time.monotonic()
         with pytest.raises(VoucherTimeout):
             await voucher.decode(qr_request("slow:1500"))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.4  # the 0.3 s timeout, not the 1.5 s call
         with pytest.raises(VoucherBusy):  # queued behind the call that is still running: dropped
             await voucher.decode(qr_request("Q1"))
         await anyio.sleep(1.3)

@@ -228,7 +228,7 @@ async def test_hang_times_out_and_the_next_call_succeeds(voucher: Voucher) -> No
     with pytest.raises(VoucherTimeout) as caught:
         await voucher.decode(qr(code("hang")))
     elapsed = time.monotonic() - began
-    assert 1.0 <= elapsed < 2.0  # the timeout, then a kill: not the hang itself
+    assert 1.0 <= elapsed < 4.0  # the timeout, then a kill: not the hang itself (which never ends)
     assert caught.value.timeout == 1.0
     assert "killed" in str(caught.value)
     identity = await voucher.decode(qr(code("ok", tail="NEXT")))
@@ -243,7 +243,7 @@ async def test_thread_backend_hang_fails_fast_until_the_call_returns(
         began = time.monotonic()
         with pytest.raises(VoucherTimeout, match="cannot be stopped in the thread backend"):
             await voucher.decode(qr(code("hang")))
-        assert 0.5 <= time.monotonic() - began < 1.0
+        assert 0.5 <= time.monotonic() - began < 2.5  # the timeout, not the hang (which never ends)
 
         # The hung call still holds the library: the next caller learns it at once, and its call
         # never reaches the library.
@@ -288,7 +288,7 @@ async def test_queued_callers_behind_a_hang_do_not_wait_forever(
             await anyio.sleep(0.3)  # queued calls have 0.3 s left once the hang times out
             for _ in range(3):
                 tg.start_soon(one, code("ok"))
-        assert time.monotonic() - began < 1.5
+        assert time.monotonic() - began < 3.0  # bounded by the timeout, not the hang (which never ends)
     fake.FakeRelease()
     await settle(fake_library)
     assert outcomes.count(VoucherTimeout) == 1
