@@ -17,9 +17,9 @@ import anyio
 from ybplug.config import upload_time
 from ybplug.fields import CHINA_TIME
 from ybplug.hooks import hookimpl
-from ybplug.errors import Error
 from ybplug.journal import Backoff, BirthRow, BirthState
 from ybplug.messages import COLLECT
+from ybplug.privacy import described
 from ybplug.wire import AuthenticationFailed, WireError
 
 if TYPE_CHECKING:
@@ -117,11 +117,12 @@ class Collection:
                 await self.upload_due(host, None if slot is None else slot.timestamp(), often=slot is None)
                 due = await host.records.next_upload_due(retries_only=daily is not None)
                 failures = 0
-            except Error as exc:
+            except Exception as exc:
                 # A wrong password, a full disk, an unreadable journal: one line, then try again
-                # later (a lost journal stops the host instead: see Host.fail).
+                # later (a lost journal stops the host instead: see Host.fail).  A bug: its
+                # traceback, then try again too, so that uploads never stop for good.
                 failures += 1
-                log.error("upload stopped: %s; trying again in %.0f s", exc, trouble.delay(failures))
+                log.error("upload stopped: %s; trying again in %.0f s", described(exc), trouble.delay(failures))
                 await anyio.sleep(trouble.delay(failures))
                 continue
             retry_in = 3600.0 if due is None else max(0.05, due - time.time())
@@ -156,8 +157,8 @@ class Collection:
                             except AuthenticationFailed as exc:
                                 auth_error.append(exc)
                                 state = None
-                            except Error as exc:  # the journal refused the answer: the lease brings it back
-                                log.error("birth %d: %s", row.id, exc)
+                            except Exception as exc:  # the journal refused the answer, or a bug: the lease brings it back
+                                log.error("birth %d: %s", row.id, described(exc))
                                 state = None
                             counts[_COUNTED_AS.get(state, "upload_failed")] += 1
                     finally:

@@ -20,7 +20,7 @@ from ybplug.errors import Error
 from ybplug.fields import trusted
 from ybplug.journal import Delivery
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord, RealNameResult
-from ybplug.privacy import scrub
+from ybplug.privacy import described, scrub
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -54,8 +54,8 @@ class RealName:
                     await anyio.sleep(wait)
                     continue
                 await self.poll(host)
-            except Error as exc:  # the centre or the journal: one line, then try again later
-                log.warning("real-name poll failed: %s; next try in %.0f s", exc, min(interval, 300))
+            except Exception as exc:  # the centre or the journal (or a bug: its traceback): then try again later
+                log.warning("real-name poll failed: %s; next try in %.0f s", described(exc), min(interval, 300))
                 await anyio.sleep(min(interval, 300))
 
     async def poll(self, host: Host, *, stale: bool = False) -> dict[str, int]:

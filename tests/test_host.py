@@ -413,3 +413,60 @@ async def test_a_host_restarted_in_the_same_process_takes_over_claims_at_once(tm
             while not second.got:
                 await host.deliver_due()
                 await anyio.sleep(0.05)
+
+
+class StartsFaultyWork:
+    """A hospital plugin whose own background work dies of a bug quoting an ID number."""
+
+    @hookimpl
+    async def ybplug_startup(self, host: Host) -> None:
+        async def faulty() -> None:
+            raise ValueError("no such mother: 350204198001010001")
+
+        host.start_soon(faulty, name="hospital cache refresh")
+
+
+@pytest.mark.anyio
+async def test_a_bug_in_background_work_is_logged_masked_and_the_host_goes_on(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Recorder()
+    plugins = [StartsFaultyWork(), seen]
+    async with Host(config(tmp_path, sandbox, upload="immediate"), plugins=plugins, entry_points=False) as host:
+        await anyio.sleep(0.1)  # the faulty work has died by now
+        await host.record_birth(birth(51))
+        with anyio.fail_after(5):
+            while not seen.of("collection_result"):
+                await anyio.sleep(0.02)
+        assert host.failure is None
+    assert len(sandbox.registrations()) == 1
+    line = next(r.getMessage() for r in caplog.records if "hospital cache refresh" in r.getMessage())
+    assert "a bug" in line and "Traceback" in line and "ValueError" in line
+    assert "350204198001010001" not in caplog.text and "3502**********0001" in line
+
+
+@pytest.mark.anyio
+async def test_a_bug_in_the_upload_schedule_is_retried_not_the_end_of_uploads(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox.inject(Fault(kind="http_error", funid=COLLECT, times=1, status=503))
+    seen = Recorder()
+    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False) as host:
+        claim = host.records.claim_births
+        bugs: list[Exception] = []
+
+        async def buggy_claim(*args: Any, **kwargs: Any) -> Any:
+            if bugs:
+                raise bugs.pop()
+            return await claim(*args, **kwargs)
+
+        host.records.claim_births = buggy_claim  # type: ignore[method-assign]
+        await host.record_birth(birth(52))
+        assert (await host.sync("upload"))["upload_failed"] == 1  # the schedule retries it on its backoff...
+        bugs.append(KeyError("a bug of ours"))  # ...and its first try meets a bug (no await since the sync)
+        with anyio.fail_after(10):
+            while not seen.of("collection_result"):
+                await anyio.sleep(0.05)
+        assert host.failure is None
+    assert not bugs and len(sandbox.registrations()) == 1
+    assert any("upload stopped: a bug" in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)

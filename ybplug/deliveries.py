@@ -21,7 +21,7 @@ from ybplug.caller import AsyncHookCaller, secrets_of
 from ybplug.committer import GroupCommitter
 from ybplug.errors import Error
 from ybplug.journal import Backoff, Delivery, Journal
-from ybplug.privacy import scrub
+from ybplug.privacy import described, scrub
 
 log = logging.getLogger("ybplug.host")
 
@@ -157,8 +157,8 @@ class Deliveries:
                 await self.deliver(due)
             except Error as exc:  # the deliveries stay claimed; their lease runs out and the loop retries
                 log.error("hook delivery failed: %s", exc)
-            except Exception:  # a bug of ours: its traceback, and the host goes on
-                log.exception("hook delivery failed")
+            except Exception as exc:  # a bug of ours: its traceback, and the host goes on
+                log.error("hook delivery failed: %s", described(exc))
             finally:
                 self._inline -= 1
                 if self._inline == 0:

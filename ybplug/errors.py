@@ -10,6 +10,9 @@ This module imports nothing of ybplug: every other module may derive from it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class Outcome(StrEnum):
@@ -41,9 +44,9 @@ def outcome_of(error: BaseException) -> Outcome:
     return (error.outcome if isinstance(error, Error) else None) or Outcome.FAILED
 
 
-def errors_in(group: BaseExceptionGroup[Error]) -> list[Error]:
+def errors_in(group: BaseExceptionGroup[E]) -> list[E]:
     """The errors of a (nested) exception group, as a task group gathers them."""
-    found: list[Error] = []
+    found: list[E] = []
     for exc in group.exceptions:
         found.extend(errors_in(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found

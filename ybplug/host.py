@@ -60,7 +60,7 @@ from ybplug.messages import (
     VoidResult,
     load,
 )
-from ybplug.privacy import mask
+from ybplug.privacy import described, mask
 from ybplug.transactions import Transactions
 from ybplug.wire import Transport
 
@@ -190,7 +190,10 @@ class Host(Transactions):
         """Run background work in the host's task group; it is cancelled when the host exits.
 
         An ybplug error that ends the work is one log line, never an ``ExceptionGroup`` out of the
-        host (a lost journal stops the host: :meth:`fail`)."""
+        host (a lost journal stops the host: :meth:`fail`).  Any other exception is a bug (ours or
+        a plugin's): its scrubbed traceback is logged and the host goes on, because the births
+        it was working on come back on their own (a claim's lease runs out, a delivery is retried)
+        and one faulty task must not stop the registrations of a whole ward."""
         if self._task_group is None:
             raise RuntimeError("the host is not running")
 
@@ -206,6 +209,9 @@ class Host(Transactions):
                         self.fail(exc)
                     else:
                         log.error("%s stopped: %s", name or "background work", exc)
+            except* Exception as bugs:
+                for bug in errors_in(bugs):
+                    log.error("%s stopped on %s", name or "background work", described(bug))
             finally:
                 self._background.discard(scope)
 

@@ -7,8 +7,11 @@ clear.  Messages mask themselves in ``repr``; log calls and the CLI go through :
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Iterable
 from typing import Any
+
+from ybplug.errors import Error
 
 
 def mask(value: Any) -> str:
@@ -44,3 +47,12 @@ def scrub(text: str, secrets: Iterable[object] = ()) -> str:
     for secret in sorted({str(s) for s in secrets if s is not None and str(s)}, key=len, reverse=True):
         text = text.replace(secret, mask(secret))
     return _NUMBER_LIKE.sub(lambda m: mask(m.group()), text)
+
+
+def described(error: BaseException, secrets: Iterable[object] = ()) -> str:
+    """What a log line says of an error that ended some work: an ybplug :class:`Error` is one line
+    (its message is already fit for a log); anything else is a bug, whose whole traceback the
+    log keeps so it can be fixed, scrubbed like any text from elsewhere."""
+    if isinstance(error, Error):
+        return str(error)
+    return "a bug: " + scrub("".join(traceback.format_exception(error)).rstrip(), secrets)

@@ -23,6 +23,7 @@ from ybplug.caller import AsyncHookCaller
 from ybplug.errors import Error, Outcome
 from ybplug.journal import Journal
 from ybplug.messages import RequestT, ResultT, Transaction
+from ybplug.privacy import described
 from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
@@ -118,8 +119,8 @@ class Transactions:
             except Error as exc:
                 log.error("could not journal a %s exchange: %s", funid, exc)
                 return
-            except Exception:  # a bug of ours: its traceback, and the host goes on
-                log.exception("could not journal a %s exchange", funid)
+            except Exception as exc:  # a bug of ours: its traceback, and the host goes on
+                log.error("could not journal a %s exchange: %s", funid, described(exc))
                 return
             await self._observe(funid, outcome, elapsed, exchange_id)
 
