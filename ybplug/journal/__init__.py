@@ -12,6 +12,7 @@ from ybplug.errors import Outcome
 from ybplug.journal.model import (
     ActionInfo,
     Backoff,
+    BirthBusy,
     BirthNotFound,
     BirthRow,
     BirthStatus,
@@ -26,6 +27,6 @@ from ybplug.journal.store import Journal, start_new_journal
 from ybplug.lifecycle import BirthState
 
 __all__ = [
-    "ActionInfo", "Backoff", "BirthNotFound", "BirthRow", "BirthStatus", "ExchangeInfo", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
+    "ActionInfo", "Backoff", "BirthBusy", "BirthNotFound", "BirthRow", "BirthStatus", "ExchangeInfo", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
     "Outcome", "default_owner", "start_new_journal",
 ]
