@@ -58,9 +58,11 @@ from ybplug.messages import (
     QrIdentity,
     QrRequest,
     QrRequestData,
+    VoidRequest,
     VoidResult,
     load,
 )
+from ybplug.naming import birth_id_of, lookup_key, operator_of
 from ybplug.privacy import described, mask
 from ybplug.transactions import Transactions
 from ybplug.wire import Transport
@@ -279,7 +281,10 @@ class Host(Transactions):
 
         A dict with the spec's wire names is accepted too.  Raises :class:`ybplug.InvalidMessage`
         naming each bad field.  Recording the same birth again (same mother ID, birth time and
-        multiple-birth number) returns the existing record; it is never uploaded twice.
+        multiple-birth number) returns the existing record; it is never uploaded twice.  Except
+        after a void: a voided birth recorded again is a new registration (what a clerk who
+        voided by mistake wants), so a HIS that retries its own sends must stop once it got an
+        answer, or it re-registers a newborn it voided on purpose.
         """
         if isinstance(birth, Birth):
             birth.check(self.config.charset)
@@ -341,6 +346,9 @@ class Host(Transactions):
         """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
         (``bke042``; ``multiple_birth_number`` picks a twin): state, registration number,
         eligibility, attempts, the last error (masked) and its exchanges with the centre."""
+        key = lookup_key(key)
+        if multiple_birth_number is not None and (type(multiple_birth_number) is not int or not 0 <= multiple_birth_number <= 9):
+            raise BirthNotFound(f"bme027 多胞胎序号 {multiple_birth_number!r}: must be one digit")
         ids = await self.run_journal(self.journal.find, key, multiple_birth_number)
         if not ids:
             raise BirthNotFound(f"no birth answers to {mask(key) if isinstance(key, str) and len(key) > 16 else key!r}")
@@ -360,6 +368,7 @@ class Host(Transactions):
         (nothing changed) for a birth in another state, and
         :class:`~ybplug.lifecycle.BirthConflict` when the corrected record is another birth's.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
         corrected = self._validated(corrected)
         await self.run_journal(self.journal.amend, birth_id, corrected, operator)
         self.births_waiting()
@@ -377,7 +386,13 @@ class Host(Transactions):
         live.  Returns the corrected birth's status; the old one gets ``collection_voided``, the
         new one ``birth_recorded`` then its own ``collection_result``.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
         corrected = self._validated(corrected)
+        # The void's request checked now, before the intent is journaled: a reason the void
+        # would refuse must not leave a replacement under way that can never be carried on.
+        registered = (await self.birth(birth_id)).registration_number
+        if registered is not None:
+            load(VoidRequest, {"baz726": registered, "bae016": reason}, charset=self.config.charset)
         replacement, number = await self.run_journal(self.journal.begin_replacement, birth_id, corrected, reason, operator)
         await self._carry_on_replacement(replacement, number, reason)
         status = await self.birth(birth_id)
@@ -439,8 +454,11 @@ class Host(Transactions):
 
         Journaled with ``operator`` and the time.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
+        if refused is not None and (not isinstance(refused, str) or not refused.strip()):
+            raise ResolutionError("refused=...: the cause the centre gave is required (what 定点机构管理系统 shows)")
         if registration_number is not None:
-            registration_number = registration_number.strip().upper()
+            registration_number = str(registration_number).strip().upper()
             if not is_registration_number(registration_number):
                 raise ResolutionError(f"baz726 新生儿登记流水号 {registration_number!r}: {REGISTRATION_NUMBER_RULE}")
         _, claimed = await self.run_journal(
@@ -453,7 +471,12 @@ class Host(Transactions):
         return await self.birth(birth_id)
 
     def _validated(self, birth: Birth | dict[str, Any]) -> Birth:
-        return birth if isinstance(birth, Birth) else load(Birth, birth)
+        """A corrected record checked as ``record_birth`` checks one (the configured charset too):
+        a correction the centre would refuse must not void the registration it replaces."""
+        if isinstance(birth, Birth):
+            birth.check(self.config.charset)
+            return birth
+        return load(Birth, birth, charset=self.config.charset)
 
     async def void(self, registration_number: str, reason: str) -> VoidResult:
         """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""

@@ -18,7 +18,7 @@ import msgspec
 
 from ybplug import events
 from ybplug.fields import trusted
-from ybplug.journal.model import BirthRow, Delivery, JournalError, default_owner
+from ybplug.journal.model import BirthNotFound, BirthRow, Delivery, JournalError, default_owner
 from ybplug.journal.sql import Backend, Connection
 from ybplug.journal.sqlite import SqliteBackend
 from ybplug.lifecycle import BirthState
@@ -319,8 +319,8 @@ class JournalBase:
             + (self.backend.for_update if lock else ""),
             tuple(args),
         ).fetchone()
-        if row is None:
-            raise LookupError(where)
+        if row is None:  # (every caller looks a birth up by its id)
+            raise BirthNotFound(f"no birth #{', '.join(str(a) for a in args)} in journal {self.name}")
         return self._row(row)
 
     def _row(self, row: tuple[Any, ...]) -> BirthRow:

@@ -271,18 +271,25 @@ class Births(JournalBase):
         """Birth ids answering to ``key``: a birth id, a registration number (``XSE...``) or a HIS
         serial (``bke042``, with ``multiple_birth_number`` to pick a twin); newest first."""
         db = self.db
-        rows = []
-        if isinstance(key, int) or (key.isdigit() and len(key) < 12):
-            rows = db.execute("SELECT id FROM births WHERE id = ?", (int(key),)).fetchall()
-        if not rows and isinstance(key, str):  # a HIS serial may be all digits too
-            rows = db.execute(
-                "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
-            ).fetchall() or db.execute(
-                "SELECT id FROM births WHERE his_serial = ? AND (CAST(? AS INTEGER) IS NULL OR multiple_birth_number = ?)"
-                " ORDER BY multiple_birth_number, id DESC",
-                (key, multiple_birth_number, multiple_birth_number),
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+        if isinstance(key, int):
+            return [int(r[0]) for r in db.execute("SELECT id FROM births WHERE id = ?", (key,))]
+        rows = db.execute(
+            "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
+        ).fetchall() or db.execute(
+            "SELECT id FROM births WHERE his_serial = ? AND (CAST(? AS INTEGER) IS NULL OR multiple_birth_number = ?)"
+            " ORDER BY multiple_birth_number, id DESC",
+            (key, multiple_birth_number, multiple_birth_number),
+        ).fetchall()
+        found = [int(r[0]) for r in rows]
+        if key.isdigit() and len(key) < 19:  # text of digits: a HIS serial, or a birth id typed bare
+            by_id = [int(r[0]) for r in db.execute("SELECT id FROM births WHERE id = ?", (int(key),))]
+            if by_id and found and found != by_id:
+                raise BirthNotFound(
+                    f"{key} is both birth #{key}'s id and the HIS serial (bke042) of birth #{found[0]}:"
+                    f" write #{key} for the id"
+                )
+            found = found or by_id
+        return found
 
     def lookup(self, birth_id: int) -> BirthStatus:
         """Where a birth stands, with its exchanges with the centre and people's actions on it."""
