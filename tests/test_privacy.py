@@ -79,8 +79,11 @@ async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistic
     first, second = birth(3), birth(4)
     async with Host(config, entry_points=False, background=False) as host:
         refused = await host.record_birth(birth(5))
-        sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="资料不全"))
+        sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="母亲陈静信息有误"))  # a cause quoting her
         await host.sync("upload")
+        shown = await host.birth(refused.birth_id)  # what a clerk reads names her masked
+        assert shown.reason and "陈*" in shown.reason and "陈静" not in shown.reason
+        assert all("陈静" not in (e.error or "") for e in shown.exchanges)
         kept = await host.record_birth(first)
         voided = await host.record_birth(second)
         await host.sync("upload")
@@ -101,6 +104,11 @@ async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistic
         ).fetchone() == (0,)
         [(record,)] = db.execute("SELECT record FROM births WHERE id = ?", (birth_id,)).fetchall()
         assert b"\xe9\x99\x88\xe9\x9d\x99" not in record and second["bkee35"].encode() not in record  # 陈静
+        texts = db.execute(
+            "SELECT reason, last_error FROM births WHERE id = ? UNION ALL SELECT error, NULL FROM exchanges WHERE birth_id = ?"
+            " UNION ALL SELECT detail, NULL FROM actions WHERE birth_id = ?", (birth_id, birth_id, birth_id),
+        ).fetchall()
+        assert not [t for row in texts for t in row if t and "陈静" in t]  # nor in what was said about it
     async with Host(config, entry_points=False, background=False) as host:
         pruned = await host.birth(voided.birth_id)
         assert pruned.state == "voided" and pruned.birth.mother_name == "" and pruned.birth.mother_id_number == ""

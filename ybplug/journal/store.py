@@ -47,6 +47,13 @@ from ybplug.messages import CollectionResult, RealNameRecord
 from ybplug.privacy import scrub
 
 
+#: Where people's and the centre's words about a birth are kept: (table, birth column, text columns).
+_TEXTS_ABOUT_A_BIRTH = (
+    ("births", "id", ("reason", "last_error")),
+    ("exchanges", "birth_id", ("error",)),
+    ("actions", "birth_id", ("detail",)),
+    ("replacements", "old_birth_id", ("reason", "error")),
+)
 #: A birth this worker holds the claim on (the ``?`` is the worker's owner string).
 _CLAIMED = "(state = 'uploading' AND claimed_by = ?)"
 #: A birth the centre's "registered" answer may register, whoever sent it: one with no number yet.
@@ -161,7 +168,11 @@ class Journal(Births):
                 duplicate=duplicate, earlier=earlier,
             )
             outcome = Outcome.OK if result.ok else Outcome.REFUSED
-            self._finish_exchange(db, exchange_id, outcome, reply, None if result.ok else result.cause)
+            # A centre's cause may quote the mother ("母亲王芳信息有误"): what people read (the
+            # error, the reason) is kept scrubbed of this birth's personal values; the reply as sent.
+            secrets = row.birth.secrets()
+            cause = None if result.ok or result.cause is None else scrub(result.cause, secrets)
+            self._finish_exchange(db, exchange_id, outcome, reply, cause)
             changed = db.execute(
                 "UPDATE births SET state = ?, registration_number = ?, eligibility = ?, reason = ?,"
                 " attempts = attempts + 1, claimed_by = NULL, lease_until = NULL, last_error = NULL, updated_at = ?,"
@@ -170,7 +181,7 @@ class Journal(Births):
                     decision.state,
                     str(result.registration_number) if result.ok else None,
                     str(result.eligibility) if result.ok else None,
-                    decision.reason,
+                    None if decision.reason is None else scrub(decision.reason, secrets),
                     now,
                     now if result.ok else None,
                     row.id,
@@ -198,7 +209,7 @@ class Journal(Births):
             db.execute(
                 "UPDATE births SET state = 'pending', attempts = ?, next_attempt_at = ?, claimed_by = NULL,"
                 " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
-                (attempts, now + backoff.delay(attempts), error, now, row.id, self.owner),
+                (attempts, now + backoff.delay(attempts), scrub(error, row.birth.secrets()), now, row.id, self.owner),
             )
 
     def keep_claim(self, birth_id: int) -> bool:
@@ -434,9 +445,12 @@ class Journal(Births):
 
         Kept for the statistics: the state, dates, eligibility, multiple-birth number, sex, birth
         time and HIS serial.  Erased: the names, ID numbers and phones in the record, the event
-        payloads, the earlier versions of amended records, and the requests and replies of their
-        exchanges (and of real-name queries, which hold many newborns' identities at once).
-        Journaled as an action; returns how many births were pruned."""
+        payloads, the earlier versions of amended records, the corrected records of their
+        replacements, and the requests and replies of their exchanges (and of real-name queries,
+        which hold many newborns' identities at once).  Scrubbed of the birth's names, ID numbers
+        and phones: what people wrote or the centre said about it (reasons, errors, the causes of
+        refusals, people's notes on their actions).  Journaled as an action; returns how many
+        births were pruned."""
         cutoff = self.clock() - older_than
         pruned = 0
         with self._write() as db:
@@ -461,6 +475,7 @@ class Journal(Births):
                 db.execute("UPDATE events SET payload = ? WHERE birth_id = ?", (b"", birth_id))
                 db.execute("UPDATE exchanges SET request = NULL, reply = NULL WHERE birth_id = ?", (birth_id,))
                 db.execute("DELETE FROM record_history WHERE birth_id = ?", (birth_id,))
+                self._scrub_texts(db, birth_id, birth.secrets())
                 pruned += 1
             db.execute(
                 "UPDATE exchanges SET request = NULL, reply = NULL WHERE funid = ? AND started_at < ?",
@@ -468,6 +483,16 @@ class Journal(Births):
             )
             self._act(db, operator, "prune", None, f"{pruned} settled births older than {older_than / 86400:g} days")
         return pruned
+
+    def _scrub_texts(self, db: Connection, birth_id: int, secrets: list[str]) -> None:
+        """Scrub the texts journaled about a birth of its personal values (see :meth:`prune`)."""
+        for table, key, columns in _TEXTS_ABOUT_A_BIRTH:
+            for row in db.execute(f"SELECT id, {', '.join(columns)} FROM {table} WHERE {key} = ?", (birth_id,)).fetchall():
+                texts = [None if text is None else scrub(str(text), secrets) for text in row[1:]]
+                if texts != list(row[1:]):
+                    assignments = ", ".join(f"{column} = ?" for column in columns)
+                    db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*texts, row[0]))
+        db.execute("UPDATE replacements SET record = ? WHERE old_birth_id = ?", (b"", birth_id))
 
     # --- runs and status ----------------------------------------------------------------------
 
