@@ -679,6 +679,28 @@ async def test_worker_environment_holds_no_secrets(
     assert seen.value.cause == "env: YBPLUG_PWD=unset YBPLUG_USR=unset HIS_DB_PASSWORD=unset PATH=set"
 
 
+def test_worker_environment_withholds_every_common_secret_name_and_password_carrying_value() -> None:
+    # A tester found HIS_DB_PASS, HIS_CREDENTIALS, *_API_KEY and DATABASE_URL (a password in it)
+    # reaching the vendor library's process.
+    from ybplug.voucher.process import worker_environment
+
+    secrets = {
+        "YBPLUG_PWD": "a", "DB_PASSWORD": "b", "HIS_API_TOKEN": "c", "MY_SECRET_KEY": "d", "PGPASSWORD": "e",
+        "HIS_DB_PASS": "f", "AWS_SECRET_ACCESS_KEY": "g", "ORACLE_PWD": "h", "HIS_CREDENTIALS": "i",
+        "PAYMENT_API_KEY": "j", "HIS_APIKEY": "k", "AWS_ACCESS_KEY_ID": "l", "db_pw": "m", "Github_Token": "n",
+        "DATABASE_URL": "postgresql://his:url-secret@db/his",
+        "HIS_DSN": "Driver={SQL Server};Server=db;Uid=his;Pwd=s3cret;",
+        "HIS_CONN": "Server=db;Database=his;User Id=his;Password=s3cret",
+    }
+    ordinary = {
+        "PATH": "C:\\Windows\\system32;C:\\Windows", "SystemRoot": "C:\\Windows", "TEMP": "C:\\Temp",
+        "PROCESSOR_ARCHITECTURE": "AMD64", "KEYBOARD_LAYOUT": "us", "MONKEY": "1",
+        "HIS_URL": "https://his.example/api", "HTTP_PROXY": "http://proxy:8080", "NO_PROXY": "localhost",
+        "LANG": "zh_CN.GBK", "USERNAME": "his",
+    }
+    assert worker_environment({**secrets, **ordinary}) == ordinary
+
+
 @pytest.mark.anyio
 async def test_thread_backend_drops_calls_queued_behind_a_hang_when_it_times_out(
     anyio_backend: str, fake_library: Path, fake: ctypes.CDLL
