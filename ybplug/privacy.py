@@ -14,17 +14,26 @@ from typing import Any
 from ybplug.errors import Error
 
 
+#: What an identifier looks like (an ID, passport or permit number, a phone, a QR token, a card
+#: number): letters and digits, at least one a digit.  Any other text is masked as a name.
+_IDENTIFIER = re.compile(r"[0-9A-Za-z-]*[0-9][0-9A-Za-z-]*")
+
+#: The most asterisks a masked name has: its length beyond that is not shown either.
+_NAME_STARS = 3
+
+
 def mask(value: Any) -> str:
     """Keep enough of a value to recognise it, hide the rest.
 
-    ``350204198001010001`` -> ``3502**********0001``; ``13800138000`` -> ``138****8000``;
-    ``1380013`` -> ``13***13``; ``张三`` -> ``张*``; one character is hidden entirely.  At least
-    three characters are always hidden, whatever the length.
+    Identifiers keep their shape: ``350204198001010001`` -> ``3502**********0001``;
+    ``13800138000`` -> ``138****8000``; ``1380013`` -> ``13***13``.  Anything else is a name
+    (:func:`mask_name`): ``张三`` -> ``张*``, ``Mary Watson`` -> ``M***``.  One character is
+    hidden entirely.
     """
     text = "" if value is None else str(value)
+    if not _IDENTIFIER.fullmatch(text):
+        return mask_name(text)
     n = len(text)
-    if n == 0:
-        return ""
     if n >= 15:
         return text[:4] + "*" * (n - 8) + text[-4:]
     if n >= 11:
@@ -34,6 +43,19 @@ def mask(value: Any) -> str:
     if n >= 2:
         return text[0] + "*" * (n - 1)
     return "*"
+
+
+def mask_name(value: Any) -> str:
+    """A name, or any text that is not an identifier: its first character at most, and not its
+    length past four (``王*``, ``王**``, ``王***`` for 王芳芳芳芳芳芳芳芳芳芳芳芳芳芳芳).
+
+    A name's end is as telling as its start (``…tson``, ``…拉提``), and a long name is rare enough
+    to tell a person by its length alone: neither is shown.
+    """
+    text = "" if value is None else str(value)
+    if len(text) <= 1:
+        return "*" if text else ""
+    return text[0] + "*" * min(len(text) - 1, _NAME_STARS)
 
 
 #: Runs of digits as long as a mobile number or longer (ID numbers end in a digit or X).
