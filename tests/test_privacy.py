@@ -179,3 +179,30 @@ async def test_a_birth_conflict_shows_names_by_their_first_character_only(tmp_pa
     for secret in ("王芳", "芳芳", "Mary", "tson", "迪丽", "拉提", "李李", first.father_id_number, other.father_id_number):
         assert secret not in said, secret
     assert "1101**********" in said  # an ID number keeps its shape
+
+
+ID = "350203199001010026"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (f"陈静 {ID}", f"陈* {ID}"),  # what a voucher library wrote
+    (f"人员陈静({ID})未参保", f"人员陈*({ID})未参保"),
+    (f"母亲陈静身份证{ID}重复", f"母亲陈*身份证{ID}重复"),
+    (f"参保人欧阳娜娜{ID}", f"参保人欧***{ID}"),
+    ("张三，13800138000", "张*，13800138000"),
+])
+def test_a_name_just_before_an_id_or_phone_number_is_masked(text: str, shown: str) -> None:
+    from ybplug.privacy import mask_names_beside_numbers
+
+    assert mask_names_beside_numbers(text) == shown
+
+
+@pytest.mark.parametrize("text", [
+    f"身份证号{ID}的人员未参保", f"身份证号码：{ID}", f"证件号码 {ID} 不存在", f"查询失败：{ID}",
+    f"错误 {ID}", f"重复上传 {ID}", "用户不存在 13800138000", f"电子凭证 {ID} 已失效", f"信息有误：{ID}",
+    "二维码已过期", "获取电子凭证失败：网络连接超时",
+])
+def test_ordinary_error_text_beside_a_number_is_left_readable(text: str) -> None:
+    from ybplug.privacy import mask_names_beside_numbers
+
+    assert mask_names_beside_numbers(text) == text
