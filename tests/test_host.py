@@ -495,3 +495,26 @@ async def test_births_waiting_in_a_claimed_batch_past_their_lease_are_not_sent_t
     assert states == [BirthState.REGISTERED] * 8  # none sent twice ("duplicate" would send it to review)
     assert len(sandbox.registrations()) == 8
     assert sandbox.calls(COLLECT) == 8  # each sent once, by one worker
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("charset", ["gbk", "gb18030"])
+async def test_a_void_reason_is_checked_in_the_configured_charset(tmp_path: Path, charset: str) -> None:
+    """Under gbk a reason outside GBK is refused here, naming bae016, before anything leaves (it
+    went to the centre unchecked); under gb18030 the void goes through (the sandbox judging alike)."""
+    async with Sandbox(tmp_path / "centre.db", charset=charset) as centre:
+        async with Host(config(tmp_path, centre, charset=charset), entry_points=False) as host:
+            await host.record_birth(birth(3))
+            assert (await host.sync("upload"))["uploaded"] == 1
+            [registered] = centre.registrations()
+            if charset == "gbk":
+                with pytest.raises(ybplug.InvalidMessage, match="bae016") as refused:
+                    await host.void(registered["baz726"], "重复𠀀")
+                assert "GBK" in str(refused.value)
+                [still] = centre.registrations()
+                assert not still["voided"]
+                journal = sqlite3.connect(tmp_path / "journal.db")
+                assert journal.execute("SELECT count(*) FROM exchanges WHERE funid = 'yb04.13.01.22'").fetchone() == (0,)
+            else:
+                assert (await host.void(registered["baz726"], "重复𠀀")).ok
+                assert centre.registrations()[0]["bae016"] == "重复𠀀"
