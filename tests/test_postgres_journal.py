@@ -4,6 +4,7 @@ workers starting together, and the wake-up (LISTEN/NOTIFY) of the other workers.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import threading
@@ -15,9 +16,9 @@ import pytest
 
 from ybplug.config import Config
 from ybplug.journal.pg_schema import MIGRATIONS
-from ybplug.journal import Journal, JournalError, start_new_journal
+from ybplug.journal import Journal, JournalError, JournalLost, start_new_journal
 
-from pg_support import fresh_schema
+from pg_support import SERVER, fresh_schema, in_schema, require_server
 from support import make_birth
 
 psycopg = pytest.importorskip("psycopg")
@@ -42,8 +43,8 @@ def test_a_server_that_cannot_be_reached_is_one_clear_error_without_the_password
         Journal("postgresql://ybplug:s3cret@127.0.0.1:1/hospital?connect_timeout=2").open()
     assert "s3cret" not in str(caught.value) and "ybplug:***@127.0.0.1:1" in str(caught.value)
     assert "YBPLUG_JOURNAL_PASSWORD" in str(caught.value)
-    with pytest.raises(JournalError, match="new SQLite journal"):
-        start_new_journal("postgresql://ybplug@127.0.0.1:1/hospital")
+    with pytest.raises(JournalError, match="cannot connect"):
+        start_new_journal("postgresql://ybplug@127.0.0.1:1/hospital?connect_timeout=2")
 
 
 def test_a_url_libpq_cannot_parse_is_one_clear_error_without_the_password() -> None:
@@ -167,3 +168,126 @@ def test_a_commit_cut_off_is_looked_up_never_reported_wrong_nor_made_twice(url: 
         assert conn.execute("SELECT count(*) FROM exchanges").fetchone() == (1,)
     journal.close()
     proxy.listener.close()
+
+
+# --- a journal that is gone, replaced, out of reach or newer: never silently a new one ----------------
+
+
+def _admin(*statements: str) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _schema_of(url: str) -> str:
+    return url.rsplit("%3D", 1)[1]
+
+
+def test_a_schema_emptied_under_a_journal_is_refused_not_replaced_by_a_new_one(url: str) -> None:
+    journal = Journal(url).open()
+    journal.record_births([make_birth()])  # pending: in nobody's care but the journal's
+    first = journal.id
+    journal.close()
+    schema = _schema_of(url)
+    _admin(f"DROP SCHEMA {schema} CASCADE", f"CREATE SCHEMA {schema}")  # a bad restore
+    with pytest.raises(JournalLost) as caught:
+        Journal(url).open()
+    said = str(caught.value)
+    assert f"schema {schema} holds no journal" in said and first in said
+    assert "backup" in said and "ybplug init --new-journal" in said and "\n" not in said
+    with psycopg.connect(url) as conn:  # refused before anything was created
+        assert conn.execute("SELECT to_regclass('births')").fetchone() == (None,)
+    with pytest.raises(JournalLost):
+        Journal(url).open()  # and again: the refusal does not wear off
+    started = start_new_journal(url)  # deliberately
+    assert started.id != first
+    started.close()
+    again = Journal(url).open()
+    assert again.id == started.id  # the new one is now the one this machine expects
+    again.close()
+
+
+def test_a_journal_replaced_by_another_is_refused(url: str) -> None:
+    journal = Journal(url).open()
+    first = journal.id
+    journal.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE meta SET value = 'another' WHERE key = 'journal_id'")
+    with pytest.raises(JournalLost, match=f"holds journal another, not journal {first}"):
+        Journal(url).open()
+
+
+def test_each_machine_remembers_its_journals_in_its_state_folder(url: str, state_directory: Path) -> None:
+    from ybplug.journal import pg_identity
+
+    journal = Journal(url.replace("postgres@", "postgres:s3cret@") + "&connect_timeout=9").open()
+    journal.close()
+    [marker] = [p for p in (state_directory / "postgresql").iterdir() if _schema_of(url) in p.read_text(encoding="utf-8")]
+    assert oct(marker.stat().st_mode & 0o777) == "0o600"
+    text = marker.read_text(encoding="utf-8")
+    assert text.startswith(f"ybplug journal {journal.id}\nschema {_schema_of(url)}\nat postgresql://postgres@")
+    assert "s3cret" not in text and "connect_timeout" not in text  # the place, not how it is reached
+    place = text.split("\nat ")[1].strip()
+    assert marker == pg_identity.marker_path(place) == pg_identity.marker_path(pg_identity.location(url, None))
+
+
+@contextlib.contextmanager
+def journal_role() -> Iterator[tuple[str, str, str]]:
+    """A role of its own owning schema ``a``; schema ``b`` behind it in the search_path, writable
+    by it (as ``public`` is on PostgreSQL 14 and older).  Yields (url, a, b)."""
+    require_server()
+    role = f"ybplug_role_{os.getpid()}"
+    a, b = f"{role}_a", f"{role}_b"
+    _admin(f"DROP SCHEMA IF EXISTS {a} CASCADE", f"DROP SCHEMA IF EXISTS {b} CASCADE", f"DROP ROLE IF EXISTS {role}")
+    _admin(f"CREATE ROLE {role} LOGIN", f"CREATE SCHEMA {a} AUTHORIZATION {role}", f"CREATE SCHEMA {b}",
+           f"GRANT USAGE, CREATE ON SCHEMA {b} TO {role}")
+    server = psycopg.conninfo.conninfo_to_dict(SERVER)
+    url = in_schema(f"postgresql://{role}@{server.get('host') or '127.0.0.1'}:{server.get('port') or 5432}/{server['dbname']}",
+                    f"{a},{b}")
+    try:
+        yield url, a, b
+    finally:
+        _admin(f"DROP SCHEMA IF EXISTS {a} CASCADE", f"DROP SCHEMA IF EXISTS {b} CASCADE", f"DROP OWNED BY {role}",
+               f"DROP ROLE {role}")
+
+
+def test_a_role_that_lost_its_rights_on_the_journal_is_told_so_not_given_a_new_journal() -> None:
+    with journal_role() as (url, a, b):
+        journal = Journal(url).open()
+        journal.record_births([make_birth()])
+        assert journal.backend.schema == a  # type: ignore[attr-defined]
+        _admin(f"ALTER SCHEMA {a} OWNER TO postgres", f"REVOKE ALL ON SCHEMA {a} FROM PUBLIC")
+        # While running: not "its tables are gone ... restore it from a backup", and not JournalLost
+        # (which stops the host and the console): the grants are to be restored, not the journal.
+        with pytest.raises(JournalError) as running:
+            journal.record_births([make_birth()])
+        said = str(running.value)
+        assert not isinstance(running.value, JournalLost)
+        assert f"permission denied on its schema {a}" in said and "grants" in said and "backup" not in said
+        journal.close()
+        # At start-up: the search_path now falls through to b, where ybplug could create tables.
+        with pytest.raises(JournalError) as starting:
+            Journal(url).open()
+        said = str(starting.value)
+        assert not isinstance(starting.value, JournalLost)
+        assert f"permission denied on its schema {a}" in said and f"leads to schema {b} instead" in said
+        with psycopg.connect(SERVER) as conn:  # nothing created where it fell through
+            assert conn.execute(f"SELECT to_regclass('{b}.births')").fetchone() == (None,)
+        _admin(f"GRANT USAGE, CREATE ON SCHEMA {a} TO {url.split('://')[1].split('@')[0]}")
+        back = Journal(url).open()  # the grants restored: the same journal, its birth still there
+        assert back.backend.schema == a and back.status()["births"]["pending"] == 1  # type: ignore[attr-defined]
+        back.close()
+
+
+def test_a_journal_from_a_newer_ybplug_is_refused_naming_both_versions(url: str) -> None:
+    from ybplug.journal import NewerJournal
+
+    Journal(url).open().close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO ybplug_schema (step, applied_at) VALUES (%s, 0)", (len(MIGRATIONS) + 1,))
+        conn.execute("CREATE TABLE future_table (x INTEGER)")
+    with pytest.raises(NewerJournal) as caught:
+        Journal(url).open()
+    said = str(caught.value)
+    assert f"at version {len(MIGRATIONS) + 1}" in said and f"versions up to {len(MIGRATIONS)}" in said
+    assert "upgrade ybplug on this machine" in said and "\n" not in said

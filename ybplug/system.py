@@ -251,7 +251,14 @@ def default_journal() -> str:
     missing, and written to once to be sure: on Windows only that tells what the ACL allows),
     else :func:`user_state_dir`, with one log line saying so.
     """
-    return str(_choose(state_dir(), user_state_dir()) / "journal.db")
+    return str(private_state_dir() / "journal.db")
+
+
+def private_state_dir() -> Path:
+    """The folder ybplug keeps this machine's state in (the default journal, the markers of
+    PostgreSQL journals): :func:`state_dir` when this user can write there, else
+    :func:`user_state_dir`."""
+    return _choose(state_dir(), user_state_dir())
 
 
 @functools.lru_cache(maxsize=None)
@@ -279,6 +286,7 @@ __all__ = [
     "exit_on_stop_signals",
     "private_dir",
     "private_file",
+    "private_state_dir",
     "process_alive",
     "state_dir",
     "StopRequest",
