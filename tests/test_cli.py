@@ -88,6 +88,16 @@ def test_an_emptied_postgresql_journal_stops_the_command_until_a_new_one_is_star
         assert run("status", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
 
 
+def test_a_libpq_keyword_string_as_journal_is_one_clear_line_without_its_password(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "host=127.0.0.1 password=s3cretPw dbname=x"\n', encoding="utf-8")
+    for command in ("status", "init"):
+        done = run(command, "-c", "ybplug.toml", cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and "s3cretPw" not in done.stdout + done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "journal: a libpq connection string" in line and "postgresql://user@host/dbname" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ybplug.toml"]  # no journal file named after it
+
+
 @pytest.mark.parametrize("days", ["-5", "nan", "inf", "five"])
 def test_prune_refuses_a_number_of_days_that_is_not_one(tmp_path: Path, days: str) -> None:
     (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ybplug.config import Config
+from ybplug.config import Config, ConfigError
 from ybplug.journal.pg_schema import MIGRATIONS
 from ybplug.journal import Journal, JournalError, JournalLost, start_new_journal
 
@@ -32,10 +32,39 @@ def url() -> Iterator[str]:
 
 def test_the_config_takes_a_url_as_it_is_and_never_shows_its_password(tmp_path: Path) -> None:
     path = tmp_path / "ybplug.toml"
-    path.write_text('journal = "postgresql://ybplug:s3cret@db.hospital.local/hospital"\n', encoding="utf-8")
-    config = Config.load(path)
-    assert config.journal == "postgresql://ybplug:s3cret@db.hospital.local/hospital"
-    assert config.journal_on_server and config.journal_shown == "postgresql://ybplug:***@db.hospital.local/hospital"
+    path.write_text('journal = "postgresql://ybplug@db.hospital.local/hospital"\n', encoding="utf-8")
+    assert Config.load(path).journal == "postgresql://ybplug@db.hospital.local/hospital"
+    # A HIS building its Config in Python may put the password in the URL: never shown.
+    config = Config(journal="postgresql://ybplug:s3cret@db.hospital.local/hospital?password=s3cret")
+    assert config.journal_on_server and config.journal_shown == "postgresql://ybplug:***@db.hospital.local/hospital?password=***"
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config)
+    assert "journal='postgresql://ybplug:***@db.hospital.local/hospital?password=***'" in repr(config)
+
+
+@pytest.mark.parametrize("url", ["postgresql://ybplug:s3cret@db.hospital.local/hospital",
+                                 "postgresql://ybplug@db.hospital.local/hospital?password=s3cret"])
+def test_a_password_in_the_files_journal_url_is_refused_naming_the_rule(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "ybplug.toml"
+    path.write_text(f'journal = "{url}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        Config.load(path)
+    said = str(caught.value)
+    assert "s3cret" not in said and "carries a password" in said and "YBPLUG_JOURNAL_PASSWORD" in said
+
+
+def test_a_libpq_keyword_string_is_a_config_error_never_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "ybplug.toml"
+    path.write_text('journal = "host=127.0.0.1 password=s3cret dbname=hospital"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        Config.load(path)
+    said = str(caught.value)
+    assert "s3cret" not in said and "postgresql://user@host/dbname" in said and "\n" not in said
+    with pytest.raises(ValueError, match="libpq connection string"):
+        Config(journal="dbname=hospital user=ybplug")
+    with pytest.raises(JournalError, match="libpq connection string"):
+        Journal("host=127.0.0.1 password=s3cret dbname=hospital")
+    assert list(tmp_path.iterdir()) == [path]  # no file named after it
+    assert Config(journal=str(tmp_path / "journal.db")).journal.endswith("journal.db")  # a path is a path
 
 
 def test_a_server_that_cannot_be_reached_is_one_clear_error_without_the_password() -> None:
@@ -291,3 +320,18 @@ def test_a_journal_from_a_newer_ybplug_is_refused_naming_both_versions(url: str)
     said = str(caught.value)
     assert f"at version {len(MIGRATIONS) + 1}" in said and f"versions up to {len(MIGRATIONS)}" in said
     assert "upgrade ybplug on this machine" in said and "\n" not in said
+
+
+def test_a_journal_a_step_behind_runs_that_step_and_stays_the_same_journal(url: str) -> None:
+    journal = Journal(url).open()
+    journal.record_births([make_birth()])
+    journal.close()
+    with psycopg.connect(url, autocommit=True) as conn:  # as an older ybplug left it
+        conn.execute("DELETE FROM ybplug_schema WHERE step = %s", (len(MIGRATIONS),))
+        conn.execute("DROP INDEX exchanges_in_doubt")
+    again = Journal(url).open()
+    assert again.id == journal.id and again.status()["births"] == {"pending": 1}
+    again.close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM ybplug_schema").fetchone() == (len(MIGRATIONS),)
+        assert conn.execute("SELECT to_regclass('exchanges_in_doubt') IS NOT NULL").fetchone() == (True,)

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from ybplug.config import without_password
+from ybplug.config import JOURNAL_PASSWORD_ENV, without_password
 from ybplug.journal import pg_identity
 from ybplug.journal.model import JournalError, JournalFull, JournalLost
 from ybplug.journal.pg_schema import Found, look, migrate
@@ -37,7 +37,7 @@ from ybplug.privacy import scrub
 
 #: Where a password for the journal's database may come from besides the URL (libpq's own
 #: ``PGPASSWORD`` and ``~/.pgpass`` work too).
-PASSWORD_ENV = "YBPLUG_JOURNAL_PASSWORD"
+PASSWORD_ENV = JOURNAL_PASSWORD_ENV
 _RETURNING_ID = re.compile(r"^\s*INSERT INTO (births|exchanges|actions|replacements)\b")
 _dialect_cache: dict[tuple[str, bool], tuple[str, bool]] = {}
 
