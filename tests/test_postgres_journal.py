@@ -67,6 +67,17 @@ def test_a_libpq_keyword_string_is_a_config_error_never_a_sqlite_file(tmp_path: 
     assert Config(journal=str(tmp_path / "journal.db")).journal.endswith("journal.db")  # a path is a path
 
 
+def test_the_tests_never_show_the_test_servers_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pg_support
+
+    monkeypatch.setattr(pg_support, "SERVER", "postgresql://postgres:Sekr3tPw@127.0.0.1:1/test?connect_timeout=2")
+    monkeypatch.setattr(pg_support, "_unreachable", [])
+    with pytest.raises((pytest.skip.Exception, pytest.fail.Exception)) as caught:
+        pg_support.require_server()
+    said = str(caught.value)
+    assert "no PostgreSQL server at postgresql://postgres:***@127.0.0.1:1/test" in said and "Sekr3tPw" not in said
+
+
 def test_a_server_that_cannot_be_reached_is_one_clear_error_without_the_password() -> None:
     with pytest.raises(JournalError) as caught:
         Journal("postgresql://ybplug:s3cret@127.0.0.1:1/hospital?connect_timeout=2").open()
