@@ -229,6 +229,12 @@ async def test_a_his_role_without_rights_on_the_journal_is_told_what_to_grant(
             assert f"GRANT USAGE ON SCHEMA {schema}" in said and "not to the journal's database" not in said
         with pytest.raises(BirthNotFound):
             await host.birth(birth_record(7)["bke042"])
+        with psycopg.connect(url, autocommit=True) as admin:  # what the message says to grant is enough
+            admin.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        with psycopg.connect(his_role) as his:
+            with his.transaction():
+                assert (await host.record_birth(birth_record(7), connection=his)).created
+        assert (await host.birth(birth_record(7)["bke042"])).birth_id
 
 
 async def test_a_his_transaction_that_already_failed_is_said_so_not_blamed_on_the_journal(

@@ -45,7 +45,7 @@ def _no_rights(role: str, schema: str) -> JournalError:
     return JournalError(
         f"record_birth(connection=...): permission denied: the HIS connection's role {role} has no rights on the "
         f"journal's schema {schema}: GRANT USAGE ON SCHEMA {schema} and SELECT, INSERT, UPDATE on its tables "
-        f"(and USAGE on its sequences) TO {role}, or connect as the journal's role"
+        f"TO {role}, or connect as the journal's role"
     )
 
 
