@@ -346,3 +346,12 @@ def test_a_journal_a_step_behind_runs_that_step_and_stays_the_same_journal(url: 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM ybplug_schema").fetchone() == (len(MIGRATIONS),)
         assert conn.execute("SELECT to_regclass('exchanges_in_doubt') IS NOT NULL").fetchone() == (True,)
+
+
+def test_a_marker_that_cannot_be_written_is_one_clear_error(url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ybplug.journal import pg_identity
+
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    monkeypatch.setattr(pg_identity, "folder", lambda: tmp_path / "a-file" / "postgresql")
+    with pytest.raises(JournalError, match="cannot write this machine's marker"):
+        Journal(url).open()

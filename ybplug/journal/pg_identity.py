@@ -79,11 +79,17 @@ def read(place: str) -> Known | None:
 def remember(place: str, journal_id: str, schema: str) -> None:
     """Write the marker of ``place`` (atomically: workers starting together each write one)."""
     path = marker_path(place)
-    private_dir(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(f"{_HEAD}{journal_id}\nschema {schema}\nat {place}\n", encoding="utf-8")
-    private_file(tmp)
-    os.replace(tmp, path)
+    try:
+        private_dir(path.parent)
+        tmp.write_text(f"{_HEAD}{journal_id}\nschema {schema}\nat {place}\n", encoding="utf-8")
+        private_file(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise JournalError(
+            f"journal {place}: cannot write this machine's marker {path} ({exc.strerror or exc}); "
+            "check that ybplug's state folder is writable (STATE_DIRECTORY)"
+        ) from None
 
 
 def remedy(known: Known) -> str:
