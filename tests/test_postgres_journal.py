@@ -291,7 +291,11 @@ def journal_role() -> Iterator[tuple[str, str, str]]:
                f"DROP ROLE {role}")
 
 
-def test_a_role_that_lost_its_rights_on_the_journal_is_told_so_not_given_a_new_journal() -> None:
+def test_a_role_that_lost_its_rights_on_the_journal_is_told_so_not_given_a_new_journal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ybplug.journal import pg_identity
+
     with journal_role() as (url, a, b):
         journal = Journal(url).open()
         journal.record_births([make_birth()])
@@ -313,6 +317,10 @@ def test_a_role_that_lost_its_rights_on_the_journal_is_told_so_not_given_a_new_j
         assert f"permission denied on its schema {a}" in said and f"leads to schema {b} instead" in said
         with psycopg.connect(SERVER) as conn:  # nothing created where it fell through
             assert conn.execute(f"SELECT to_regclass('{b}.births')").fetchone() == (None,)
+        with monkeypatch.context() as patch:  # a machine that never opened it: the same, not "create the schema"
+            patch.setattr(pg_identity, "folder", lambda: tmp_path / "another-machine")
+            with pytest.raises(JournalError, match=f"permission denied on its schema {a} .*check the role's grants"):
+                Journal(url.replace(f"{a}%2C{b}", a)).open()
         _admin(f"GRANT USAGE, CREATE ON SCHEMA {a} TO {url.split('://')[1].split('@')[0]}")
         back = Journal(url).open()  # the grants restored: the same journal, its birth still there
         assert back.backend.schema == a and back.status()["births"]["pending"] == 1  # type: ignore[attr-defined]

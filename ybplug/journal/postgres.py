@@ -286,10 +286,12 @@ class PostgresBackend(Backend):
     def _no_schema(self, raw: psycopg.Connection[Any]) -> None:
         """No schema of the search_path can hold the journal: say so when one exists but the role
         lost its rights on it (the schema would otherwise seem never created)."""
+        path = raw.execute("SELECT current_setting('search_path'), current_user").fetchone() or ("", "")
+        names = [name.strip().strip('"').replace("$user", str(path[1])) for name in str(path[0]).split(",")]
         for (schema,) in raw.execute(
-            "SELECT n.nspname FROM pg_namespace n WHERE n.nspname = ANY (current_schemas(false)::text[]"
-            " || string_to_array(replace(current_setting('search_path'), ' ', ''), ',')::text[])"
-            " AND NOT has_schema_privilege(n.oid, 'USAGE')"
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY (%s) AND NOT has_schema_privilege(oid, 'USAGE')"
+            " ORDER BY array_position(%s, nspname::text)",
+            (names, names),
         ).fetchall():
             raise no_rights(self._name, str(schema), str(raw.info.user))
 
