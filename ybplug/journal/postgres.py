@@ -169,16 +169,15 @@ def no_rights(name: str, schema: str, role: str, instead: str | None = None) -> 
     )
 
 
-def _schema_rights(raw: psycopg.Connection[Any], schema: str) -> tuple[bool, bool, bool]:
-    """Whether ``schema`` exists, whether this role may use it, and whether it holds a journal's
-    ``meta`` (read in the catalog, which needs no rights on the schema)."""
+def _schema_rights(raw: psycopg.Connection[Any], schema: str) -> tuple[bool, bool]:
+    """Whether ``schema`` exists, and whether this role may use it (read in the catalog, which
+    needs no rights on the schema)."""
     found = raw.execute(
-        "SELECT n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'USAGE'), false),"
-        " EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'meta')"
+        "SELECT n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'USAGE'), false)"
         " FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = %s",
         (schema,),
     ).fetchone()
-    return (bool(found[0]), bool(found[1]), bool(found[2])) if found else (False, False, False)
+    return (bool(found[0]), bool(found[1])) if found else (False, False)
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
@@ -261,7 +260,7 @@ class PostgresBackend(Backend):
     def _expect(self, raw: psycopg.Connection[Any], found: Found, known: pg_identity.Known) -> None:
         """Refuse a journal that is not the one this machine last found at this place."""
         if found.schema != known.schema:
-            exists, usable, _ = _schema_rights(raw, known.schema)
+            exists, usable = _schema_rights(raw, known.schema)
             if exists and not usable:
                 raise no_rights(self._name, known.schema, str(raw.info.user), found.schema)
             now = f"its search_path now leads to schema {found.schema}" if found.schema else "its search_path names no schema"
@@ -415,7 +414,7 @@ class PostgresBackend(Backend):
         if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)) and self.schema:
             try:
                 with connect(self.url) as raw:
-                    exists, usable, _ = _schema_rights(raw, self.schema)
+                    exists, usable = _schema_rights(raw, self.schema)
                     role = str(raw.info.user)
             except psycopg.Error:
                 return translate(exc, self._name)  # cannot tell: as it looks, the tables are gone
