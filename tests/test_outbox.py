@@ -260,3 +260,30 @@ async def test_a_his_transaction_that_already_failed_is_said_so_not_blamed_on_th
                 raise psycopg.Rollback
         with pytest.raises(BirthNotFound):
             await host.birth(birth_record(8)["bke042"])
+
+
+
+async def test_an_open_his_transaction_holds_up_only_its_own_birth(worker: Host, url: str, sandbox: Sandbox) -> None:
+    """A ward's HIS transaction left open with birth X in it: another server goes on recording
+    other births at once; recording X there waits for the HIS, then finds the HIS's row."""
+    held, other = birth_record(7), birth_record(8)
+    again: list[bool] = []
+
+    async def record_held_again() -> None:
+        again.append((await worker.record_birth(held)).created)
+
+    with psycopg.connect(url) as his:
+        async with anyio.create_task_group() as tg:
+            with his.transaction():
+                await worker.record_birth(held, connection=his)
+                tg.start_soon(record_held_again)
+                await anyio.sleep(0.5)
+                started = time.monotonic()
+                assert (await worker.record_birth(other)).created
+                assert time.monotonic() - started < 1.0  # not held up by the HIS's open transaction
+                assert again == []  # X waits for the HIS...
+            # ...which commits: X's second recording finds the HIS's row, not a new birth
+        assert again == [False]
+    await uploaded(worker, held["bke042"])
+    await uploaded(worker, other["bke042"])
+    assert len(sandbox.registrations()) == 2

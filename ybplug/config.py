@@ -150,6 +150,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                      "upload_batch", "upload_concurrency", "delivery_attempts"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        exchange = self.wire.connect_timeout + self.wire.read_timeout
+        if self.lease <= exchange:
+            raise ValueError(
+                f"lease ({self.lease:g} s) must be longer than [wire] connect_timeout + read_timeout"
+                f" ({exchange:g} s): a worker's claim on a birth must outlast its slowest exchange with"
+                " the centre, or another worker takes the birth over and sends it a second time"
+            )
         if self.realname_batch > 99999:
             raise ValueError("realname_batch must be at most 99999 (rownum is number(5))")
 

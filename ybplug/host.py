@@ -42,6 +42,7 @@ from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
     Backoff,
+    BirthBusy,
     BirthNotFound,
     BirthRow,
     BirthState,
@@ -70,6 +71,9 @@ log = logging.getLogger("ybplug.host")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: How long ``record_birth`` waits for another open transaction recording the same birth.
+BUSY_WAIT = 30.0
 
 class Refused(Error):
     """The centre answered ``flag`` 0: the request was understood and refused."""
@@ -288,10 +292,10 @@ class Host(Transactions):
         if uploader is not None and not uploader[2]():  # uploads under way: they take it in their next claim
             uploader = None
         if uploader is None:
-            [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+            [(row, created)] = await self._while_busy(self.journal.record_births, [birth])
             claimed: list[BirthRow] = []
         else:
-            row, created, claimed = await self.run_journal(self._record_and_claim, birth, uploader[0])
+            row, created, claimed = await self._while_busy(self._record_and_claim, birth, uploader[0])
         if uploader is not None and claimed:
             uploader[1](claimed)  # what was claimed goes straight to the uploader
         elif created:
@@ -299,6 +303,21 @@ class Host(Transactions):
         if created and self.caller.implementations("birth_recorded"):
             self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
+
+    async def _while_busy(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A journal call that records a birth, tried again while another open transaction (the
+        HIS's, through the outbox) holds the same birth, up to :data:`BUSY_WAIT` seconds; the
+        journal never waits on it itself, so other births go on being recorded meanwhile."""
+        deadline = time.monotonic() + BUSY_WAIT
+        pause = 0.02
+        while True:
+            try:
+                return await self.run_journal(func, *args, **kwargs)
+            except BirthBusy:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _record_and_claim(self, birth: Birth, claim: Callable[[], list[BirthRow]]) -> tuple[BirthRow, bool, list[BirthRow]]:
         """On the journal thread, in one transaction: record the birth and, when it is new, claim

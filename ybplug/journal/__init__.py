@@ -14,6 +14,7 @@ from ybplug.errors import Outcome
 from ybplug.journal.model import (
     ActionInfo,
     Backoff,
+    BirthBusy,
     BirthNotFound,
     BirthRow,
     BirthStatus,
@@ -43,6 +44,6 @@ def start_new_journal(path: str | Path) -> Journal:
 
 
 __all__ = [
-    "ActionInfo", "Backoff", "BirthNotFound", "BirthRow", "BirthStatus", "ExchangeInfo", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
+    "ActionInfo", "Backoff", "BirthBusy", "BirthNotFound", "BirthRow", "BirthStatus", "ExchangeInfo", "BirthState", "Delivery", "Journal", "JournalError", "JournalFull", "JournalLost",
     "NewerJournal", "Outcome", "default_owner", "start_new_journal",
 ]

@@ -49,6 +49,18 @@ class JournalFull(JournalError):
     """The disk holding the journal is full; nothing already acknowledged was lost."""
 
 
+class BirthBusy(JournalError):
+    """Another open transaction is recording a birth with the same keys (the HIS's own, through
+    :mod:`ybplug.outbox`, not yet committed): the host tries again until it ends, then says so."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a birth with the same HIS serial or the same mother, birth time and multiple-birth number"
+            " is being recorded in another transaction still open (the HIS's, recording with"
+            " connection=...); record it again once that transaction commits or rolls back"
+        )
+
+
 class BirthRow(msgspec.Struct, frozen=True):
     """A birth as the journal holds it."""
 

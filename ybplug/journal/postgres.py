@@ -30,7 +30,7 @@ from psycopg import pq
 
 from ybplug.config import JOURNAL_PASSWORD_ENV, without_password
 from ybplug.journal import pg_identity
-from ybplug.journal.model import JournalError, JournalFull, JournalLost
+from ybplug.journal.model import BirthBusy, JournalError, JournalFull, JournalLost
 from ybplug.journal.pg_schema import Found, look, migrate
 from ybplug.journal.sql import Backend
 from ybplug.privacy import scrub
@@ -444,7 +444,19 @@ class PostgresBackend(Backend):
         self._announce = True
 
     def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
-        """The locks in one statement, in a fixed order (two writers never wait on each other crosswise)."""
+        """Take the birth's locks, or raise :class:`BirthBusy` at once: never wait.  This
+        connection writes for every caller of the host in turn (group commit), so waiting here
+        on a birth that an open HIS transaction holds would stall every ward's births behind it;
+        the host tries this one again on its own (:meth:`ybplug.host.Host.record_birth`)."""
+        tries = " AND ".join(["pg_try_advisory_xact_lock(hashtextextended(?, 0))"] * len(keys))
+        row = db.execute(f"SELECT {tries}", tuple(sorted(keys))).fetchone()
+        if not (row and row[0]):
+            raise BirthBusy()
+
+    def wait_for_birth(self, db: Any, keys: tuple[str, ...]) -> None:
+        """Take the birth's locks, waiting for them: in the HIS's transaction (the outbox), where
+        the holder is a worker's short write.  One statement, in a fixed order (two writers never
+        wait on each other crosswise)."""
         locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(?, 0))"] * len(keys))
         db.execute(f"SELECT {locks}", tuple(sorted(keys))).fetchone()
 
@@ -474,4 +486,4 @@ class OutboxBackend(Backend):
             self._announced = True
 
     def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
-        self._journal.lock_birth(db, keys)
+        self._journal.wait_for_birth(db, keys)

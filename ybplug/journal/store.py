@@ -47,6 +47,12 @@ from ybplug.messages import CollectionResult, RealNameRecord
 from ybplug.privacy import scrub
 
 
+#: A birth this worker holds the claim on (the ``?`` is the worker's owner string).
+_CLAIMED = "(state = 'uploading' AND claimed_by = ?)"
+#: A birth the centre's "registered" answer may register, whoever sent it: one with no number yet.
+_NUMBERLESS = "(state IN ('uploading', 'pending', 'needs_review') AND registration_number IS NULL)"
+
+
 class Journal(Births):
     """The durable store (SQLite or PostgreSQL): births and their corrections (:class:`Births`), exchanges,
     uploads, real-name answers, voids, deliveries, runs and status."""
@@ -130,9 +136,14 @@ class Journal(Births):
         """Record the centre's answer to yb04.13.01.21 and its event, in one commit; returns the
         birth's state and the event's deliveries claimed for this process to make now.
 
-        The state follows :func:`ybplug.lifecycle.after_upload`.  Only an answer that moves the
-        birth out of ``uploading`` emits an event: when another worker's answer for the same
-        birth got there first (an expired lease), this one is recorded as an exchange only.
+        The state follows :func:`ybplug.lifecycle.after_upload`, and applies only while this
+        worker still holds the birth's claim: once its lease ran out and another worker took the
+        birth over, the answer is recorded as an exchange only, and the other worker's answer
+        decides.  Except a registration: the centre's "registered, number X" is the truth about
+        the newborn whoever asked, so it registers a birth that has no number yet (another
+        worker's upload in flight, failed, or sent to review on a "duplicate" this very upload
+        caused) and emits ``collection_result`` for it; the other worker's answer is then the one
+        recorded as an exchange only.
         """
         now = self.clock()
         reply = _encode(result)
@@ -154,7 +165,7 @@ class Journal(Births):
             changed = db.execute(
                 "UPDATE births SET state = ?, registration_number = ?, eligibility = ?, reason = ?,"
                 " attempts = attempts + 1, claimed_by = NULL, lease_until = NULL, last_error = NULL, updated_at = ?,"
-                " registered_at = ? WHERE id = ? AND state = 'uploading'",
+                " registered_at = ? WHERE id = ? AND " + (_NUMBERLESS if result.ok else _CLAIMED),
                 (
                     decision.state,
                     str(result.registration_number) if result.ok else None,
@@ -163,6 +174,7 @@ class Journal(Births):
                     now,
                     now if result.ok else None,
                     row.id,
+                    *(() if result.ok else (self.owner,)),
                 ),
             ).rowcount
             claimed: list[Delivery] = []
@@ -177,15 +189,28 @@ class Journal(Births):
         return decision.state, claimed
 
     def upload_failed(self, row: BirthRow, error: str, backoff: Backoff) -> None:
-        """No answer: release the birth for a later attempt after the backoff."""
+        """No answer: release the birth for a later attempt after the backoff, if this worker
+        still holds its claim (after a lease ran out, another worker's answer decides: a late
+        failure here must not undo its registration)."""
         now = self.clock()
         attempts = row.attempts + 1
         with self._write() as db:
             db.execute(
                 "UPDATE births SET state = 'pending', attempts = ?, next_attempt_at = ?, claimed_by = NULL,"
-                " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-                (attempts, now + backoff.delay(attempts), error, now, row.id),
+                " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
+                (attempts, now + backoff.delay(attempts), error, now, row.id, self.owner),
             )
+
+    def keep_claim(self, birth_id: int) -> bool:
+        """Renew this worker's lease on a birth it is about to send; False if the claim is no
+        longer this worker's (its lease ran out while the birth waited for a free upload slot,
+        and another worker took it over): then it must not be sent from here."""
+        now = self.clock()
+        with self._write() as db:
+            return bool(db.execute(
+                "UPDATE births SET lease_until = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
+                (now + self.lease, now, birth_id, self.owner),
+            ).rowcount)
 
     def awaiting_realname(self, after_id: int, limit: int, *, state: str = "registered") -> list[tuple[int, str]]:
         """``(birth id, baz726)`` of newborns in ``state`` (registered, or stale when polled on
