@@ -3,12 +3,15 @@ one caller's failure never takes another's write, a claim takes each birth once.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from ybplug.journal import Backoff, BirthState, Journal
+from ybplug.journal import Backoff, BirthState, Journal, NewerJournal
+from ybplug.journal.schema import MIGRATIONS
 from ybplug.messages import Birth, CollectionResult
 
 from support import make_birth
@@ -94,6 +97,25 @@ def test_workers_claiming_at_once_take_each_birth_once(journal_at: str) -> None:
     assert len(everything) == len(set(everything)) == 120
     for journal in workers:
         journal.close()
+
+
+def test_a_sqlite_journal_from_a_newer_ybplug_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path).open()
+    journal.record_births([make_birth()])
+    journal.close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(NewerJournal) as caught:
+        Journal(path).open()
+    said = str(caught.value)
+    assert f"journal {path} was written by a newer ybplug" in said and "upgrade ybplug on this machine" in said
+    assert f"at version {len(MIGRATIONS) + 1}" in said and f"versions up to {len(MIGRATIONS)}" in said
+    db = sqlite3.connect(path)  # left as it was
+    assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
+    db.close()
 
 
 # --- a lease that ran out while a worker's upload was still under way --------------------------

@@ -386,7 +386,14 @@ def default_journal() -> str:
     command (``ybplug status``, ``ybplug plugins``) leaves no folder behind; the journal creates
     its folder, private, when it is first opened (:func:`private_dir`).
     """
-    return str(_choose(state_dir(), user_state_dir()) / "journal.db")
+    return str(private_state_dir() / "journal.db")
+
+
+def private_state_dir() -> Path:
+    """The folder ybplug keeps this machine's state in (the default journal, the markers of
+    PostgreSQL journals): :func:`state_dir` when this user can write there, else
+    :func:`user_state_dir`."""
+    return _choose(state_dir(), user_state_dir())
 
 
 @functools.lru_cache(maxsize=None)
@@ -424,6 +431,7 @@ __all__ = [
     "PrivacyError",
     "private_dir",
     "private_file",
+    "private_state_dir",
     "process_alive",
     "state_dir",
     "StopRequest",

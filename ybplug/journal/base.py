@@ -17,6 +17,7 @@ from typing import Any, Self
 import msgspec
 
 from ybplug import events
+from ybplug.config import KEYWORDS_RULE, looks_like_keywords
 from ybplug.fields import trusted
 from ybplug.journal.model import BirthNotFound, BirthRow, Delivery, JournalError, default_owner
 from ybplug.journal.sql import Backend, Connection
@@ -354,6 +355,8 @@ class JournalBase:
 def backend_for(target: str | Path) -> Backend:
     """The engine a ``journal`` setting names: a ``postgresql://`` URL, or a file for SQLite."""
     text = str(target)
+    if looks_like_keywords(text):
+        raise JournalError(KEYWORDS_RULE)
     if text.startswith(("postgresql://", "postgres://")):
         from ybplug.journal.postgres import PostgresBackend  # psycopg only where it is used
 
