@@ -342,7 +342,7 @@ async def test_a_birth_page_masks_personal_fields_and_no_url_or_log_line_holds_t
         assert status == 404 and "没有找到" in missing
     personal = [record["bkee35"], record["bkee37"], str(record["bkee33"]), "陈静之子"]
     assert not any(value in text for value in personal)
-    access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    access = [r.getMessage() for r in caplog.records if r.name == "ybplug.console"]
     assert any(f"/births/{recorded.birth_id} 200" in line for line in access)
     assert not any(value in line for line in access for value in [*personal, record["bke042"], "?"])
 
@@ -582,3 +582,52 @@ async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_pa
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.anyio
+async def test_ybplug_console_writes_an_access_line_per_request_without_queries_or_search_terms(
+    tmp_path: Path, sandbox: Sandbox, journal_at: str
+) -> None:
+    """The README's access log, as `ybplug -v console` writes it (the CLI silences aiohttp's own):
+    method, path and status of each request; never a query string, a form field, or a path no
+    route matched (it may be anything typed into the address bar)."""
+    line = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [YBPLUG, "console", "add-user", "lin", "--role", "viewer"], input=PASSWORD + "\n",
+        capture_output=True, text=True, timeout=60).stdout.strip())
+    (tmp_path / "ybplug.toml").write_text(
+        f'journal = "{journal_at}"\n[wire]\nurl = "{sandbox.url}"\n[console]\nlisten = "127.0.0.1:0"\nusers = [{line}]\n',
+        encoding="utf-8",
+    )
+    record = birth_record(24)
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
+        recorded = await host.record_birth(record)
+    process = await anyio.open_process([YBPLUG, "-v", "console", "-c", str(tmp_path / "ybplug.toml")], stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        seen = b""
+        with anyio.fail_after(30):
+            while (found := re.search(rb"console at (http://127\.0\.0\.1:\d+/)", seen)) is None:
+                seen += await process.stderr.receive()
+        async with Browser(found.group(1).decode().rstrip("/")) as browser:
+            await browser.login("lin")
+            assert (await browser.get(f"/births/{recorded.birth_id}"))[0] == 200
+            assert (await browser.get(f"/exchanges?funid={Funid.COLLECT}&outcome=ok&note={record['bkee35']}"))[0] == 200
+            assert (await browser.act("/births", key=record["bke042"]))[0] == 200
+            assert (await browser.get(f"/births/{record['bkee35']}"))[0] == 404
+        process.terminate()
+        with anyio.fail_after(15):
+            assert await process.wait() == 0
+            async for chunk in process.stderr:
+                seen += chunk
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = seen.decode()
+    access = re.findall(r"INFO ybplug\.console: 127\.0\.0\.1 ((?:GET|POST) .+ \d{3}) \d+\.\d{3}s$", log, re.MULTILINE)
+    assert access == [
+        "GET /login 200", "POST /login 303", "GET / 200", f"GET /births/{recorded.birth_id} 200", "GET /exchanges 200",
+        "POST /births 303", f"GET /births/{recorded.birth_id} 200", "GET (no such page) 404",
+    ]
+    assert "INFO ybplug.console: 127.0.0.1 GET /exchanges 200" in log
+    assert "?" not in "".join(access) and record["bkee35"] not in log and record["bke042"] not in log

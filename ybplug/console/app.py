@@ -36,6 +36,7 @@ from ybplug.fields import CHINA_TIME
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
 from ybplug.journal.console import recent_incidents
+from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.console")
 
@@ -53,11 +54,23 @@ _HEADERS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def shown_path(request: web.BaseRequest) -> str:
+    """The path as a log line may show it: one of the console's own routes (codes, and ids of
+    births and exchanges), never a query string; a path no route matched may be anything
+    typed into the address bar (a name, an ID number), so it is not shown."""
+    match = getattr(request, "match_info", None)
+    if match is None or match.route.resource is None:
+        return "(no such page)"
+    return scrub(request.path)
+
+
 class AccessLog(AbstractAccessLogger):
-    """Method, path, status and time: the query string and the form stay out of the log."""
+    """One INFO line per request to ``ybplug.console`` (``aiohttp.access`` is silenced by the
+    CLI): the address, method, path, status and time; never the query string (a search may
+    hold a name) nor a form field."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %d %.3fs", request.remote, request.method, request.path, response.status, time)
+        log.info("%s %s %s %d %.3fs", request.remote, request.method, shown_path(request), response.status, time)
 
 
 class Console:
