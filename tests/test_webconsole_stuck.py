@@ -99,7 +99,8 @@ async def test_a_void_whose_reply_was_lost_is_sent_again_from_the_console(tmp_pa
         assert "没有结果不明的作废" in text
         [registration] = sandbox.registrations()
         assert registration["voided"]
-    assert [(o, a) for o, a, b in actions(journal_at) if b == recorded.birth_id] == [("林护士", "void"), ("林护士", "void again")]
+    assert [(o, a) for o, a, b in actions(journal_at) if b == recorded.birth_id] == [
+        ("林护士", "void"), ("林护士", "void not confirmed"), ("林护士", "void again")]
 
 
 @pytest.mark.anyio
