@@ -403,13 +403,11 @@ async def test_the_exchanges_page_lists_the_journals_exchanges_and_filters_them(
         await browser.login("chen")
         everything = (await browser.get("/exchanges"))[1]
         only = (await browser.get(f"/exchanges?funid={Funid.COLLECT}&outcome=not_delivered"))[1]
-        bogus = (await browser.get("/exchanges?outcome=%3Cscript%3E"))[1]
     journaled = [r[0] for r in journal_rows(journal_at, "SELECT outcome FROM exchanges ORDER BY id DESC")]
     assert "not_delivered" in journaled and "ok" in journaled
     assert re.findall(r'data-outcome="([a-z_]+)"', everything) == journaled
     assert re.findall(r'data-outcome="([a-z_]+)"', only) == ["not_delivered"]
     assert f'href="/births/{lost.birth_id}"' in only
-    assert re.findall(r'data-outcome="([a-z_]+)"', bogus) == journaled and "<script>" not in bogus
 
 
 @pytest.mark.anyio

@@ -9,12 +9,14 @@ from __future__ import annotations
 import html
 import logging
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ybplug.codes import Funid
+from ybplug.fields import CHINA_TIME
 from ybplug.sandbox import Fault, Sandbox
 
 from pg_support import journal_rows
@@ -179,6 +181,67 @@ async def test_a_replay_of_nothing_is_refused_and_not_journaled(tmp_path: Path, 
         status, text = await browser.act("/parked/replay", plugin="st_mary")
         assert status == 200 and "没有重新投递：插件 st_mary 没有搁置的投递" in text
     assert actions(journal_at) == []
+
+
+# --- 2. a period or filter the request does not say is refused -------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_bad_period_is_refused_naming_the_parameter_never_another_period(
+    tmp_path: Path, sandbox: Sandbox, journal_at: str
+) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
+        await browser.login("chen")
+        today = datetime.now(CHINA_TIME).date()
+        date_rule = "must be a date, YYYY-MM-DD, from 1970 to 2999 (e.g. 2026-12-01)"
+        for query, shown in (
+            ("from=2026-13-45", f"from 从: {date_rule}"),
+            ("from=2026-11-05&to=garbage", f"to 到: {date_rule}"),
+            ("from=%00", f"from 从: {date_rule}"),
+            ("from=20261105", f"from 从: {date_rule}"),
+            ("from=0001-01-01", f"from 从: {date_rule}"),
+            ("from=2026-11-01&to=2026-10-01", "to 到: must not be before from 从 (2026-11-01)"),
+            ("from=2999-01-01", f"to 到: must not be before from 从 (2999-01-01); without to, it is today ({today})"),
+            ("by=day&from=2020-01-01&to=2026-12-01", "from 从: by day, a period is at most 366 days (by=month for longer)"),
+            ("by=month&from=2000-01-01&to=2026-12-01", "from 从: by month, a period is at most 120 months"),
+            ("by=week", "by 统计方式: must be one of day, month (or empty for day)"),
+            ("by=<script>", "by 统计方式: must be one of day, month (or empty for day)"),
+        ):
+            status, text = await browser.get(f"/reconcile?{query}")
+            assert (status, refusal(text)) == (400, shown), query
+            assert "对账" in text and "<script>" not in text and "<svg" not in text
+            async with browser.http.get(f"{console.url}/reconcile.csv?{query}") as response:
+                assert response.status == 400 and response.headers["Content-Type"].startswith("text/html"), query
+                assert "Content-Disposition" not in response.headers and refusal(await response.text()) == shown
+
+        # what the query does say is honoured: a year by day, and 31 days ending at `to` alone
+        year = f"from={today - timedelta(days=365)}&to={today}"
+        status, text = await browser.get(f"/reconcile?by=day&{year}")
+        assert status == 200 and len(re.findall(r'data-series="recorded"', text)) == 366
+        status, text = await browser.get("/reconcile?to=2026-11-30")
+        assert status == 200 and 'name="from" value="2026-10-31"' in text and 'name="to" value="2026-11-30"' in text
+        status, text = await browser.get("/reconcile")
+        assert status == 200 and f'name="to" value="{today}"' in text
+        assert len(re.findall(r'data-series="recorded"', text)) == 31
+
+
+@pytest.mark.anyio
+async def test_an_unknown_filter_on_the_exchanges_and_births_lists_is_refused(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
+        await console.host.record_birth(birth_record(66))
+        await console.host.sync("upload")
+        await browser.login("chen")
+        status, text = await browser.get("/exchanges?funid=yb04.99")
+        assert status == 400 and refusal(text).startswith(f"funid 交易: must be one of {Funid.COLLECT.value}, ")
+        status, text = await browser.get("/exchanges?outcome=%3Cscript%3E")
+        assert status == 400 and refusal(text).startswith("outcome 结果: must be one of sent, ok, refused,")
+        assert "<script>" not in text and "data-outcome" not in text
+        status, text = await browser.get(f"/exchanges?funid={Funid.COLLECT.value}&outcome=ok")
+        assert status == 200 and re.findall(r'data-outcome="(\w+)"', text) == ["ok"]
+        status, text = await browser.get("/births?date=2026-02-30")
+        assert status == 400 and refusal(text).startswith("date 记录日期: must be a date")
+        status, text = await browser.get("/births?state=lost")
+        assert status == 400 and refusal(text).startswith("state 状态: must be one of pending, uploading,")
 
 
 # --- 5. ids as the pages show them -----------------------------------------------------------------------

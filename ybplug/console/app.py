@@ -54,6 +54,8 @@ _HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: The longest reconciliation, by day and by month (a year, leap day included; ten years).
+MAX_DAYS, MAX_MONTHS = 366, 120
 #: A refusal's cause as an operator types it (kept as the birth's reason, sent to the plugins).
 MAX_CAUSE = 500
 
@@ -300,10 +302,8 @@ class Console:
     async def exchanges(self, request: web.Request) -> web.Response:
         """The latest exchanges, filtered by transaction and outcome (codes: nothing personal in the URL)."""
         funids = [str(f) for f in Funid] + ["EcTrans"]
-        funid = request.query.get("funid") or None
-        outcome = request.query.get("outcome") or None
-        funid = funid if funid in funids else None
-        outcome = outcome if outcome in pages.OUTCOMES else None
+        funid = inputs.choice(request.query, "funid", funids)
+        outcome = inputs.choice(request.query, "outcome", pages.OUTCOMES)
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
         return html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
 
@@ -317,15 +317,9 @@ class Console:
 
     async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
         """The births list: by recorded day (China time, default today) and state; codes and a
-        date in the URL, nothing personal."""
-        try:
-            day = date.fromisoformat(request.query.get("date", "")) if request.query.get("date") else None
-        except ValueError:
-            day = None
-        if "date" not in request.query:
-            day = datetime.now(CHINA_TIME).date()
-        state = request.query.get("state") or None
-        state = state if state in pages.STATES else None
+        date in the URL, nothing personal; an empty date: any day."""
+        day = inputs.day(request.query, "date") if "date" in request.query else datetime.now(CHINA_TIME).date()
+        state = inputs.choice(request.query, "state", pages.STATES)
         lines = await self.host.run_journal(births_on, self.host.journal, day, state)
         return html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
 
@@ -366,22 +360,23 @@ class Console:
         return html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
 
     def _period(self, request: web.Request) -> tuple[str, date, date]:
-        """The reconciliation's period from the query (dates and a code only), else the last
-        31 days, or the last 12 months."""
-        by = "month" if request.query.get("by") == "month" else "day"
-        today = datetime.now(CHINA_TIME).date()
-        if by == "day":
-            start, end = today - timedelta(days=30), today
-        else:
-            eleven_back = today.year * 12 + today.month - 1 - 11
-            start, end = date(eleven_back // 12, eleven_back % 12 + 1, 1), today
-        try:
-            start = date.fromisoformat(request.query["from"]) if request.query.get("from") else start
-            end = date.fromisoformat(request.query["to"]) if request.query.get("to") else end
-        except ValueError:
-            pass
-        if end < start or (end - start).days > (366 if by == "day" else 3660):
-            end, start = today, today - timedelta(days=30)
+        """The reconciliation's period from the query (dates and a code only): ``to`` today by
+        default, ``from`` 31 days or 12 months before it.  A period the query does not say is
+        refused (:class:`~ybplug.console.inputs.BadInput`), never swapped for another: a CSV of
+        the wrong days set beside the insurance office's list would look like a discrepancy."""
+        by = inputs.choice(request.query, "by", reports.BY, empty="day") or "day"
+        to = inputs.day(request.query, "to")
+        end = to or datetime.now(CHINA_TIME).date()
+        start = inputs.day(request.query, "from")
+        if start is None:
+            months_back = end.year * 12 + end.month - 1 - 11
+            start = end - timedelta(days=30) if by == "day" else date(months_back // 12, months_back % 12 + 1, 1)
+        if end < start:
+            raise inputs.BadInput("to", f"must not be before from 从 ({start})" + ("" if to else f"; without to, it is today ({end})"))
+        if by == "day" and (end - start).days + 1 > MAX_DAYS:
+            raise inputs.BadInput("from", f"by day, a period is at most {MAX_DAYS} days (by=month for longer)")
+        if by == "month" and (end.year - start.year) * 12 + end.month - start.month + 1 > MAX_MONTHS:
+            raise inputs.BadInput("from", f"by month, a period is at most {MAX_MONTHS} months")
         return by, start, end
 
     async def reconcile(self, request: web.Request) -> web.Response:

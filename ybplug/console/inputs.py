@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date
 from urllib.parse import unquote_plus
 
 from aiohttp import web
@@ -31,6 +32,7 @@ LABELS = {
 
 #: Control characters a typed value never holds (tab, line feed and carriage return may).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class BadInput(Exception):
@@ -89,3 +91,26 @@ async def form_of(request: web.Request) -> MultiDictProxy[str]:
 def _named(name: str) -> str:
     """A field's name fit for a message (a forged form may name its fields anything)."""
     return name if name in LABELS else "form"
+
+
+def choice(query: Mapping[str, str], field: str, allowed: Mapping[str, object] | list[str], empty: str = "all") -> str | None:
+    """A code from a query (None when absent or empty, which means ``empty``); anything else
+    is refused with the list."""
+    value = query.get(field) or None
+    if value is not None and value not in allowed:
+        raise BadInput(field, f"must be one of {', '.join(allowed)} (or empty for {empty})")
+    return value
+
+
+def day(query: Mapping[str, str], field: str) -> date | None:
+    """A date in a query, ``YYYY-MM-DD`` (None when absent or empty), from 1970 (the journal's
+    times start there) to 2999 (a period's arithmetic never leaves the calendar)."""
+    value = query.get(field) or None
+    if value is None:
+        return None
+    try:
+        if not _ISO_DATE.fullmatch(value) or not "1970" <= value[:4] <= "2999":
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(field, "must be a date, YYYY-MM-DD, from 1970 to 2999 (e.g. 2026-12-01)") from None
