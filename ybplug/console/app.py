@@ -32,7 +32,7 @@ from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.codes import Funid
 from ybplug.errors import Error
-from ybplug.fields import CHINA_TIME, is_registration_number
+from ybplug.fields import CHINA_TIME, REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
 from ybplug.journal.console import event_known, recent_incidents
@@ -410,6 +410,9 @@ class Console:
             number, eligible = form.get("baz726", "").strip(), form.get("eligible")
             if not number or eligible not in ("yes", "no"):
                 session.flash.append(("error", "请填写中心的登记流水号 baz726，并选择是否可预参保。"))
+                return see_other(back)
+            if not is_registration_number(number.upper()):  # the rule, not the typed text again (it may be 60 KB)
+                session.flash.append(("error", f"未能处理：{inputs.problem('baz726', REGISTRATION_NUMBER_RULE)}"))
                 return see_other(back)
             kwargs = {"registration_number": number, "eligible": eligible == "yes"}
             done = "已按中心的登记结果处理"
