@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from ybplug.codes import Funid
+from ybplug.console.app import Console
 from ybplug.fields import CHINA_TIME
 from ybplug.sandbox import Fault, Sandbox
 
 from pg_support import journal_rows
 from support import birth_record
-from test_webconsole import Browser, birth_in_review, served
+from test_webconsole import Browser, birth_in_review, section, served
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -266,3 +267,29 @@ async def test_a_birth_is_found_by_its_id_as_shown_and_a_registration_number_in_
         assert status == 404 and "没有找到对应的登记" in text
         status, text = await browser.act("/births", key="#五")
         assert status == 400 and refusal(text) == "无法查找：key 查找号码: after # comes a birth's id, up to 12 digits, as the pages show it (#5)"
+
+
+@pytest.mark.anyio
+async def test_every_form_of_the_console_refuses_bad_bytes_with_a_page(
+    tmp_path: Path, sandbox: Sandbox, journal_at: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One reader for every form: each POST route of the app (the ones added later included)
+    answers a field that is not UTF-8, or holds NUL, with the console's 400 page naming it."""
+    async with served(tmp_path, sandbox, journal=journal_at) as console, Browser(console.url) as browser:
+        birth_id = await birth_in_review(console, 68)
+        await browser.login("林护士")
+        await browser.get("/review")
+        csrf = browser.csrf.encode()
+        app = Console(console.host, section()).app()  # the served one's routes, listed
+        routes = [r.resource.canonical for r in app.router.routes() if r.method == "POST" and r.resource is not None]
+        assert len(routes) >= 10
+        for route in routes:
+            path = route.replace("{birth_id}", str(birth_id))
+            for field, value, rule in ((b"reason", b"%C0%AF", "is not UTF-8 text"), (b"how", b"x%00", "must not contain control characters")):
+                body = (b"" if route == "/login" else b"csrf=" + csrf + b"&") + field + b"=" + value
+                status, kind, text = await raw(browser, path, body)
+                assert status == 400 and kind.startswith("text/html"), (route, status, text[-200:])
+                assert f"{field.decode()} {'作废原因' if field == b'reason' else '处理方式'}: {rule}" in html.unescape(text), route
+        assert (await console.host.birth(birth_id)).state == "needs_review"
+    assert actions(journal_at) == []
+    no_errors_logged(caplog)
