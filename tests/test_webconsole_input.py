@@ -83,6 +83,9 @@ async def test_forms_with_nul_bad_encoding_or_too_much_are_a_page_naming_the_fie
         status, _, text = await raw(browser, resolve, multipart, {"Content-Type": "multipart/form-data; boundary=b"})
         assert status == 415 and "application/x-www-form-urlencoded" in refusal(text)
 
+        status, text = await browser.act(resolve, how="refused", cause="原" * 501)
+        assert status == 200 and "未能处理：cause 拒绝原因: is 501 characters, over the limit of 500" in text
+
         status, text = await browser.act("/births", key="HIS-\x001017")
         assert status == 400 and refusal(text) == "key 查找号码: must not contain control characters (such as NUL)"
 
