@@ -4,8 +4,8 @@ Bad input is never a 500 or a traceback: a form that is not UTF-8 (or percent-es
 not), a value holding NUL or another control character (PostgreSQL text cannot hold NUL), an id,
 a date or a code that is not one: each raises :class:`BadInput`, which the console's guard answers
 with a page (400, or the status given) naming the field as the project does (``from 从: ...``,
-the wire or parameter name, the Chinese label, the rule in English).  A value is never echoed
-in the rule: it may be personal.
+the wire or parameter name, the Chinese label, the rule in English).  A typed value is never
+echoed in the rule (it may be personal); an id or a date from the URL may be.
 """
 
 from __future__ import annotations
