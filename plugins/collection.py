@@ -17,10 +17,10 @@ import anyio
 from ybplug.config import upload_time
 from ybplug.fields import CHINA_TIME
 from ybplug.hooks import hookimpl
-from ybplug.journal import Backoff, BirthRow, BirthState
+from ybplug.journal import Backoff, BirthRow, BirthState, Delivery
 from ybplug.messages import COLLECT
 from ybplug.privacy import described
-from ybplug.wire import AuthenticationFailed, WireError
+from ybplug.wire import UNREADABLE, UNREADABLE_BEFORE_REVIEW, AuthenticationFailed, WireError
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -202,7 +202,14 @@ class Collection:
         try:
             exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id, exchange_id=row.exchange_id)
         except WireError as exc:
-            await host.records.upload_failed(row, str(exc), host.upload_backoff)
+            after: tuple[BirthState, list[Delivery]] = await host.records.upload_failed(
+                row, str(exc), host.upload_backoff, unreadable=UNREADABLE, review_after=UNREADABLE_BEFORE_REVIEW
+            )
+            if after[0] == BirthState.NEEDS_REVIEW:  # answers that could not be read, again and again
+                log.warning("birth %d: %d unreadable answers in a row: needs review", row.id, UNREADABLE_BEFORE_REVIEW)
+                host.deliver_soon(after[1])
+                host.deliveries_waiting()
+                return BirthState.NEEDS_REVIEW
             host.births_waiting()
             log.warning("birth %d: upload failed (%s), will retry", row.id, exc.outcome)
             if isinstance(exc, AuthenticationFailed):

@@ -518,3 +518,28 @@ async def test_a_void_reason_is_checked_in_the_configured_charset(tmp_path: Path
             else:
                 assert (await host.void(registered["baz726"], "重复𠀀")).ok
                 assert centre.registrations()[0]["bae016"] == "重复𠀀"
+
+
+@pytest.mark.anyio
+async def test_answers_that_cannot_be_read_are_retried_then_go_to_a_person(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Issue 9's rule for an ill-formed reply: an unknown outcome, retried, then needs review;
+    a lost reply (HTTP 503) in between starts the count again."""
+    seen = Recorder()
+    sandbox.inject(
+        Fault(kind="malformed", funid=COLLECT, times=2),
+        Fault(kind="http_error", funid=COLLECT, times=1, status=503),
+        Fault(kind="malformed", funid=COLLECT, times=3),
+    )
+    async with Host(config(tmp_path, sandbox), plugins=[seen], entry_points=False, background=False) as host:
+        recorded = await host.record_birth(birth(70))
+        for attempt in range(1, 6):
+            await host.sync("upload")
+            status = await host.birth(recorded.birth_id)
+            assert status.state == BirthState.PENDING and status.attempts == attempt  # retried
+            await anyio.sleep(0.25)  # past the upload backoff
+        assert (await host.sync("upload"))["needs_review"] == 1  # the third unreadable answer in a row
+        status = await host.birth(recorded.birth_id)
+        assert status.state == BirthState.NEEDS_REVIEW and "3 times" in (status.reason or "")
+        assert [e.outcome for e in status.exchanges] == ["unknown"] * 6
+        [review] = seen.of("birth_needs_review")
+        assert review["birth_id"] == recorded.birth_id

@@ -163,7 +163,18 @@ def after_upload(
     return UploadDecision(BirthState.REFUSED, cause or "refused without a cause")
 
 
+def after_unreadable(in_a_row: int, last: str) -> UploadDecision:
+    """The state after ``in_a_row`` upload answers in a row that could not be read (``last`` is
+    the latest): each may have registered the birth, and asking again has not helped."""
+    return UploadDecision(
+        BirthState.NEEDS_REVIEW,
+        f"the centre answered {in_a_row} times in a way that cannot be read ({last}); it may have"
+        " registered it: look up its baz726 at the centre",
+        review=True,
+    )
+
+
 __all__ = [
     "ALLOWED", "Action", "Answer", "BirthConflict", "BirthState", "InvalidTransition", "UploadDecision",
-    "after_upload", "check", "differences",
+    "after_unreadable", "after_upload", "check", "differences",
 ]

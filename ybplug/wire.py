@@ -81,6 +81,22 @@ class OutcomeUnknown(WireError):
     """The request may have been applied: the reply was lost, late or unreadable."""
 
 
+class UnreadableAnswer(OutcomeUnknown):
+    """The centre answered, but not in a way ybplug can trust (no flag or a strange one, a body
+    that is not the envelope, a ``baz726`` of the wrong shape): the request may have been applied.
+    Unlike a lost reply, asking again is unlikely to help for long, so an upload that meets
+    :data:`UNREADABLE_BEFORE_REVIEW` of these in a row goes to a person (needs review)."""
+
+    def __init__(self, funid: str, reason: str) -> None:
+        super().__init__(funid, f"{UNREADABLE}: {reason}")
+
+
+#: How an unreadable answer's reason begins (the journal counts them by it).
+UNREADABLE = "unreadable answer"
+#: Unreadable answers in a row after which an upload goes to review instead of being retried.
+UNREADABLE_BEFORE_REVIEW = 3
+
+
 @runtime_checkable
 class Transport(Protocol):
     """Carries one transaction to the centre and back."""
@@ -108,26 +124,26 @@ async def exchange(transport: Transport, transaction: Transaction[RequestT, Resu
         raise OutcomeUnknown(funid, f"the transport returned {type(reply).__name__}, not a CentreReply")
     flag = reply.flag
     if flag is None:
-        raise OutcomeUnknown(funid, "reply without flag 操作成功标志")
+        raise UnreadableAnswer(funid, "reply without flag 操作成功标志")
     if type(flag) is not int or flag not in (0, 1):
-        raise OutcomeUnknown(funid, f"flag 操作成功标志 is {shown(flag)}, neither 0 nor 1")
+        raise UnreadableAnswer(funid, f"flag 操作成功标志 is {shown(flag)}, neither 0 nor 1")
     if reply.data is not None and not isinstance(reply.data, dict):
-        raise OutcomeUnknown(funid, f"reply data is {type(reply.data).__name__}, not an object")
+        raise UnreadableAnswer(funid, f"reply data is {type(reply.data).__name__}, not an object")
     problem = envelope.shape_problem(reply.data)
     if problem:
-        raise OutcomeUnknown(funid, f"reply data {problem}")
+        raise UnreadableAnswer(funid, f"reply data {problem}")
     merged: dict[str, Any] = dict(reply.data or {})
     merged["flag"] = flag
     merged["cause"] = reply.cause
     try:
         result = msgspec.convert(merged, transaction.result, strict=False)
     except msgspec.ValidationError as exc:
-        raise OutcomeUnknown(funid, f"reply does not match the spec: {exc}") from None
+        raise UnreadableAnswer(funid, f"reply does not match the spec: {exc}") from None
     if result.ok and funid == Funid.COLLECT and not getattr(result, "registration_number", ""):
-        raise OutcomeUnknown(funid, "flag 1 without baz726 新生儿登记流水号")
+        raise UnreadableAnswer(funid, "flag 1 without baz726 新生儿登记流水号")
     for number in result.registration_numbers:
         if not is_registration_number(number):
-            raise OutcomeUnknown(funid, f"baz726 新生儿登记流水号 {shown(number)}: {REGISTRATION_NUMBER_RULE}")
+            raise UnreadableAnswer(funid, f"baz726 新生儿登记流水号 {shown(number)}: {REGISTRATION_NUMBER_RULE}")
     return result
 
 
@@ -190,7 +206,7 @@ class HttpTransport:
         try:
             reply = envelope.decode_reply(payload)
         except MalformedReply as exc:
-            raise OutcomeUnknown(funid, f"malformed reply: {exc}") from None
+            raise UnreadableAnswer(funid, f"malformed reply: {exc}") from None
         log.debug("%s flag=%s in %.1f ms", funid, reply.flag, (time.perf_counter() - started) * 1000)
         return reply
 
@@ -224,5 +240,5 @@ class HttpTransport:
 
 __all__ = [
     "Transport", "HttpTransport", "WireConfig", "CentreReply", "exchange",
-    "WireError", "NotDelivered", "OutcomeUnknown", "AuthenticationFailed", "Message", "Reply",
+    "WireError", "NotDelivered", "OutcomeUnknown", "UnreadableAnswer", "AuthenticationFailed", "Message", "Reply",
 ]

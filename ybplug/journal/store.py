@@ -199,18 +199,55 @@ class Journal(Births):
             self._emit(db, event, row.id, claimed)
         return decision.state, claimed
 
-    def upload_failed(self, row: BirthRow, error: str, backoff: Backoff) -> None:
+    def upload_failed(
+        self, row: BirthRow, error: str, backoff: Backoff, *, unreadable: str | None = None, review_after: int = 0
+    ) -> tuple[BirthState, list[Delivery]]:
         """No answer: release the birth for a later attempt after the backoff, if this worker
         still holds its claim (after a lease ran out, another worker's answer decides: a late
-        failure here must not undo its registration)."""
+        failure here must not undo its registration).
+
+        An answer the centre gave but that could not be read (its exchange's error begins with
+        ``unreadable``) counts: ``review_after`` of them in a row, since a person last cleared
+        the doubt, send the birth to review with its event (claimed for this process, returned)
+        instead of retrying it for ever.  Returns the birth's state."""
         now = self.clock()
         attempts = row.attempts + 1
+        error = scrub(error, row.birth.secrets())
+        claimed: list[Delivery] = []
         with self._write() as db:
+            in_a_row = self._unreadable_in_a_row(db, row.id, unreadable, review_after) if unreadable else 0
+            if review_after and in_a_row >= review_after:
+                decision = lifecycle.after_unreadable(in_a_row, error)
+                changed = db.execute(
+                    "UPDATE births SET state = ?, reason = ?, attempts = ?, claimed_by = NULL, lease_until = NULL,"
+                    " last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
+                    (decision.state, decision.reason, attempts, error, now, row.id, self.owner),
+                ).rowcount
+                if changed:
+                    event = events.BirthNeedsReviewEvent(birth=row.birth, reason=decision.reason or "", birth_id=row.id)
+                    self._emit(db, event, row.id, claimed)
+                    return decision.state, claimed
             db.execute(
                 "UPDATE births SET state = 'pending', attempts = ?, next_attempt_at = ?, claimed_by = NULL,"
                 " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
-                (attempts, now + backoff.delay(attempts), scrub(error, row.birth.secrets()), now, row.id, self.owner),
+                (attempts, now + backoff.delay(attempts), error, now, row.id, self.owner),
             )
+            return self._birth_where(db, "id = ?", (row.id,), lock=False).state, claimed
+
+    def _unreadable_in_a_row(self, db: Connection, birth_id: int, marker: str, most: int) -> int:
+        """How many of the birth's latest uploads (since the doubt was last cleared) ended in an
+        answer that could not be read, counting back from the latest."""
+        errors = db.execute(
+            "SELECT error FROM exchanges WHERE birth_id = ? AND funid = ? AND id > (SELECT doubt_cleared_at"
+            " FROM births WHERE id = ?) ORDER BY id DESC LIMIT ?",
+            (birth_id, Funid.COLLECT, birth_id, most),
+        ).fetchall()
+        count = 0
+        for (text,) in errors:
+            if not (text or "").startswith(marker):
+                break
+            count += 1
+        return count
 
     def keep_claim(self, birth_id: int) -> bool:
         """Renew this worker's lease on a birth it is about to send; False if the claim is no
