@@ -383,3 +383,21 @@ async def test_a_review_needs_a_cause_to_be_refused(ward: tuple[Host, Recorder],
     number = sandbox.registrations()[-1]["baz726"]
     status = await host.resolve_review(birth_id, operator="clerk", registration_number=number.lower(), eligible=True)
     assert status.state == BirthState.REGISTERED and (await host.birth(number.lower())).birth_id == birth_id
+
+
+@pytest.mark.anyio
+async def test_a_review_takes_only_a_number_the_centre_holds_live(ward: tuple[Host, Recorder], sandbox: Sandbox) -> None:
+    """A typo of the right shape, or another newborn's voided number, is refused; the review stays."""
+    host, seen = ward
+    birth_id = await _in_review(host, sandbox, 23, committed=True)
+    with pytest.raises(ResolutionError, match="centre does not know baz726 XSE2612319999999"):
+        await host.resolve_review(birth_id, operator="clerk", registration_number="XSE2612319999999", eligible=True)
+    gone = await host.record_birth(birth_record(24))
+    await host.sync("upload")
+    dead = (await host.birth(gone.birth_id)).registration_number
+    assert dead is not None
+    await host.void(dead, "重复上传")
+    with pytest.raises(ResolutionError, match="voided"):
+        await host.resolve_review(birth_id, operator="clerk", registration_number=dead, eligible=True)
+    status = await host.birth(birth_id)
+    assert status.state == BirthState.NEEDS_REVIEW and seen.of("collection_result", birth_id) == []

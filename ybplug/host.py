@@ -58,6 +58,8 @@ from ybplug.messages import (
     QrIdentity,
     QrRequest,
     QrRequestData,
+    REALNAME,
+    RealNameQuery,
     VoidRequest,
     VoidResult,
     load,
@@ -448,7 +450,8 @@ class Host(Transactions):
 
         * ``registration_number="XSE...", eligible=True|False``: it is registered there; the
           birth becomes registered, ``collection_result`` says who resolved it, and the real-name
-          poll asks about it;
+          poll asks about it.  The number is checked with the centre first (yb04.13.01.24): one it
+          does not know, or has voided, is a :class:`ResolutionError`;
         * ``refused="cause"``: the centre refused it;
         * ``send_again=True``: the centre holds nothing; upload it again (the doubt is cleared).
 
@@ -461,6 +464,7 @@ class Host(Transactions):
             registration_number = str(registration_number).strip().upper()
             if not is_registration_number(registration_number):
                 raise ResolutionError(f"baz726 新生儿登记流水号 {registration_number!r}: {REGISTRATION_NUMBER_RULE}")
+            await self._check_at_centre(birth_id, registration_number)
         _, claimed = await self.run_journal(
             self.journal.resolve_review, birth_id, operator=operator, registration_number=registration_number,
             eligible=eligible, refused=refused, send_again=send_again,
@@ -469,6 +473,23 @@ class Host(Transactions):
         if send_again:
             self.births_waiting()
         return await self.birth(birth_id)
+
+    async def _check_at_centre(self, birth_id: int, number: str) -> None:
+        """Ask the centre (yb04.13.01.24, which changes nothing there) about a number a person
+        typed to resolve a review: it must be a live registration there.  A typo that happens to
+        have the right shape would otherwise be polled quietly for a year (the centre leaves
+        numbers it does not know out of its answer), and a voided one would void the newborn at
+        the next real-name poll.  A centre that cannot be asked now raises its WireError."""
+        result = await self.ask(REALNAME, RealNameQuery.of([number]), lambda exchange_id, result: result)
+        if not result.ok:
+            raise ResolutionError(f"the centre would not say whether it knows baz726 {number}: {result.cause or 'no cause given'}")
+        found = [r for r in result.records if str(r.registration_number) == number]
+        if not found:
+            raise ResolutionError(
+                f"the centre does not know baz726 {number}: check the number in 定点机构管理系统 (birth #{birth_id} stays in review)"
+            )
+        if found[0].voided:
+            raise ResolutionError(f"baz726 {number} is voided at the centre: a voided registration cannot be this birth's")
 
     def _validated(self, birth: Birth | dict[str, Any]) -> Birth:
         """A corrected record checked as ``record_birth`` checks one (the configured charset too):

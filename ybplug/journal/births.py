@@ -228,12 +228,14 @@ class Births(JournalBase):
                 if eligible is None:
                     raise ResolutionError("eligible=True or False: what the centre shows as bkee45 是否可预参保")
                 holder = db.execute(
-                    "SELECT id FROM births WHERE registration_number = ? AND state != 'voided' AND id != ?",
+                    "SELECT id, state FROM births WHERE registration_number = ? AND id != ? ORDER BY id DESC",
                     (registration_number, birth_id),
                 ).fetchone()
-                if holder is not None:  # a number typed from another newborn's line
+                if holder is not None:  # a number typed from another newborn's line (voided ones stay theirs)
+                    voided = " (voided: a dead number)" if holder[1] == BirthState.VOIDED else ""
                     raise ResolutionError(
-                        f"baz726 {registration_number} is birth #{holder[0]}'s registration; check the number at the centre"
+                        f"baz726 {registration_number} is birth #{holder[0]}'s registration{voided};"
+                        " check the number at the centre"
                     )
                 result = CollectionResult(
                     flag=1, registration_number=registration_number, eligibility="1" if eligible else "0"
