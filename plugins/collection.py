@@ -122,7 +122,9 @@ class Collection:
                 # later (a lost journal stops the host instead: see Host.fail).  A bug: its
                 # traceback, then try again too, so that uploads never stop for good.
                 failures += 1
-                wait = await _next_try(host, trouble.delay(failures), retries_only=daily is not None)
+                wait = trouble.delay(failures)
+                if isinstance(exc, AuthenticationFailed):  # the births it failed wait on their own backoff
+                    wait = await _next_try(host, wait, retries_only=daily is not None)
                 log.error("upload stopped: %s; trying again in %.0f s", described(exc), wait)
                 await anyio.sleep(wait)
                 continue
@@ -206,7 +208,7 @@ class Collection:
 
 
 async def _next_try(host: Host, delay: float, *, retries_only: bool) -> float:
-    """Seconds until the schedule uploads again after a failed round: its own backoff, or longer
+    """Seconds until the schedule uploads again after a refused sign-in: its own backoff, or longer
     when the births that just failed wait longer on theirs (``upload_backoff``), so that the log
     line names the time the next upload is really tried, not a round that finds nothing due."""
     try:
