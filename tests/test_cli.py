@@ -226,7 +226,7 @@ def test_a_usage_mistake_exits_2_as_the_readme_says(tmp_path: Path) -> None:
     check = run("check", "-c", "missing.toml", cwd=tmp_path)
     assert check.returncode == 2 and check.stdout.startswith("FAIL  config    missing.toml: cannot read")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "2 a usage or configuration error" in readme
+    assert "- 2: a usage or configuration error" in readme and "- 141: its output was closed" in readme
 
 
 def test_a_plugin_that_fails_at_import_is_named_scrubbed_and_cannot_end_ybplug(tmp_path: Path) -> None:
