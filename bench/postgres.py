@@ -57,9 +57,15 @@ def admin(sql: str) -> list[Any]:
 
 
 def fresh(schema: str) -> str:
+    """A new journal in ``schema`` (emptied first), started deliberately: this machine may remember
+    an earlier run's journal there, and would refuse an emptied one (ybplug.journal.pg_identity)."""
+    from ybplug.journal import start_new_journal
+
     admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     admin(f"CREATE SCHEMA {schema}")
-    return schema_url(schema)
+    url = schema_url(schema)
+    start_new_journal(url).close()
+    return url
 
 
 def answered(url: str) -> int:
@@ -84,10 +90,7 @@ def workers_config(folder: Path, url: str, sandbox: str, concurrency: int) -> Pa
 def running_workers(folder: Path, sandbox: str, workers: int, schema: str) -> Iterator[str]:
     """``workers`` ``ybplug run`` processes on a fresh journal, started and past their first sync;
     yields the journal's URL."""
-    from ybplug.journal import Journal
-
-    url = fresh(schema)
-    Journal(url).open().close()  # the schema, before the workers race to make it
+    url = fresh(schema)  # the journal's tables, before the workers race to make them
     config = workers_config(folder, url.replace("application_name=ybplug", "application_name=ybplug_bench_worker"),
                             sandbox, 8)
     env = {**common.child_env(), "YBPLUG_PLUGINS": BUILT_IN}

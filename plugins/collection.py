@@ -72,24 +72,27 @@ class Collection:
 
     def _hand_over(self, host: Host, rows: list[BirthRow]) -> None:
         """Upload births claimed in the commit that recorded one (immediate mode)."""
+        claimed_at = time.monotonic()
         for row in rows:
             self._active += 1
             try:
-                host.start_soon(functools.partial(self._upload_handed, host, row), name="ybplug upload")
+                host.start_soon(functools.partial(self._upload_handed, host, row, claimed_at), name="ybplug upload")
             except BaseException:
                 self._active -= 1
                 raise
 
-    async def _upload_handed(self, host: Host, row: BirthRow) -> None:
+    async def _upload_handed(self, host: Host, row: BirthRow, claimed_at: float) -> None:
         try:
             async with self.limiter(host):
                 try:
-                    state = await self.upload_one(host, row)
+                    state = await self.upload_one(host, row, claimed_at)
                 except AuthenticationFailed as exc:  # the birth is released; the schedule retries and says so
                     log.error("birth %d: %s", row.id, exc)
                     state = None
         finally:
             self._active -= 1
+        if state == BirthState.UPLOADING:
+            return  # another worker's now
         key = _COUNTED_AS.get(state, "upload_failed")
         self._handed[key] = self._handed.get(key, 0) + 1
         started_at = self._handed_since
@@ -151,19 +154,21 @@ class Collection:
                 )
                 if not rows:
                     break
+                claimed_at = time.monotonic()
 
                 async def upload(row: BirthRow) -> None:
                     try:
                         async with limiter:
                             try:
-                                state = await self.upload_one(host, row)
+                                state = await self.upload_one(host, row, claimed_at)
                             except AuthenticationFailed as exc:
                                 auth_error.append(exc)
                                 state = None
                             except Exception as exc:  # the journal refused the answer, or a bug: the lease brings it back
                                 log.error("birth %d: %s", row.id, described(exc))
                                 state = None
-                            counts[_COUNTED_AS.get(state, "upload_failed")] += 1
+                            if state != BirthState.UPLOADING:  # (another worker's now: not counted here)
+                                counts[_COUNTED_AS.get(state, "upload_failed")] += 1
                     finally:
                         self._active -= 1
 
@@ -185,8 +190,18 @@ class Collection:
             raise auth_error[0]
         return counts
 
-    async def upload_one(self, host: Host, row: BirthRow) -> BirthState | None:
-        """One birth: send, then record the answer (or the failure) with its event."""
+    async def upload_one(self, host: Host, row: BirthRow, claimed_at: float) -> BirthState | None:
+        """One birth: send, then record the answer (or the failure) with its event; None when it
+        failed, ``uploading`` when it is not this worker's to send any more.
+
+        A birth claimed at ``claimed_at`` (``time.monotonic()``) that waited for a free upload
+        slot until its lease could run out during the exchange gets its lease renewed first: a
+        lease that ran out mid-exchange would let another worker send it a second time."""
+        wire = host.config.wire
+        if time.monotonic() - claimed_at > host.config.lease - 2 * (wire.connect_timeout + wire.read_timeout):  # (a sign-in, then the upload)
+            if not await host.records.keep_claim(row.id):
+                log.info("birth %d: taken over by another worker while it waited here; not sent from here", row.id)
+                return BirthState.UPLOADING
         try:
             exchange_id, result = await host.transact(COLLECT, row.birth, birth_id=row.id, exchange_id=row.exchange_id)
         except WireError as exc:

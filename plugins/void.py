@@ -27,6 +27,7 @@ class Void:
         registered here while void at the centre, and ``collection_voided`` would never fire).
         """
         request = VoidRequest(registration_number=registration_number, reason=reason)
+        request.check(host.config.charset)  # the centre's charset (construction checked a permissive one)
         birth_id = await host.records.birth_id_of(registration_number)
         in_doubt = await host.records.void_in_doubt(registration_number)
         exchange_id, result = await host.transact(VOID, request, birth_id=birth_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,16 @@ import pytest
 SERVER = os.environ.get("YBPLUG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 _numbers = itertools.count(1)
 _unreachable: list[str] = []
+
+
+def shown(text: str) -> str:
+    """``text`` with the test server's password masked: skip and fail messages end up in CI logs."""
+    from ybplug.config import without_password
+
+    for secret in re.findall(r"://[^:/@]*:([^@/]*)@", SERVER) + re.findall(r"password=([^&\s]*)", SERVER):
+        if secret:
+            text = text.replace(secret, "***")
+    return without_password(text)
 
 
 def in_schema(url: str, schema: str) -> str:
@@ -37,8 +48,8 @@ def require_server() -> None:
                 conn.execute("SELECT 1")
             _unreachable.append("")
         except Exception as exc:  # psycopg missing, or no server
-            _unreachable.append(f"no PostgreSQL server at {SERVER} ({str(exc).strip() or type(exc).__name__});"
-                                " set YBPLUG_TEST_POSTGRES to one")
+            _unreachable.append(shown(f"no PostgreSQL server at {SERVER} ({str(exc).strip() or type(exc).__name__});"
+                                      " set YBPLUG_TEST_POSTGRES to one"))
     reason = _unreachable[0]
     if reason:
         if os.environ.get("CI") == "true":

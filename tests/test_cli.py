@@ -67,6 +67,38 @@ def test_a_journal_path_that_cannot_hold_a_journal_is_one_clear_line(tmp_path: P
     assert "not-a-folder/journal.db: cannot open it" in done.stderr.strip().splitlines()[-1]
 
 
+def test_an_emptied_postgresql_journal_stops_the_command_until_a_new_one_is_started(tmp_path: Path) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from pg_support import fresh_schema
+
+    with fresh_schema() as url:
+        (tmp_path / "ybplug.toml").write_text(f'journal = "{url}"\n', encoding="utf-8")
+        first = run("init", "-c", "ybplug.toml", cwd=tmp_path)  # the first start: nothing to set up
+        assert first.returncode == 0, first.stderr
+        schema = url.rsplit("%3D", 1)[1]
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"CREATE SCHEMA {schema}")
+        done = run("status", "-c", "ybplug.toml", cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr and not done.stdout
+        [line] = done.stderr.strip().splitlines()
+        assert f"schema {schema} holds no journal" in line and "ybplug init --new-journal" in line
+        started = run("init", "--new-journal", "-c", "ybplug.toml", cwd=tmp_path)
+        assert started.returncode == 0 and started.stdout.startswith("journal "), started.stderr
+        assert started.stdout.split()[1] != first.stdout.split()[1]
+        assert run("status", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+
+
+def test_a_libpq_keyword_string_as_journal_is_one_clear_line_without_its_password(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "host=127.0.0.1 password=s3cretPw dbname=x"\n', encoding="utf-8")
+    for command in ("status", "init"):
+        done = run(command, "-c", "ybplug.toml", cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and "s3cretPw" not in done.stdout + done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "journal: a libpq connection string" in line and "postgresql://user@host/dbname" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ybplug.toml"]  # no journal file named after it
+
+
 @pytest.mark.parametrize("days", ["-5", "nan", "inf", "five"])
 def test_prune_refuses_a_number_of_days_that_is_not_one(tmp_path: Path, days: str) -> None:
     (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")

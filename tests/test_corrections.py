@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+import ybplug
 from ybplug.codes import Funid
+from ybplug.fields import InvalidMessage
 from ybplug.fields import with_check_digit
 from ybplug.host import Host
 from ybplug.journal.model import BirthNotFound
@@ -312,3 +314,72 @@ async def test_a_refusal_fixed_in_the_mothers_id_is_the_same_birth_by_its_his_se
     assert status.state == BirthState.REGISTERED and status.eligible is False
     assert [r["bkee35"] for r in sandbox.registrations()] == [SEED_MOTHERS["not_insured"]]
     assert (await host.status())["births"] == {"registered": 1}
+
+
+@pytest.mark.anyio
+async def test_a_replacement_the_void_would_refuse_journals_nothing(ward: tuple[Host, Recorder], sandbox: Sandbox) -> None:
+    """A bad void reason (or a corrected record outside the centre's charset) is refused before
+    the replacement is journaled: the registration stays live, and a fixed replacement goes through."""
+    host, _ = ward
+    first = await host.record_birth(birth_record(20))
+    await host.sync("upload")
+    corrected = {**birth_record(20), "aac004": "2"}
+    for reason in ("", "理由" * 60):
+        with pytest.raises(InvalidMessage, match="bae016 作废原因"):
+            await host.replace_birth(first.birth_id, corrected, reason, operator="clerk 李")
+    outside_gbk = {**corrected, "bkee31": "𠀀芳"}  # a mother's name GBK cannot hold (the config's charset)
+    with pytest.raises(InvalidMessage, match="bkee31"):
+        await host.replace_birth(first.birth_id, ybplug.load(ybplug.Birth, outside_gbk, charset="gb18030"), "性别录错", operator="clerk 李")
+    status = await host.birth(first.birth_id)
+    assert status.state == BirthState.REGISTERED and not [a for a in status.actions if a.action == "replace"]
+    assert len(live(sandbox)) == 1
+    new = await host.replace_birth(first.birth_id, corrected, "性别录错", operator="clerk 李")  # no replacement stuck
+    assert new.replaces == first.birth_id
+
+
+@pytest.mark.anyio
+async def test_what_a_person_types_to_name_a_birth_is_never_a_traceback(ward: tuple[Host, Recorder]) -> None:
+    host, _ = ward
+    first = await host.record_birth(birth_record(21))
+    for key in ("\udcff", "a\x00b", "x" * 100_000, "   ", 10**30, 0, -1, "#99999999"):
+        with pytest.raises(BirthNotFound):
+            await host.birth(key)
+    for wrong_type in (None, 1.5, True, b"HIS"):
+        with pytest.raises(TypeError, match="looked up by"):
+            await host.birth(wrong_type)  # type: ignore[arg-type]
+    assert (await host.birth(f"#{first.birth_id}")).birth_id == first.birth_id
+    for action in (
+        lambda birth_id: host.amend_birth(birth_id, birth_record(21), operator="clerk"),
+        lambda birth_id: host.resolve_review(birth_id, operator="clerk", send_again=True),
+        lambda birth_id: host.replace_birth(birth_id, birth_record(21), "录错", operator="clerk"),
+    ):
+        for unknown in (999_999, 10**30):
+            with pytest.raises(BirthNotFound):
+                await action(unknown)
+    for operator in ("", "  ", "\udcff", "x" * 65, "a\nb"):
+        with pytest.raises(ResolutionError, match="operator"):
+            await host.amend_birth(first.birth_id, birth_record(21), operator=operator)
+
+
+@pytest.mark.anyio
+async def test_a_numeric_serial_and_a_birth_id_that_differ_are_named_not_guessed(ward: tuple[Host, Recorder]) -> None:
+    host, _ = ward
+    births = [await host.record_birth({**birth_record(30 + n), "bke042": f"S{n}"}) for n in range(3)]
+    serial_one = await host.record_birth({**birth_record(40), "bke042": str(births[2].birth_id)})
+    with pytest.raises(BirthNotFound, match=f"write #{births[2].birth_id} for the id"):
+        await host.birth(str(births[2].birth_id))
+    assert (await host.birth(f"#{births[2].birth_id}")).birth_id == births[2].birth_id
+    assert (await host.birth(births[2].birth_id)).birth_id == births[2].birth_id  # an int is an id
+    assert (await host.birth(str(serial_one.birth_id))).birth_id == serial_one.birth_id  # no other birth has that serial
+
+
+@pytest.mark.anyio
+async def test_a_review_needs_a_cause_to_be_refused(ward: tuple[Host, Recorder], sandbox: Sandbox) -> None:
+    host, _ = ward
+    birth_id = await _in_review(host, sandbox, 22, committed=True)
+    for cause in ("", "   "):
+        with pytest.raises(ResolutionError, match="cause"):
+            await host.resolve_review(birth_id, operator="clerk", refused=cause)
+    number = sandbox.registrations()[-1]["baz726"]
+    status = await host.resolve_review(birth_id, operator="clerk", registration_number=number.lower(), eligible=True)
+    assert status.state == BirthState.REGISTERED and (await host.birth(number.lower())).birth_id == birth_id

@@ -15,7 +15,7 @@ from ybplug.caller import PluginError
 from ybplug.hooks import hookimpl
 from ybplug.host import Host, Refused
 from ybplug.journal import BirthState
-from ybplug.sandbox import Fault, Sandbox
+from ybplug.sandbox import SANDBOX_PWD, SANDBOX_USR, Fault, Sandbox
 from ybplug.wire import AuthenticationFailed
 
 from support import birth_record as birth
@@ -470,3 +470,51 @@ async def test_a_bug_in_the_upload_schedule_is_retried_not_the_end_of_uploads(
         assert host.failure is None
     assert not bugs and len(sandbox.registrations()) == 1
     assert any("upload stopped: a bug" in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_births_waiting_in_a_claimed_batch_past_their_lease_are_not_sent_twice(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A slow centre, one upload at a time, a batch that outlasts the lease: a second worker takes
+    over the births still waiting; the first renews each birth's lease before sending it, and
+    leaves alone those taken over, so none is sent by both."""
+    sandbox.inject(Fault(kind="latency", funid=COLLECT, seconds=0.5, times=None))
+    wire = ybplug.config.WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=1.0, connect_timeout=1.0)
+    first, second = (
+        config(tmp_path, sandbox, upload_batch=8, upload_concurrency=1, lease=2.5, wire=wire) for _ in range(2)
+    )
+    async with Host(first, entry_points=False, background=False) as a, Host(second, entry_points=False, background=False) as b:
+        for n in range(8):
+            await a.record_birth(birth(60 + n))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.sync, "upload")
+            await anyio.sleep(2.8)  # A's batch holds all eight (4 s of uploads); their leases end at 2.5 s
+            tg.start_soon(b.sync, "upload")
+        states = [(await a.birth(i)).state for i in range(1, 9)]
+    assert states == [BirthState.REGISTERED] * 8  # none sent twice ("duplicate" would send it to review)
+    assert len(sandbox.registrations()) == 8
+    assert sandbox.calls(COLLECT) == 8  # each sent once, by one worker
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("charset", ["gbk", "gb18030"])
+async def test_a_void_reason_is_checked_in_the_configured_charset(tmp_path: Path, charset: str) -> None:
+    """Under gbk a reason outside GBK is refused here, naming bae016, before anything leaves (it
+    went to the centre unchecked); under gb18030 the void goes through (the sandbox judging alike)."""
+    async with Sandbox(tmp_path / "centre.db", charset=charset) as centre:
+        async with Host(config(tmp_path, centre, charset=charset), entry_points=False) as host:
+            await host.record_birth(birth(3))
+            assert (await host.sync("upload"))["uploaded"] == 1
+            [registered] = centre.registrations()
+            if charset == "gbk":
+                with pytest.raises(ybplug.InvalidMessage, match="bae016") as refused:
+                    await host.void(registered["baz726"], "重复𠀀")
+                assert "GBK" in str(refused.value)
+                [still] = centre.registrations()
+                assert not still["voided"]
+                journal = sqlite3.connect(tmp_path / "journal.db")
+                assert journal.execute("SELECT count(*) FROM exchanges WHERE funid = 'yb04.13.01.22'").fetchone() == (0,)
+            else:
+                assert (await host.void(registered["baz726"], "重复𠀀")).ok
+                assert centre.registrations()[0]["bae016"] == "重复𠀀"

@@ -3,13 +3,16 @@ one caller's failure never takes another's write, a claim takes each birth once.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from ybplug.journal import BirthState, Journal
-from ybplug.messages import Birth
+from ybplug.journal import Backoff, BirthState, Journal, NewerJournal
+from ybplug.journal.schema import MIGRATIONS
+from ybplug.messages import Birth, CollectionResult
 
 from support import make_birth
 
@@ -94,3 +97,86 @@ def test_workers_claiming_at_once_take_each_birth_once(journal_at: str) -> None:
     assert len(everything) == len(set(everything)) == 120
     for journal in workers:
         journal.close()
+
+
+def test_a_sqlite_journal_from_a_newer_ybplug_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path).open()
+    journal.record_births([make_birth()])
+    journal.close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(NewerJournal) as caught:
+        Journal(path).open()
+    said = str(caught.value)
+    assert f"journal {path} was written by a newer ybplug" in said and "upgrade ybplug on this machine" in said
+    assert f"at version {len(MIGRATIONS) + 1}" in said and f"versions up to {len(MIGRATIONS)}" in said
+    db = sqlite3.connect(path)  # left as it was
+    assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
+    db.close()
+
+
+# --- a lease that ran out while a worker's upload was still under way --------------------------
+
+OK = CollectionResult(flag=1, registration_number="XSE2612010000001", eligibility="1")
+OK_TOO = CollectionResult(flag=1, registration_number="XSE2612010000002", eligibility="1")
+DUPLICATE = CollectionResult(flag=0, cause="重复申报")
+
+
+def _two_workers(journal_at: str) -> tuple[Journal, Journal, list[float]]:
+    """Worker A on one machine, worker B on another, one clock; A claims a birth, then its lease runs out."""
+    now = [time.time()]
+    a = Journal(journal_at, owner="ward-server-1:1:a", lease=60, clock=lambda: now[0]).open()
+    b = Journal(journal_at, owner="ward-server-2:2:b", lease=60, clock=lambda: now[0]).open()
+    a.subscribe({"collection_result": ["hospital"], "birth_needs_review": ["hospital"]})
+    a.record_births([make_birth()])
+    now[0] += 2
+    return a, b, now
+
+
+def _events(journal: Journal, hook: str) -> int:
+    return int(journal.db.execute("SELECT count(*) FROM events WHERE hook = ?", (hook,)).fetchone()[0])
+
+
+def test_a_late_failure_does_not_undo_the_registration_another_worker_made(journal_at: str) -> None:
+    a, b, now = _two_workers(journal_at)
+    [mine] = a.claim_births(10)
+    assert a.keep_claim(mine.id)  # still A's: renewed
+    now[0] += 61  # A's upload is slow; its lease runs out
+    [theirs] = b.claim_births(10)
+    assert not a.keep_claim(mine.id)  # B's now: A must not send it
+    b.upload_answered(theirs, theirs.exchange_id or 0, OK, duplicate=False)
+    a.upload_failed(mine, "read timeout", Backoff())  # A's upload times out at last
+    row = b.birth(mine.id)
+    assert row.state == BirthState.REGISTERED and row.registration_number == "XSE2612010000001"
+    assert _events(b, "collection_result") == 1
+    a.close()
+    b.close()
+
+
+def test_the_centres_late_registration_wins_over_the_duplicate_it_caused(journal_at: str) -> None:
+    """A's upload reached the centre but its answer was slow; B sent the birth again and heard
+    "duplicate" (to review, the number unknown); then A's answer arrives with the number."""
+    a, b, now = _two_workers(journal_at)
+    [mine] = a.claim_births(10)
+    now[0] += 61
+    [theirs] = b.claim_births(10)
+    assert b.upload_answered(theirs, theirs.exchange_id or 0, DUPLICATE, duplicate=True)[0] == BirthState.NEEDS_REVIEW
+    state, _ = a.upload_answered(mine, mine.exchange_id or 0, OK, duplicate=False)
+    row = a.birth(mine.id)
+    assert state == row.state == BirthState.REGISTERED and row.registration_number == "XSE2612010000001"
+    assert _events(a, "birth_needs_review") == 1 and _events(a, "collection_result") == 1
+    # ...and the other order: the number first, the duplicate after changes nothing
+    a.record_births([second := make_birth()])
+    now[0] += 2
+    [mine] = a.claim_births(10)
+    now[0] += 61
+    [theirs] = b.claim_births(10)
+    a.upload_answered(mine, mine.exchange_id or 0, OK_TOO, duplicate=False)
+    assert b.upload_answered(theirs, theirs.exchange_id or 0, DUPLICATE, duplicate=True)[0] == BirthState.REGISTERED
+    assert a.birth(a.find(second.his_serial)[0]).registration_number == "XSE2612010000002"
+    assert _events(a, "birth_needs_review") == 1 and _events(a, "collection_result") == 2
+    a.close()
+    b.close()

@@ -189,3 +189,101 @@ async def test_the_outbox_says_what_it_needs(tmp_path: Path, sandbox: Sandbox, u
             await host.record_birth(birth_record(6), connection=his)
         with pytest.raises(TypeError, match="psycopg Connection"):
             await host.record_birth(birth_record(6), connection=object())
+
+
+@pytest.fixture
+def his_role(url: str) -> Iterator[str]:
+    """The HIS's own role, with no rights on the journal's schema (as the README advises); yields
+    a URL to the journal's database as that role."""
+    from pg_support import SERVER
+
+    role = f"ybplug_his_{os.getpid()}"
+    with psycopg.connect(SERVER, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+    server = psycopg.conninfo.conninfo_to_dict(SERVER)
+    try:
+        yield f"postgresql://{role}@{server.get('host') or '127.0.0.1'}:{server.get('port') or 5432}/{server['dbname']}"
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as admin:
+            admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+async def test_a_his_role_without_rights_on_the_journal_is_told_what_to_grant(
+    tmp_path: Path, sandbox: Sandbox, url: str, his_role: str
+) -> None:
+    schema = url.rsplit("%3D", 1)[1]
+    role = his_role.split("://")[1].split("@")[0]
+    async with Host(host_config(tmp_path, sandbox, journal=url), entry_points=False, background=False) as host:
+        for grant in ("", f"GRANT USAGE ON SCHEMA {schema} TO {role}"):  # no rights; the schema but not its tables
+            if grant:
+                with psycopg.connect(url, autocommit=True) as admin:
+                    admin.execute(grant)
+            with psycopg.connect(his_role) as his, pytest.raises(JournalError) as caught:
+                with his.transaction():
+                    await host.record_birth(birth_record(7), connection=his)
+            said = str(caught.value)
+            assert f"permission denied: the HIS connection's role {role} has no rights on the journal's schema {schema}" in said
+            assert f"GRANT USAGE ON SCHEMA {schema}" in said and "not to the journal's database" not in said
+        with pytest.raises(BirthNotFound):
+            await host.birth(birth_record(7)["bke042"])
+        with psycopg.connect(url, autocommit=True) as admin:  # what the message says to grant is enough
+            admin.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        with psycopg.connect(his_role) as his:
+            with his.transaction():
+                assert (await host.record_birth(birth_record(7), connection=his)).created
+        assert (await host.birth(birth_record(7)["bke042"])).birth_id
+
+
+async def test_a_his_transaction_that_already_failed_is_said_so_not_blamed_on_the_journal(
+    tmp_path: Path, sandbox: Sandbox, url: str
+) -> None:
+    from ybplug.outbox import HisTransactionFailed
+
+    async with Host(host_config(tmp_path, sandbox, journal=url), entry_points=False, background=False) as host:
+        with psycopg.connect(url) as his:
+            with his.transaction():
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    his.execute("INSERT INTO no_such_his_table VALUES (1)")  # the HIS's own statement fails
+                with pytest.raises(HisTransactionFailed, match="the HIS's transaction had already failed") as caught:
+                    await host.record_birth(birth_record(8), connection=his)
+                assert not isinstance(caught.value, JournalError)
+                raise psycopg.Rollback
+        async with await psycopg.AsyncConnection.connect(url) as his_async:
+            async with his_async.transaction():
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    await his_async.execute("INSERT INTO no_such_his_table VALUES (1)")
+                with pytest.raises(HisTransactionFailed):
+                    await host.record_birth(birth_record(8), connection=his_async)
+                raise psycopg.Rollback
+        with pytest.raises(BirthNotFound):
+            await host.birth(birth_record(8)["bke042"])
+
+
+
+async def test_an_open_his_transaction_holds_up_only_its_own_birth(worker: Host, url: str, sandbox: Sandbox) -> None:
+    """A ward's HIS transaction left open with birth X in it: another server goes on recording
+    other births at once; recording X there waits for the HIS, then finds the HIS's row."""
+    held, other = birth_record(7), birth_record(8)
+    again: list[bool] = []
+
+    async def record_held_again() -> None:
+        again.append((await worker.record_birth(held)).created)
+
+    with psycopg.connect(url) as his:
+        async with anyio.create_task_group() as tg:
+            with his.transaction():
+                await worker.record_birth(held, connection=his)
+                tg.start_soon(record_held_again)
+                await anyio.sleep(0.5)
+                started = time.monotonic()
+                assert (await worker.record_birth(other)).created
+                assert time.monotonic() - started < 1.0  # not held up by the HIS's open transaction
+                assert again == []  # X waits for the HIS...
+            # ...which commits: X's second recording finds the HIS's row, not a new birth
+        assert again == [False]
+    await uploaded(worker, held["bke042"])
+    await uploaded(worker, other["bke042"])
+    assert len(sandbox.registrations()) == 2

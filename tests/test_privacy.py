@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 import ybplug
@@ -79,8 +80,11 @@ async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistic
     first, second = birth(3), birth(4)
     async with Host(config, entry_points=False, background=False) as host:
         refused = await host.record_birth(birth(5))
-        sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="资料不全"))
+        sandbox.inject(Fault(kind="refuse", funid=Funid.COLLECT, cause="母亲陈静信息有误"))  # a cause quoting her
         await host.sync("upload")
+        shown = await host.birth(refused.birth_id)  # what a clerk reads names her masked
+        assert shown.reason and "陈*" in shown.reason and "陈静" not in shown.reason
+        assert all("陈静" not in (e.error or "") for e in shown.exchanges)
         kept = await host.record_birth(first)
         voided = await host.record_birth(second)
         await host.sync("upload")
@@ -101,6 +105,11 @@ async def test_prune_erases_settled_births_personal_data_and_keeps_the_statistic
         ).fetchone() == (0,)
         [(record,)] = db.execute("SELECT record FROM births WHERE id = ?", (birth_id,)).fetchall()
         assert b"\xe9\x99\x88\xe9\x9d\x99" not in record and second["bkee35"].encode() not in record  # 陈静
+        texts = db.execute(
+            "SELECT reason, last_error FROM births WHERE id = ? UNION ALL SELECT error, NULL FROM exchanges WHERE birth_id = ?"
+            " UNION ALL SELECT detail, NULL FROM actions WHERE birth_id = ?", (birth_id, birth_id, birth_id),
+        ).fetchall()
+        assert not [t for row in texts for t in row if t and "陈静" in t]  # nor in what was said about it
     async with Host(config, entry_points=False, background=False) as host:
         pruned = await host.birth(voided.birth_id)
         assert pruned.state == "voided" and pruned.birth.mother_name == "" and pruned.birth.mother_id_number == ""
@@ -122,3 +131,86 @@ def test_the_demo_logs_nothing_personal_at_debug_with_hook_tracing(tmp_path: Pat
     assert "ybplug.trace" in done.stderr and "DEBUG" in done.stderr  # it did log at DEBUG, traced
     leaked = [value for value in PERSONAL if value in done.stdout + done.stderr]
     assert not leaked, f"{len(leaked)} personal values in the demo's output"
+
+
+# --- masking ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("王芳芳芳芳芳芳芳芳芳芳芳芳芳芳芳", "王***"),  # 4+4 of it showed: 王芳芳芳********芳芳芳芳
+    ("Mary Anne Thompson", "M***"),
+    ("迪丽热巴·迪力木拉提", "迪***"),
+    ("陈小军", "陈**"),
+    ("张三", "张*"),
+    ("王", "*"),
+    ("", ""),
+    (None, ""),
+])
+def test_a_name_shows_its_first_character_at_most_and_not_its_length(value: object, shown: str) -> None:
+    from ybplug.privacy import mask, mask_name
+
+    assert mask(value) == shown
+    assert mask_name(value) == shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("350204198001010001", "3502**********0001"),
+    ("35020319900101002X", "3502**********002X"),
+    (13800138000, "138****8000"),
+    ("1380013", "13***13"),
+    ("E12345678", "E1*****78"),  # a passport number is an identifier too
+    ("9993604787698063769694000000", "9993" + "*" * 20 + "0000"),  # a QR token
+])
+def test_an_identifier_keeps_its_shape(value: object, shown: str) -> None:
+    from ybplug.privacy import mask
+
+    assert mask(value) == shown
+
+
+@pytest.mark.anyio
+async def test_a_birth_conflict_shows_names_by_their_first_character_only(tmp_path: Path) -> None:
+    from ybplug.fields import with_check_digit
+
+    from support import make_birth
+
+    config = ybplug.Config(journal=str(tmp_path / "journal.db"))
+    first = make_birth("local", mother_name="王芳芳芳芳芳芳芳芳芳芳芳芳芳芳芳", father_name="Mary Anne Thompson",
+                       father_certificate_type="01", father_id_number=with_check_digit("11010519491231002"))
+    other = msgspec.structs.replace(first, mother_name="迪丽热巴·迪力木拉提", father_name="李" * 16,
+                                    father_id_number=with_check_digit("11010519491231003"))
+    async with Host(config, entry_points=False, background=False) as host:
+        await host.record_birth(first)
+        with pytest.raises(ybplug.Error) as conflict:
+            await host.record_birth(other)
+    said = str(conflict.value)
+    assert "bkee37 母亲姓名: 王*** -> 迪***" in said and "bkee36 父亲姓名: M*** -> 李***" in said
+    for secret in ("王芳", "芳芳", "Mary", "tson", "迪丽", "拉提", "李李", first.father_id_number, other.father_id_number):
+        assert secret not in said, secret
+    assert "1101**********" in said  # an ID number keeps its shape
+
+
+ID = "350203199001010026"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (f"陈静 {ID}", f"陈* {ID}"),  # what a voucher library wrote
+    (f"人员陈静({ID})未参保", f"人员陈*({ID})未参保"),
+    (f"母亲陈静身份证{ID}重复", f"母亲陈*身份证{ID}重复"),
+    (f"参保人欧阳娜娜{ID}", f"参保人欧***{ID}"),
+    ("张三，13800138000", "张*，13800138000"),
+])
+def test_a_name_just_before_an_id_or_phone_number_is_masked(text: str, shown: str) -> None:
+    from ybplug.privacy import mask_names_beside_numbers
+
+    assert mask_names_beside_numbers(text) == shown
+
+
+@pytest.mark.parametrize("text", [
+    f"身份证号{ID}的人员未参保", f"身份证号码：{ID}", f"证件号码 {ID} 不存在", f"查询失败：{ID}",
+    f"错误 {ID}", f"重复上传 {ID}", "用户不存在 13800138000", f"电子凭证 {ID} 已失效", f"信息有误：{ID}",
+    "二维码已过期", "获取电子凭证失败：网络连接超时",
+])
+def test_ordinary_error_text_beside_a_number_is_left_readable(text: str) -> None:
+    from ybplug.privacy import mask_names_beside_numbers
+
+    assert mask_names_beside_numbers(text) == text

@@ -74,6 +74,9 @@ async def test_bad_requests_name_the_field_before_anything_is_called(
             await host.decode_qr(business_type="101", idcode=IDCODE, org_id="990000")
         with pytest.raises(ybplug.InvalidMessage, match="districtNo 参保地行政区划"):
             await host.decode_qr(business_type="101", idcode=IDCODE, district_no="35020")
+        for scanned in ("\udcff", "99936\x00", "9" * 5000):  # a scanner's garbage: named, never a UnicodeError
+            with pytest.raises(ybplug.InvalidMessage, match="idcode 二维码扫码结果"):
+                await host.decode_qr(business_type="101", idcode=scanned)
         assert (await host.status())["births"] == {}
 
 

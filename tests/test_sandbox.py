@@ -518,3 +518,20 @@ async def test_the_sandbox_judges_names_in_its_configured_charset(tmp_path: Path
         assert answer["flag"] == "0" and "bkee37" in answer["cause"] and "GBK" in answer["cause"]
     else:
         assert answer["flag"] == "1" and answer["data"]["baz726"].startswith("XSE")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("charset", ["gbk", "gb18030"])
+async def test_the_sandbox_judges_a_void_reason_in_its_configured_charset(tmp_path: Path, charset: str) -> None:
+    """A void's bae016 注销原因 is judged like a name: 𠀀 (outside GBK) is refused by a GBK centre,
+    voided by a GB18030 one (it was refused as "cannot be encoded in GBK" whatever --charset said)."""
+    from support import make_birth as _make_birth
+
+    async with Sandbox(tmp_path / f"{charset}.db", charset=charset) as centre:
+        registered = centre.dispatch(Funid.COLLECT, msgspec.to_builtins(_make_birth("local")))
+        number = registered["data"]["baz726"]
+        answer = centre.dispatch(Funid.VOID, {"baz726": number, "bae016": "重复𠀀", "bke241": "1"})
+    if charset == "gbk":
+        assert answer["flag"] == "0" and "bae016" in answer["cause"] and "GBK" in answer["cause"]
+    else:
+        assert answer == {"flag": "1", "cause": "", "data": {"baz726": number}}

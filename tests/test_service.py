@@ -83,6 +83,20 @@ def test_the_winsw_service_runs_the_worker_and_gives_it_time_to_stop() -> None:
     )  # the password is never written in the recipe
 
 
+def test_the_winsw_recipe_keeps_code_admin_only_and_data_private() -> None:
+    # It put the venv, config and logs in C:\ybplug, which inherits Authenticated Users:Modify:
+    # code run as LocalSystem that any signed-in user could change.
+    text = WINSW.read_text(encoding="utf-8")
+    service = ElementTree.parse(WINSW).getroot()
+    code = [service.findtext("executable") or ""] + [a.text or "" for a in service.findall("argument") if "\\" in (a.text or "")]
+    assert code and all(path.startswith("C:\\Program Files\\ybplug\\") for path in code), code
+    for data in (service.findtext("logpath") or "", service.findtext("workingdirectory") or ""):
+        assert data.startswith("%ProgramData%\\ybplug"), data
+    assert not [e.tag for e in service.iter() if "C:\\ybplug" in (e.text or "")]  # nowhere but the warning
+    # the data folder's ACL step: no inheritance, SYSTEM and Administrators only
+    assert 'icacls "%ProgramData%\\ybplug" /inheritance:r /grant:r "*S-1-5-18:(OI)(CI)F" "*S-1-5-32-544:(OI)(CI)F"' in text
+
+
 def test_a_service_started_in_a_system_folder_keeps_its_journal_in_the_state_folder(tmp_path: Path) -> None:
     """As systemd starts it (STATE_DIRECTORY, cwd /) or WinSW (cwd System32 under LocalSystem):
     a config without ``journal`` never puts one in the current directory."""

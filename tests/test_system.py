@@ -125,13 +125,179 @@ def test_private_dir_and_file_on_posix_close_what_ybplug_creates_only(tmp_path: 
     assert stat.S_IMODE((tmp_path / "journal.db").stat().st_mode) == 0o600
 
 
-def test_private_dir_and_file_on_windows_leave_it_to_the_acl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setattr(os, "chmod", lambda *a: pytest.fail("chmod on Windows only toggles read-only"))
-    system.private_dir(tmp_path / "ProgramData" / "ybplug")
-    assert (tmp_path / "ProgramData" / "ybplug").is_dir()
+SID = "S-1-5-21-1004336348-1177238915-682003330-1001"  # the current user, as the token says
+FOLDER_SDDL = f"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;{SID})"
+FILE_SDDL = f"D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;{SID})"
+SET_DACL = 0x80000004  # PROTECTED_DACL_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION
+
+
+class FakeSecurity:
+    """advapi32 and kernel32 as the private DACL code uses them: the token's user, the SDDL
+    converted, the DACL set; ``applied`` holds (path, object type, flags, the SDDL it came from)."""
+
+    DESCRIPTOR, DACL, TOKEN = 0x5D00, 0xDAC0, 0x70C0
+
+    def __init__(self, *, set_status: int = 0, convert_error: int = 0, last_error: int = 0) -> None:
+        self.set_status, self.convert_error, self.last_error = set_status, convert_error, last_error
+        self.converted: list[tuple[str, int]] = []
+        self.applied: list[tuple[str, int, int, str]] = []
+        self.freed: list[int | None] = []
+        self.closed: list[object] = []
+        self._sid = ctypes.create_unicode_buffer(SID)
+        outer = self
+
+        def open_process_token(process: int, access: int, token: Any) -> bool:
+            assert access == 0x0008  # TOKEN_QUERY, no more
+            token._obj.value = outer.TOKEN
+            return True
+
+        def get_token_information(token: Any, kind: int, buffer: Any, size: int, returned: Any) -> bool:
+            assert token.value == outer.TOKEN and kind == 1 and size >= 76  # TokenUser; room for the largest SID
+            return True
+
+        def convert_sid(sid: Any, out: Any) -> bool:
+            out._obj.value = ctypes.addressof(outer._sid)
+            return True
+
+        def convert_sddl(sddl: str, revision: int, out: Any, size: Any) -> bool:
+            outer.converted.append((sddl, revision))
+            if outer.convert_error:
+                outer.last_error = outer.convert_error
+                return False
+            out._obj.value = outer.DESCRIPTOR
+            return True
+
+        def get_dacl(descriptor: Any, present: Any, dacl: Any, defaulted: Any) -> bool:
+            assert descriptor.value == outer.DESCRIPTOR
+            present._obj.value, dacl._obj.value = 1, outer.DACL
+            return True
+
+        def set_named_security_info(name: str, kind: int, flags: int, owner: Any, group: Any, dacl: Any, sacl: Any) -> int:
+            assert owner is None and group is None and sacl is None and dacl.value == outer.DACL
+            outer.applied.append((name, kind, flags, outer.converted[-1][0]))
+            return outer.set_status
+
+        def local_free(pointer: Any) -> None:
+            outer.freed.append(pointer.value)
+
+        self.OpenProcessToken = open_process_token
+        self.GetCurrentProcess = lambda: -1
+        self.GetTokenInformation = get_token_information
+        self.ConvertSidToStringSidW = convert_sid
+        self.ConvertStringSecurityDescriptorToSecurityDescriptorW = convert_sddl
+        self.GetSecurityDescriptorDacl = get_dacl
+        self.SetNamedSecurityInfoW = set_named_security_info
+        self.LocalFree = local_free
+        self.CloseHandle = lambda handle: outer.closed.append(handle) or True
+
+
+@pytest.fixture
+def windows_security(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeSecurity]]:
+    def install(**behaviour: Any) -> FakeSecurity:
+        fake = FakeSecurity(**behaviour)
+
+        def windll(name: str, use_last_error: bool = False) -> FakeSecurity:
+            assert name in ("advapi32", "kernel32") and use_last_error
+            return fake
+
+        monkeypatch.setattr(sys, "platform", "win32")
+        monkeypatch.setattr(ctypes, "WinDLL", windll, raising=False)
+        monkeypatch.setattr(ctypes, "get_last_error", lambda: fake.last_error, raising=False)
+        monkeypatch.setattr(os, "chmod", lambda *a: pytest.fail("chmod on Windows only toggles read-only"))
+        system._windows_user_sid.cache_clear()
+        return fake
+
+    yield install
+    system._windows_user_sid.cache_clear()
+
+
+def test_private_dir_on_windows_protects_each_folder_it_creates_for_system_admins_and_this_user(
+    tmp_path: Path, windows_security: Callable[..., FakeSecurity]
+) -> None:
+    # It did nothing on Windows: %PROGRAMDATA%\ybplug inherited BUILTIN\Users' read access.
+    security = windows_security()
+    (tmp_path / "ProgramData").mkdir()
+    system.private_dir(tmp_path / "ProgramData" / "ybplug" / "logs")
+    assert security.applied == [  # outermost first; ProgramData existed: left as it was
+        (str(tmp_path / "ProgramData" / "ybplug"), 1, SET_DACL, FOLDER_SDDL),  # 1: SE_FILE_OBJECT
+        (str(tmp_path / "ProgramData" / "ybplug" / "logs"), 1, SET_DACL, FOLDER_SDDL),
+    ]
+    assert [revision for _, revision in security.converted] == [1, 1]  # SDDL_REVISION_1
+    assert security.freed == [ctypes.addressof(security._sid)] + [FakeSecurity.DESCRIPTOR] * 2  # LocalFree each
+    assert security.closed  # the token's handle
+    system.private_dir(tmp_path / "ProgramData" / "ybplug" / "logs")  # all there: nothing to do
+    assert len(security.applied) == 2
+
+
+def test_private_file_on_windows_protects_the_file_whatever_its_folder_passes_on(
+    tmp_path: Path, windows_security: Callable[..., FakeSecurity]
+) -> None:
+    security = windows_security()
     (tmp_path / "journal.db").write_text("", encoding="utf-8")
     system.private_file(tmp_path / "journal.db")
+    system.private_file(tmp_path / "journal.db-wal")  # not there: nothing to do
+    assert security.applied == [(str(tmp_path / "journal.db"), 1, SET_DACL, FILE_SDDL)]
+
+
+def test_the_sddl_is_protected_and_names_only_system_admins_and_the_user() -> None:
+    assert system.windows_private_sddl("S-1-5-18", container=True) == (
+        "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;S-1-5-18)"
+    )
+    assert system.windows_private_sddl(SID, container=False) == FILE_SDDL
+
+
+def test_a_dacl_windows_refuses_is_one_clear_error_not_silence(
+    tmp_path: Path, windows_security: Callable[..., FakeSecurity]
+) -> None:
+    security = windows_security(set_status=5)  # ERROR_ACCESS_DENIED
+    with pytest.raises(system.PrivacyError) as refused:
+        system.private_dir(tmp_path / "ybplug")
+    assert isinstance(refused.value, PermissionError) and refused.value.filename == str(tmp_path / "ybplug")
+    assert refused.value.strerror == (
+        "cannot make it private to SYSTEM, Administrators and this user: SetNamedSecurityInfoW failed (Windows error 5)"
+    )
+    assert security.freed[-1] == FakeSecurity.DESCRIPTOR  # freed all the same
+    from ybplug.errors import Error
+
+    assert isinstance(refused.value, Error)  # one line from the CLI where nothing else catches it
+    assert str(refused.value) == f"{tmp_path / 'ybplug'}: {refused.value.strerror}"
+
+    windows_security(convert_error=1336)  # ERROR_INVALID_ACL
+    (tmp_path / "journal.db").write_text("", encoding="utf-8")
+    with pytest.raises(system.PrivacyError, match=r"ConvertStringSecurityDescriptorToSecurityDescriptorW failed \(Windows error 1336\)"):
+        system.private_file(tmp_path / "journal.db")
+
+
+def test_the_log_file_on_windows_is_private_and_so_is_each_file_after_a_rollover(
+    tmp_path: Path, windows_security: Callable[..., FakeSecurity]
+) -> None:
+    from ybplug.logfile import PrivateRotatingFileHandler
+
+    security = windows_security()
+    handler = PrivateRotatingFileHandler(tmp_path / "logs" / "ybplug.log", max_bytes=200, backups=2)
+    try:
+        for n in range(8):
+            handler.emit(logging.LogRecord("ybplug", logging.INFO, __file__, 1, "line %d " + "x" * 60, (n,), None))
+    finally:
+        handler.close()
+    assert (tmp_path / "logs" / "ybplug.log.1").exists()  # it did roll over
+    folder = [entry for entry in security.applied if entry[3] == FOLDER_SDDL]
+    files = {entry[0] for entry in security.applied if entry[3] == FILE_SDDL}
+    assert folder == [(str(tmp_path / "logs"), 1, SET_DACL, FOLDER_SDDL)]
+    assert files == {str(tmp_path / "logs" / "ybplug.log")}
+    reopened = [entry for entry in security.applied if entry[0] == str(tmp_path / "logs" / "ybplug.log")]
+    assert len(reopened) >= 3  # created, then every new file after a rollover
+
+
+def test_a_log_file_whose_dacl_fails_is_refused_with_the_reason(
+    tmp_path: Path, windows_security: Callable[..., FakeSecurity]
+) -> None:
+    from ybplug.logfile import PrivateRotatingFileHandler
+
+    windows_security(set_status=1307)  # ERROR_INVALID_OWNER
+    with pytest.raises(OSError) as refused:
+        PrivateRotatingFileHandler(tmp_path / "ybplug.log", max_bytes=200, backups=2)
+    assert "SetNamedSecurityInfoW failed (Windows error 1307)" in str(refused.value.strerror)
 
 
 # --- stopping ----------------------------------------------------------------------------------
@@ -257,12 +423,14 @@ def test_exit_on_stop_signals_makes_a_service_stop_during_start_up_a_clean_exit(
 
 @pytest.mark.anyio
 async def test_ybplug_run_stops_on_ctrl_break_the_windows_way(
-    tmp_path: Path, windows_signals: FakeSignals, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, windows_signals: FakeSignals, windows_security: Callable[..., FakeSecurity],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The worker's own code path with Windows' loop and signals (anyio's signal receiver would
-    raise NotImplementedError here)."""
+    raise NotImplementedError here), and its journal's files given the private DACL."""
     from ybplug import cli
 
+    security = windows_security()
     windows_loop(monkeypatch)
     monkeypatch.setattr(system, "process_alive", lambda pid: pytest.fail("no lease to check here"))
     (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n[wire]\nurl = "http://127.0.0.1:9"\nusr = "his"\n', encoding="utf-8")
@@ -283,6 +451,8 @@ async def test_ybplug_run_stops_on_ctrl_break_the_windows_way(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("worker running: journal " + str(tmp_path / "journal.db")) for m in messages)
     assert "stopping (SIGBREAK)" in messages
+    protected = {path for path, _, _, sddl in security.applied if sddl == FILE_SDDL}
+    assert {str(tmp_path / "journal.db"), str(tmp_path / "journal.db.id.tmp")} <= protected, protected
 
 
 def start_worker(tmp_path: Path, config: str) -> subprocess.Popen[str]:
@@ -367,17 +537,33 @@ def test_the_user_folder_of_each_platform(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert system.user_state_dir() == tmp_path / "Local" / "ybplug"
 
 
-def test_a_config_without_journal_uses_the_machine_folder_created_private(
+def test_a_config_without_journal_uses_the_machine_folder_created_private_by_the_journal(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from ybplug.journal import Journal
+
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "var" / "ybplug"))
     monkeypatch.chdir(tmp_path)
     assert Config().journal == str(tmp_path / "var" / "ybplug" / "journal.db")
-    assert stat.S_IMODE((tmp_path / "var" / "ybplug").stat().st_mode) == 0o700
+    assert not (tmp_path / "var").exists()  # chosen, not created: a read-only command leaves nothing
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "ybplug.toml").write_text('upload = "immediate"\n', encoding="utf-8")
-    assert Config.load(tmp_path / "conf" / "ybplug.toml").journal == str(tmp_path / "var" / "ybplug" / "journal.db")
+    config = Config.load(tmp_path / "conf" / "ybplug.toml")
+    assert config.journal == str(tmp_path / "var" / "ybplug" / "journal.db")
+    Journal(config.journal).open().close()
+    assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "var" / "ybplug").stat().st_mode) == 0o700
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conf", "var"]  # nothing in the current directory
+
+
+def test_read_only_commands_do_not_create_the_state_folder(tmp_path: Path) -> None:
+    # `STATE_DIRECTORY=/tmp/x ybplug plugins` created /tmp/x (a tester): only the journal or the
+    # log file may create it, when they are created.
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state" / "ybplug")}
+    for command in (["plugins"], ["status"], ["status", "--json"]):
+        done = subprocess.run([YBPLUG, *command], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], command
 
 
 def test_an_unwritable_machine_folder_falls_back_to_the_user_folder_with_one_line(

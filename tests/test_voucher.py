@@ -414,7 +414,7 @@ async def test_no_personal_data_in_errors_or_logs(
     seen = "\n".join(messages + [caplog.text])
     for secret in secrets:
         assert secret not in seen
-    assert "****" in seen  # the echo mode's cause was shown, masked
+    assert "refused the QR code: 无效的二维码:m***" in seen  # the echo mode's cause was shown, masked (a name's rule: not digits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -679,6 +679,28 @@ async def test_worker_environment_holds_no_secrets(
     assert seen.value.cause == "env: YBPLUG_PWD=unset YBPLUG_USR=unset HIS_DB_PASSWORD=unset PATH=set"
 
 
+def test_worker_environment_withholds_every_common_secret_name_and_password_carrying_value() -> None:
+    # A tester found HIS_DB_PASS, HIS_CREDENTIALS, *_API_KEY and DATABASE_URL (a password in it)
+    # reaching the vendor library's process.
+    from ybplug.voucher.process import worker_environment
+
+    secrets = {
+        "YBPLUG_PWD": "a", "DB_PASSWORD": "b", "HIS_API_TOKEN": "c", "MY_SECRET_KEY": "d", "PGPASSWORD": "e",
+        "HIS_DB_PASS": "f", "AWS_SECRET_ACCESS_KEY": "g", "ORACLE_PWD": "h", "HIS_CREDENTIALS": "i",
+        "PAYMENT_API_KEY": "j", "HIS_APIKEY": "k", "AWS_ACCESS_KEY_ID": "l", "db_pw": "m", "Github_Token": "n",
+        "DATABASE_URL": "postgresql://his:url-secret@db/his",
+        "HIS_DSN": "Driver={SQL Server};Server=db;Uid=his;Pwd=s3cret;",
+        "HIS_CONN": "Server=db;Database=his;User Id=his;Password=s3cret",
+    }
+    ordinary = {
+        "PATH": "C:\\Windows\\system32;C:\\Windows", "SystemRoot": "C:\\Windows", "TEMP": "C:\\Temp",
+        "PROCESSOR_ARCHITECTURE": "AMD64", "KEYBOARD_LAYOUT": "us", "MONKEY": "1",
+        "HIS_URL": "https://his.example/api", "HTTP_PROXY": "http://proxy:8080", "NO_PROXY": "localhost",
+        "LANG": "zh_CN.GBK", "USERNAME": "his",
+    }
+    assert worker_environment({**secrets, **ordinary}) == ordinary
+
+
 @pytest.mark.anyio
 async def test_thread_backend_drops_calls_queued_behind_a_hang_when_it_times_out(
     anyio_backend: str, fake_library: Path, fake: ctypes.CDLL
@@ -751,3 +773,42 @@ async def test_python_backend_never_runs_a_call_beside_one_that_timed_out() -> N
     assert _slow_python_calls["peak"] == 1
     await anyio.sleep(1.2)  # the abandoned call returns: the library answers again
     assert await backend.call(b"{}", 2.0, False) == (0, b"{}")
+
+
+LEAKED_ID = "350203199001010026"
+
+
+def leaky_python_ectrans(in_data: bytes) -> tuple[int, bytes]:
+    """A Python EcTrans whose causes quote the request (QR code, operator) and the insured
+    person (name and ID number), as a tester saw: "…refused the QR code: 陈静 3502…"."""
+    request = json.loads(in_data.decode("gbk"))
+    cause = (f"操作员{request['data']['operatorName']}：陈静 {LEAKED_ID} 二维码{request['idcode']}已过期，"
+             "查询失败：请重新扫码")
+    reply = json.dumps({"flag": 0, "cause": cause}, ensure_ascii=False).encode("gbk")
+    return (9 if request["idcode"].startswith("rc") else 0), reply
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("idcode", ["9993604787698063769694000000", "rc-9993604787698063769694000000"])
+async def test_a_library_cause_is_scrubbed_of_the_request_and_of_a_name_beside_a_number(
+    anyio_backend: str, idcode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = VoucherConfig(library=f"{__name__}:leaky_python_ectrans", backend="python", timeout=5.0)
+    with caplog.at_level(logging.DEBUG, logger="ybplug"):
+        async with Voucher(config) as voucher:
+            with pytest.raises((VoucherRefused, VoucherCallFailed)) as caught:
+                await voucher.decode(qr(idcode, operator_name="李明"))
+    said = str(caught.value)
+    for secret in ("李明", "陈静", LEAKED_ID, idcode):
+        assert secret not in said and secret not in caplog.text, secret
+    assert f"陈* {LEAKED_ID[:4]}" in said and "操作员李*" in said
+    assert "已过期" in said and "查询失败：请重新扫码" in said  # ordinary text left readable
+
+
+def test_the_dotnet_path_scrubs_with_the_same_request_secrets_as_the_front() -> None:
+    from ybplug.dotnet.ectrans import _secrets
+    from ybplug.voucher.codec import encode_request, request_secrets
+
+    request = qr("9993604787698063769694000000", operator_name="李明")
+    assert _secrets(encode_request(request, "utf-8")) == request_secrets(request) == (request.idcode, "李明")
+    assert request_secrets(qr("", operator_name="")) == ()  # scanning, no operator named

@@ -316,7 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("--district-no", help="参保地行政区划 (default from [voucher] district_no)")
     init = command("init", _init, "create the journal, or start a new empty one where one was lost")
     init.add_argument("--new-journal", action="store_true",
-                      help="start a new empty journal where the old one is missing or damaged (never over a readable one)")
+                      help="start a new empty journal where the old one is missing or damaged (never over a readable "
+                           "file); on PostgreSQL, take the journal now at the URL (new tables in an empty schema) "
+                           "as the one this machine expects")
     prune = command("prune", _prune, "erase the personal data of settled births (the journal keeps the statistics)")
     prune.add_argument("--older-than", type=_days, required=True, metavar="DAYS",
                        help="births settled (real-named, voided, refused, every delivery done) this many days ago")

@@ -147,6 +147,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alerts: AlertsSection | None = None
 
     def __post_init__(self) -> None:
+        if not self.journal_on_server and looks_like_keywords(self.journal):
+            raise ValueError(KEYWORDS_RULE)
         if upload_time(self.upload) is None and self.upload != "immediate":
             raise ValueError(f"upload must be 'immediate' or 'daily at HH:MM', got {self.upload!r}")
         for name in self.__struct_fields__:  # nan or inf would make a timer never fire, or fire at once forever
@@ -161,6 +163,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                      "upload_batch", "upload_concurrency", "delivery_attempts"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        exchange = self.wire.connect_timeout + self.wire.read_timeout
+        if self.lease <= exchange:
+            raise ValueError(
+                f"lease ({self.lease:g} s) must be longer than [wire] connect_timeout + read_timeout"
+                f" ({exchange:g} s): a worker's claim on a birth must outlast its slowest exchange with"
+                " the centre, or another worker takes the birth over and sends it a second time"
+            )
         if self.realname_batch > 99999:
             raise ValueError("realname_batch must be at most 99999 (rownum is number(5))")
 
@@ -169,9 +178,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return self.wire.with_env()
 
     def __repr__(self) -> str:
-        # msgspec's own repr would do the same; spelled out so that the masking of wire.pwd (by
-        # WireConfig.__repr__) is visibly what Config's repr relies on.
-        parts = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__)
+        # Spelled out: the journal URL's password masked here, wire.pwd by WireConfig.__repr__.
+        parts = ", ".join(
+            f"{name}={self.journal_shown if name == 'journal' else getattr(self, name)!r}"
+            for name in self.__struct_fields__
+        )
         return f"Config({parts})"
 
     __str__ = __repr__
@@ -204,6 +215,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
         except RecursionError:  # the TOML parser recurses once per level of [[[...]]] or {a={...}}
             raise ConfigError(f"{file}: not valid TOML (arrays or tables nested too deeply)") from None
+        if config.journal_on_server and config.journal_shown != config.journal:
+            raise ConfigError(
+                f"{file}: journal: the URL carries a password ({config.journal_shown}), and ybplug.toml never "
+                f"holds one: remove it and set {JOURNAL_PASSWORD_ENV} (or libpq's PGPASSWORD, ~/.pgpass) instead"
+            )
         base = file.resolve().parent
         journal = Path(config.journal)
         if not journal.is_absolute() and not config.journal_on_server:
@@ -215,6 +231,28 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if config.voucher is not None and config.voucher.backend == "dotnet" and not Path(config.voucher.library).is_absolute():
             config.voucher.library = str(base / config.voucher.library)  # an assembly path, not a loader name
         return config
+
+
+#: Where the journal's database password comes from (or libpq's ``PGPASSWORD`` and ``~/.pgpass``):
+#: never from ybplug.toml.  A :class:`Config` a HIS builds in Python may carry one in the URL.
+JOURNAL_PASSWORD_ENV = "YBPLUG_JOURNAL_PASSWORD"
+
+_KEYWORDS = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|options|service|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
+
+#: What a ``journal`` written as libpq's ``key=value`` string is told (never echoing it: it may hold a password).
+KEYWORDS_RULE = (
+    "journal: a libpq connection string (host=... dbname=...) is not taken, it would be read as a SQLite file's "
+    "name: write the database as a URL, journal = \"postgresql://user@host/dbname\" (the schema as "
+    f"?options=-csearch_path%3Dybplug), its password in {JOURNAL_PASSWORD_ENV}"
+)
+
+
+def looks_like_keywords(journal: str) -> bool:
+    """Whether ``journal`` is libpq's ``host=... dbname=...`` form rather than a path."""
+    return bool(_KEYWORDS.search(journal))
 
 
 def without_password(url: str) -> str:

@@ -42,6 +42,7 @@ from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
     Backoff,
+    BirthBusy,
     BirthNotFound,
     BirthRow,
     BirthState,
@@ -57,9 +58,11 @@ from ybplug.messages import (
     QrIdentity,
     QrRequest,
     QrRequestData,
+    VoidRequest,
     VoidResult,
     load,
 )
+from ybplug.naming import birth_id_of, lookup_key, operator_of
 from ybplug.privacy import described, mask
 from ybplug.transactions import Transactions
 from ybplug.wire import Transport
@@ -70,6 +73,9 @@ log = logging.getLogger("ybplug.host")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: How long ``record_birth`` waits for another open transaction recording the same birth.
+BUSY_WAIT = 30.0
 
 class Refused(Error):
     """The centre answered ``flag`` 0: the request was understood and refused."""
@@ -275,7 +281,10 @@ class Host(Transactions):
 
         A dict with the spec's wire names is accepted too.  Raises :class:`ybplug.InvalidMessage`
         naming each bad field.  Recording the same birth again (same mother ID, birth time and
-        multiple-birth number) returns the existing record; it is never uploaded twice.
+        multiple-birth number) returns the existing record; it is never uploaded twice.  Except
+        after a void: a voided birth recorded again is a new registration (what a clerk who
+        voided by mistake wants), so a HIS that retries its own sends must stop once it got an
+        answer, or it re-registers a newborn it voided on purpose.
         """
         if isinstance(birth, Birth):
             birth.check(self.config.charset)
@@ -288,10 +297,10 @@ class Host(Transactions):
         if uploader is not None and not uploader[2]():  # uploads under way: they take it in their next claim
             uploader = None
         if uploader is None:
-            [(row, created)] = await self.run_journal(self.journal.record_births, [birth])
+            [(row, created)] = await self._while_busy(self.journal.record_births, [birth])
             claimed: list[BirthRow] = []
         else:
-            row, created, claimed = await self.run_journal(self._record_and_claim, birth, uploader[0])
+            row, created, claimed = await self._while_busy(self._record_and_claim, birth, uploader[0])
         if uploader is not None and claimed:
             uploader[1](claimed)  # what was claimed goes straight to the uploader
         elif created:
@@ -299,6 +308,21 @@ class Host(Transactions):
         if created and self.caller.implementations("birth_recorded"):
             self.deliveries_waiting()
         return Recorded(row.id, row.state, row.registration_number, created)
+
+    async def _while_busy(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A journal call that records a birth, tried again while another open transaction (the
+        HIS's, through the outbox) holds the same birth, up to :data:`BUSY_WAIT` seconds; the
+        journal never waits on it itself, so other births go on being recorded meanwhile."""
+        deadline = time.monotonic() + BUSY_WAIT
+        pause = 0.02
+        while True:
+            try:
+                return await self.run_journal(func, *args, **kwargs)
+            except BirthBusy:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _record_and_claim(self, birth: Birth, claim: Callable[[], list[BirthRow]]) -> tuple[BirthRow, bool, list[BirthRow]]:
         """On the journal thread, in one transaction: record the birth and, when it is new, claim
@@ -322,6 +346,9 @@ class Host(Transactions):
         """Where a birth stands, by birth id, registration number (``baz726``) or HIS serial
         (``bke042``; ``multiple_birth_number`` picks a twin): state, registration number,
         eligibility, attempts, the last error (masked) and its exchanges with the centre."""
+        key = lookup_key(key)
+        if multiple_birth_number is not None and (type(multiple_birth_number) is not int or not 0 <= multiple_birth_number <= 9):
+            raise BirthNotFound(f"bme027 多胞胎序号 {multiple_birth_number!r}: must be one digit")
         ids = await self.run_journal(self.journal.find, key, multiple_birth_number)
         if not ids:
             raise BirthNotFound(f"no birth answers to {mask(key) if isinstance(key, str) and len(key) > 16 else key!r}")
@@ -341,6 +368,7 @@ class Host(Transactions):
         (nothing changed) for a birth in another state, and
         :class:`~ybplug.lifecycle.BirthConflict` when the corrected record is another birth's.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
         corrected = self._validated(corrected)
         await self.run_journal(self.journal.amend, birth_id, corrected, operator)
         self.births_waiting()
@@ -358,7 +386,13 @@ class Host(Transactions):
         live.  Returns the corrected birth's status; the old one gets ``collection_voided``, the
         new one ``birth_recorded`` then its own ``collection_result``.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
         corrected = self._validated(corrected)
+        # The void's request checked now, before the intent is journaled: a reason the void
+        # would refuse must not leave a replacement under way that can never be carried on.
+        registered = (await self.birth(birth_id)).registration_number
+        if registered is not None:
+            load(VoidRequest, {"baz726": registered, "bae016": reason}, charset=self.config.charset)
         replacement, number = await self.run_journal(self.journal.begin_replacement, birth_id, corrected, reason, operator)
         await self._carry_on_replacement(replacement, number, reason)
         status = await self.birth(birth_id)
@@ -420,8 +454,11 @@ class Host(Transactions):
 
         Journaled with ``operator`` and the time.
         """
+        birth_id, operator = birth_id_of(birth_id), operator_of(operator)
+        if refused is not None and (not isinstance(refused, str) or not refused.strip()):
+            raise ResolutionError("refused=...: the cause the centre gave is required (what 定点机构管理系统 shows)")
         if registration_number is not None:
-            registration_number = registration_number.strip().upper()
+            registration_number = str(registration_number).strip().upper()
             if not is_registration_number(registration_number):
                 raise ResolutionError(f"baz726 新生儿登记流水号 {registration_number!r}: {REGISTRATION_NUMBER_RULE}")
         _, claimed = await self.run_journal(
@@ -434,7 +471,12 @@ class Host(Transactions):
         return await self.birth(birth_id)
 
     def _validated(self, birth: Birth | dict[str, Any]) -> Birth:
-        return birth if isinstance(birth, Birth) else load(Birth, birth)
+        """A corrected record checked as ``record_birth`` checks one (the configured charset too):
+        a correction the centre would refuse must not void the registration it replaces."""
+        if isinstance(birth, Birth):
+            birth.check(self.config.charset)
+            return birth
+        return load(Birth, birth, charset=self.config.charset)
 
     async def void(self, registration_number: str, reason: str) -> VoidResult:
         """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""

@@ -411,10 +411,15 @@ class QrRequestData(Message, frozen=True, rename="camel"):
 class QrRequest(Message, frozen=True):
     """EcTrans ``inData``.  An empty ``idcode`` makes the vendor library open its scanning window."""
 
+    labels: ClassVar[dict[str, str]] = {"idcode": "二维码扫码结果"}
     personal: ClassVar[frozenset[str]] = frozenset({"idcode"})
 
     data: QrRequestData
     idcode: str = ""
+
+    def rules(self, check: Checker) -> None:
+        # A QR code's text (digits in the national code; 512 is room for any vendor's form).
+        check.text("idcode", 512, required=False)
 
 
 class QrIdentity(Message, frozen=True, rename={

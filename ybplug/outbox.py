@@ -23,8 +23,48 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ybplug.errors import Error
 from ybplug.journal import BirthRow, Journal, JournalError
 from ybplug.messages import Birth
+
+
+class HisTransactionFailed(Error):
+    """The HIS's transaction had already failed before ``record_birth(connection=...)`` (one of the
+    HIS's own statements failed; PostgreSQL ignores everything until the transaction ends): the
+    HIS's to roll back.  Not a journal error: the journal is fine, and nothing was journaled."""
+
+
+_FAILED = (
+    "record_birth(connection=...): the HIS's transaction had already failed (an earlier statement of the HIS's "
+    "failed; PostgreSQL ignores the rest until it ends): roll it back, and record the birth in a new transaction; "
+    "nothing was journaled"
+)
+
+
+def _no_rights(role: str, schema: str) -> JournalError:
+    return JournalError(
+        f"record_birth(connection=...): permission denied: the HIS connection's role {role} has no rights on the "
+        f"journal's schema {schema}: GRANT USAGE ON SCHEMA {schema} and SELECT, INSERT, UPDATE on its tables "
+        f"TO {role}, or connect as the journal's role"
+    )
+
+
+def _translator(name: str, schema: str, role: str) -> Any:
+    """The driver's errors on the HIS's connection: a transaction the HIS's own statement aborted,
+    and rights the HIS's role lacks, said as such; anything else as the journal says it."""
+
+    def translated(exc: BaseException) -> BaseException:
+        import psycopg
+
+        from ybplug.journal.postgres import translate
+
+        if isinstance(exc, psycopg.errors.InFailedSqlTransaction):
+            return HisTransactionFailed(_FAILED)
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            return _no_rights(role, schema)
+        return translate(exc, name)
+
+    return translated
 
 
 class _Rows:
@@ -54,12 +94,13 @@ class _AsyncConnection:
     """An ``AsyncConnection`` for the journal's sync code in a worker thread: each statement runs
     on the event loop the connection belongs to."""
 
-    def __init__(self, raw: Any, name: str) -> None:
+    def __init__(self, raw: Any, name: str, translate: Any) -> None:
         self.raw = raw
         self.name = name
+        self.translate = translate
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
-        from ybplug.journal.postgres import dialect, translate
+        from ybplug.journal.postgres import dialect
 
         text, returning = dialect(sql, bool(parameters))
 
@@ -72,7 +113,7 @@ class _AsyncConnection:
         try:
             return anyio.from_thread.run(run)
         except Exception as exc:
-            raise translate(exc, self.name) from None
+            raise self.translate(exc) from None
 
     def executemany(self, sql: str, parameters: Any, /) -> _Rows:
         count = sum(self.execute(sql, p).rowcount for p in parameters)
@@ -93,13 +134,16 @@ async def record_births(journal: Journal, births: list[Birth], connection: Any) 
             f"record_birth(connection=...) needs the journal on PostgreSQL (journal = \"postgresql://...\"),"
             f" in the HIS's database; this journal is {journal.name}"
         )
+    if not isinstance(connection, (psycopg.AsyncConnection, psycopg.Connection)):
+        raise TypeError(f"connection= takes a psycopg Connection or AsyncConnection, not {type(connection).__name__}")
+    translator = _translator(backend.name, backend.schema, str(connection.info.user))
     conn: Any
     if isinstance(connection, psycopg.AsyncConnection):
-        conn = _AsyncConnection(connection, backend.name)
-    elif isinstance(connection, psycopg.Connection):
-        conn = PgConnection(connection, backend.name)
+        conn = _AsyncConnection(connection, backend.name, translator)
     else:
-        raise TypeError(f"connection= takes a psycopg Connection or AsyncConnection, not {type(connection).__name__}")
+        conn = PgConnection(connection, backend.name, translator)
+    if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+        raise HisTransactionFailed(_FAILED)
     if connection.autocommit and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         raise JournalError(
             "record_birth(connection=...): the connection has no transaction open (autocommit, outside"
@@ -112,13 +156,19 @@ async def record_births(journal: Journal, births: list[Birth], connection: Any) 
 
 def _record(view: Journal, conn: Any, births: list[Birth], schema: str, journal_id: str) -> list[tuple[BirthRow, bool]]:
     quoted = '"' + schema.replace('"', '""') + '"'
-    # The HIS's search_path, ours for this transaction, and whether the journal is there, in one round trip.
-    [(path, _, meta)] = conn.execute(
-        "SELECT current_setting('search_path'), set_config('search_path', ?, true), to_regclass(?)",
-        (quoted, quoted + ".meta"),
+    # The HIS's search_path, ours for this transaction, whether the journal is there and whether the
+    # HIS's role may use its schema (read in the catalog, which needs no rights), in one round trip.
+    [(path, _, usable, meta, role)] = conn.execute(
+        "SELECT current_setting('search_path'), set_config('search_path', ?, true),"
+        " coalesce(has_schema_privilege(n.oid, 'USAGE'), false),"
+        " EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'meta'), current_user"
+        " FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = ?",
+        (quoted, schema),
     ).fetchall()
     try:
-        found = None if meta is None else conn.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        if meta and not usable:
+            raise _no_rights(str(role), schema)
+        found = conn.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone() if meta else None
         if found is None or found[0] != journal_id:
             raise JournalError(
                 f"record_birth(connection=...): the connection is not to the journal's database ({view.name}):"
@@ -128,5 +178,5 @@ def _record(view: Journal, conn: Any, births: list[Birth], schema: str, journal_
     finally:
         try:
             conn.execute("SELECT set_config('search_path', ?, true)", (path,)).fetchall()
-        except JournalError:
+        except (JournalError, HisTransactionFailed):
             pass  # the transaction failed: the HIS rolls it back, and its search_path with it

@@ -7,6 +7,7 @@ the package is portable by construction.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import logging
@@ -17,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from ybplug.errors import Error
 
 log = logging.getLogger("ybplug")
 
@@ -67,24 +70,155 @@ def process_alive(pid: int) -> bool:
 
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and its parents) readable by this user only where ybplug creates it
-    (0700 on POSIX; folders that exist are left as their owner set them)."""
+    (0700 on POSIX, :func:`windows_private_sddl` on Windows; folders that exist are left as their
+    owner set them)."""
     missing = []
     for folder in [path, *path.parents]:
         if folder.exists():
             break
         missing.append(folder)
     path.mkdir(parents=True, exist_ok=True)
-    if sys.platform != "win32":
-        for folder in missing:
+    for folder in reversed(missing):  # outermost first: each one private before what it holds
+        if sys.platform == "win32":
+            _restrict_windows(folder, container=True)
+        else:
             os.chmod(folder, 0o700)
     return path
 
 
 def private_file(path: Path) -> None:
-    """Make a file ybplug holds personal data in readable by this user only (0600 on POSIX;
-    on Windows the folder's ACL, inherited from %PROGRAMDATA%\\ybplug, decides)."""
-    if sys.platform != "win32" and path.exists():
+    """Make a file ybplug holds personal data in readable by this user only (0600 on POSIX; on
+    Windows a protected DACL, :func:`windows_private_sddl`, whatever its folder would pass on)."""
+    if not path.exists():
+        return
+    if sys.platform == "win32":
+        _restrict_windows(path, container=False)
+    else:
         os.chmod(path, 0o600)
+
+
+def windows_private_sddl(user_sid: str, *, container: bool) -> str:
+    """The security descriptor (SDDL) of what ybplug keeps personal data in on Windows.
+
+    ``D:P``: a protected DACL, so nothing is inherited from above (``%PROGRAMDATA%`` lets
+    BUILTIN\\Users read what is created in it); full control (``FA``) for SYSTEM (``SY``, the
+    service), the Administrators (``BA``) and ``user_sid`` (this process's user, e.g. a clerk
+    using her own folder), nobody else.  A folder's entries are inherited (``OICI``) by the files
+    and folders created in it later: the journal SQLite creates there is private by construction.
+    """
+    inherit = "OICI" if container else ""
+    return "D:P" + "".join(f"(A;{inherit};FA;;;{sid})" for sid in ("SY", "BA", user_sid))
+
+
+class PrivacyError(PermissionError, Error):
+    """A file or folder could not be made private (Windows: its DACL could not be set).
+
+    An ``OSError`` whose ``strerror`` says what failed (what the journal and the log file report
+    when they cannot open), and an :class:`ybplug.Error`, one line where nothing else caught it.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" if self.filename else str(self.strerror)
+
+
+def _restrict_windows(path: Path, *, container: bool) -> None:  # Windows only
+    """Give ``path`` the DACL of :func:`windows_private_sddl`, or raise :class:`PrivacyError`:
+    never left readable by every local user without a word."""
+    if sys.platform != "win32":  # mypy checks what follows for Windows alone
+        raise NotImplementedError("Windows only")
+    import ctypes
+    from ctypes import wintypes
+
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+    kernel32.LocalFree.restype = ctypes.c_void_p
+
+    def failed(call: str, code: int) -> PrivacyError:
+        return PrivacyError(
+            errno.EACCES,
+            f"cannot make it private to SYSTEM, Administrators and this user: {call} failed (Windows error {code})",
+            str(path),
+        )
+
+    sddl = windows_private_sddl(_windows_user_sid(), container=container)
+    convert = advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW
+    convert.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    convert.restype = wintypes.BOOL
+    descriptor = ctypes.c_void_p()
+    if not convert(sddl, 1, ctypes.byref(descriptor), None):  # SDDL_REVISION_1
+        raise failed("ConvertStringSecurityDescriptorToSecurityDescriptorW", ctypes.get_last_error())
+    try:
+        get_dacl = advapi32.GetSecurityDescriptorDacl
+        get_dacl.argtypes = [ctypes.c_void_p, ctypes.POINTER(wintypes.BOOL), ctypes.POINTER(ctypes.c_void_p),
+                             ctypes.POINTER(wintypes.BOOL)]
+        get_dacl.restype = wintypes.BOOL
+        present, defaulted, dacl = wintypes.BOOL(), wintypes.BOOL(), ctypes.c_void_p()
+        if not get_dacl(descriptor, ctypes.byref(present), ctypes.byref(dacl), ctypes.byref(defaulted)) or not dacl:
+            raise failed("GetSecurityDescriptorDacl", ctypes.get_last_error())
+        set_info = advapi32.SetNamedSecurityInfoW
+        set_info.argtypes = [wintypes.LPWSTR, ctypes.c_int, wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_void_p]
+        set_info.restype = wintypes.DWORD
+        se_file_object = 1
+        dacl_security_information = 0x00000004
+        protected_dacl_security_information = 0x80000000  # what the SDDL's "P" means to this call
+        status = set_info(str(path), se_file_object, dacl_security_information | protected_dacl_security_information,
+                          None, None, dacl, None)
+        if status != 0:  # the error itself, not GetLastError
+            raise failed("SetNamedSecurityInfoW", status)
+    finally:
+        kernel32.LocalFree(descriptor)
+
+
+@functools.lru_cache(maxsize=1)
+def _windows_user_sid() -> str:  # Windows only
+    """This process's user as a SID string (``S-1-5-18`` for LocalSystem), from its token."""
+    if sys.platform != "win32":
+        raise NotImplementedError("Windows only")
+    import ctypes
+    from ctypes import wintypes
+
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.GetCurrentProcess.argtypes = []
+    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    kernel32.CloseHandle.restype = wintypes.BOOL
+    kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+    kernel32.LocalFree.restype = ctypes.c_void_p
+    advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
+    advapi32.OpenProcessToken.restype = wintypes.BOOL
+    advapi32.GetTokenInformation.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD,
+                                             ctypes.POINTER(wintypes.DWORD)]
+    advapi32.GetTokenInformation.restype = wintypes.BOOL
+    advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+    advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
+
+    def failed(call: str) -> PrivacyError:
+        return PrivacyError(errno.EACCES, f"cannot tell which user this process runs as: {call} failed "
+                                          f"(Windows error {ctypes.get_last_error()})")
+
+    token = wintypes.HANDLE()
+    if not advapi32.OpenProcessToken(kernel32.GetCurrentProcess(), 0x0008, ctypes.byref(token)):  # TOKEN_QUERY
+        raise failed("OpenProcessToken")
+    try:
+        # TOKEN_USER: a SID_AND_ATTRIBUTES whose first field points at the SID, which follows it
+        # in the buffer; 256 bytes hold it with room to spare (a SID is at most 68 bytes).
+        buffer = ctypes.create_string_buffer(256)
+        size = wintypes.DWORD()
+        if not advapi32.GetTokenInformation(token, 1, buffer, ctypes.sizeof(buffer), ctypes.byref(size)):  # TokenUser
+            raise failed("GetTokenInformation")
+        sid = ctypes.cast(buffer, ctypes.POINTER(ctypes.c_void_p))[0]
+        text = ctypes.c_void_p()
+        if not advapi32.ConvertSidToStringSidW(sid, ctypes.byref(text)):
+            raise failed("ConvertSidToStringSidW")
+        try:
+            return ctypes.wstring_at(text.value or 0)
+        finally:
+            kernel32.LocalFree(text)
+    finally:
+        kernel32.CloseHandle(token)
 
 
 # --- stopping -----------------------------------------------------------------------------------
@@ -247,11 +381,19 @@ def default_journal() -> str:
     """The journal's path when the configuration names none: never the current directory (a
     Windows service starts in System32).
 
-    The machine-wide :func:`state_dir` when this user can write there (it is created 0700 if
-    missing, and written to once to be sure: on Windows only that tells what the ACL allows),
-    else :func:`user_state_dir`, with one log line saying so.
+    The machine-wide :func:`state_dir` when this user can write there, else
+    :func:`user_state_dir`, with one log line saying so.  Neither is created here: a read-only
+    command (``ybplug status``, ``ybplug plugins``) leaves no folder behind; the journal creates
+    its folder, private, when it is first opened (:func:`private_dir`).
     """
-    return str(_choose(state_dir(), user_state_dir()) / "journal.db")
+    return str(private_state_dir() / "journal.db")
+
+
+def private_state_dir() -> Path:
+    """The folder ybplug keeps this machine's state in (the default journal, the markers of
+    PostgreSQL journals): :func:`state_dir` when this user can write there, else
+    :func:`user_state_dir`."""
+    return _choose(state_dir(), user_state_dir())
 
 
 @functools.lru_cache(maxsize=None)
@@ -263,12 +405,21 @@ def _choose(machine: Path, user: Path) -> Path:
 
 
 def _writable(folder: Path) -> bool:
-    try:
-        private_dir(folder)
-        import tempfile  # here: only a service's first start needs it
+    """Whether this user can write in ``folder``, or create it: tried for real, with a file or a
+    folder removed at once (on Windows only that tells what the ACL allows)."""
+    import tempfile  # here: only the default journal needs it
 
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+    try:
+        if folder.exists():
+            if not folder.is_dir():
+                return False
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            return True
+        nearest = next((parent for parent in folder.parents if parent.exists()), None)
+        if nearest is None or not nearest.is_dir():
+            return False
+        os.rmdir(tempfile.mkdtemp(prefix=".ybplug-", dir=nearest))  # what creating the folder takes
     except OSError:
         return False
     return True
@@ -277,8 +428,10 @@ def _writable(folder: Path) -> bool:
 __all__ = [
     "default_journal",
     "exit_on_stop_signals",
+    "PrivacyError",
     "private_dir",
     "private_file",
+    "private_state_dir",
     "process_alive",
     "state_dir",
     "StopRequest",
@@ -287,4 +440,5 @@ __all__ = [
     "tolerant_console",
     "user_state_dir",
     "wait_for_stop",
+    "windows_private_sddl",
 ]

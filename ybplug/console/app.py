@@ -19,7 +19,7 @@ import anyio
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ybplug.console import forms, pages, reports
+from ybplug.console import forms, inputs, pages, reports
 from ybplug.console.births import births_on, deliveries_of
 from ybplug.console.config import ConsoleSection
 from ybplug.console.contact import last_contact, voucher_health
@@ -32,10 +32,12 @@ from ybplug.console.schedule import next_runs
 from ybplug.console.sessions import LoginLimiter, Session, Sessions
 from ybplug.codes import Funid
 from ybplug.errors import Error
-from ybplug.fields import CHINA_TIME
+from ybplug.fields import CHINA_TIME, REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.host import Host
 from ybplug.journal import BirthNotFound, BirthState
-from ybplug.journal.console import recent_incidents
+from ybplug.journal.console import event_known, recent_incidents
+from ybplug.journal.model import BirthStatus
+from ybplug.privacy import scrub
 
 log = logging.getLogger("ybplug.console")
 
@@ -52,12 +54,60 @@ _HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: The longest reconciliation, by day and by month (a year, leap day included; ten years).
+MAX_DAYS, MAX_MONTHS = 366, 120
+#: A refusal's cause as an operator types it (kept as the birth's reason, sent to the plugins).
+MAX_CAUSE = 500
+
+
+HTTP_ERRORS = {
+    404: ("没有这个页面", "控制台没有这个地址。"),
+    405: ("不能这样打开", "这个地址不接受 {method} 请求：请用页面上的链接和按钮。"),
+}
+
+
+def shown_path(request: web.BaseRequest) -> str:
+    """The path as a log line may show it: one of the console's own routes (codes, and ids of
+    births and exchanges), never a query string; a path no route matched may be anything
+    typed into the address bar (a name, an ID number), so it is not shown."""
+    match = getattr(request, "match_info", None)
+    if match is None or match.route.resource is None:
+        return "(no such page)"
+    return scrub(request.path)
+
+
+def back_to(request: web.BaseRequest) -> str:
+    """Where an error page leads back to: the birth's page, else the section's first page."""
+    match = getattr(request, "match_info", None)
+    if match is None or match.route.resource is None:
+        return "/"
+    if "birth_id" in match:
+        return f"/births/{match['birth_id']}"
+    return {"/reconcile.csv": "/reconcile", "/parked/replay": "/parked"}.get(request.path, "/" + request.path.split("/")[1])
+
 
 class AccessLog(AbstractAccessLogger):
-    """Method, path, status and time: the query string and the form stay out of the log."""
+    """One INFO line per request to ``ybplug.console`` (``aiohttp.access`` is silenced by the
+    CLI): the address, method, path, status and time; never the query string (a search may
+    hold a name) nor a form field."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %d %.3fs", request.remote, request.method, request.path, response.status, time)
+        log.info("%s %s %s %d %.3fs", request.remote, request.method, shown_path(request), response.status, time)
+
+
+def search_keys(key: str) -> list[int | str]:
+    """What a typed search key may be, in the order tried: ``#5`` is birth 5 (as every page
+    shows it), a registration number is found in lower case too (``xse...``), anything else is
+    a birth id, HIS serial or baz726 as typed."""
+    if key.startswith("#"):
+        number = key[1:].strip()
+        if not (number.isascii() and number.isdigit() and len(number) <= 12):
+            raise inputs.BadInput("key", "after # comes a birth's id, up to 12 digits, as the pages show it (#5)")
+        return [int(number)]
+    if len(key) > 64:
+        raise inputs.BadInput("key", f"is {len(key)} characters; an id, bke042 or baz726 is at most 64")
+    upper = key.upper()
+    return [key, upper] if upper != key and is_registration_number(upper) else [key]
 
 
 class Console:
@@ -98,24 +148,38 @@ class Console:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in PUBLIC:
-            session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
-            if session is None:
-                if request.method == "GET":
-                    return self._secured(see_other("/login"))
-                return self._secured(html(pages.message("未登录", "请先登录。"), 403))
-            if request.method == "POST":
-                form = await request.post()
-                token = form.get("csrf")
-                if not session.csrf_ok(token if isinstance(token, str) else None):
-                    log.warning("console: %s %s refused for %s: no valid CSRF token", request.method, request.path, session.name)
-                    return self._secured(html(pages.message("请求被拒绝", "表单已失效，请刷新页面后重试。", session), 403))
+        session = None
         try:
+            if request.path not in PUBLIC:
+                session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+                if session is None:
+                    if request.method == "GET":
+                        return self._secured(see_other("/login"))
+                    return self._secured(html(pages.message("未登录", "请先登录。"), 403))
+                if request.method == "POST":
+                    token = (await inputs.form_of(request)).get("csrf")
+                    if not session.csrf_ok(token):
+                        log.warning("console: %s %s refused for %s: no valid CSRF token", request.method, shown_path(request), session.name)
+                        return self._secured(html(pages.message("请求被拒绝", "表单已失效，请刷新页面后重试。", session), 403))
             response = await handler(request)
+        except inputs.BadInput as exc:
+            log.info("console: %s %s refused: %s", request.method, shown_path(request), exc)
+            return self._secured(html(pages.refusal(exc.title, str(exc), session, back_to(request)), exc.status))
         except web.HTTPException as exc:
+            if exc.status >= 400 and exc.content_type != "text/html":  # aiohttp's own: 404, 405, ...
+                return self._secured(self._http_error(request, exc, session))
             self._secured(exc)
             raise
         return self._secured(response)
+
+    @staticmethod
+    def _http_error(request: web.Request, exc: web.HTTPException, session: Session | None) -> web.Response:
+        """aiohttp's bare-text error (no such page, a GET where a form posts) as the console's page."""
+        title, text = HTTP_ERRORS.get(exc.status, ("请求有误", f"HTTP {exc.status} {exc.reason}"))
+        response = html(pages.refusal(title, text.format(method=request.method), session, back_to(request)), exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
     @staticmethod
     def _secured(response: web.StreamResponse) -> web.StreamResponse:
@@ -180,12 +244,15 @@ class Console:
         if wait > 0:
             log.warning("console: login from %s refused: too many failures", address)
             return self._login_form(f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。", 429)
-        form = await request.post()
+        try:
+            form = await inputs.form_of(request)
+        except inputs.BadInput as exc:
+            return self._login_form(f"无法读取登录表单：{exc}", exc.status)
         token, cookie = form.get("csrf"), request.cookies.get(LOGIN_COOKIE)
-        if not isinstance(token, str) or not cookie or not secrets.compare_digest(token.encode(), cookie.encode()):
+        if token is None or not cookie or not secrets.compare_digest(token.encode(), cookie.encode()):
             return self._login_form("登录页面已失效，请重新输入。", 403)
         name, password = form.get("name"), form.get("password")
-        if not isinstance(name, str) or not isinstance(password, str):
+        if name is None or password is None:
             return self._login_form("请输入用户名和密码。", 400)
         user = self.section.user(name)
         if user is None:
@@ -235,31 +302,24 @@ class Console:
     async def exchanges(self, request: web.Request) -> web.Response:
         """The latest exchanges, filtered by transaction and outcome (codes: nothing personal in the URL)."""
         funids = [str(f) for f in Funid] + ["EcTrans"]
-        funid = request.query.get("funid") or None
-        outcome = request.query.get("outcome") or None
-        funid = funid if funid in funids else None
-        outcome = outcome if outcome in pages.OUTCOMES else None
+        funid = inputs.choice(request.query, "funid", funids)
+        outcome = inputs.choice(request.query, "outcome", pages.OUTCOMES)
         rows = await self.host.run_journal(latest_exchanges, self.host.journal, funid, outcome)
         return html(pages.exchanges(rows, funids, funid, outcome, self._session(request)))
 
     async def exchange(self, request: web.Request) -> web.Response:
         session = self._session(request)
-        detail = await self.host.run_journal(exchange_detail, self.host.journal, int(request.match_info["exchange_id"]))
+        exchange_id = int(request.match_info["exchange_id"])
+        detail = await self.host.run_journal(exchange_detail, self.host.journal, exchange_id)
         if detail is None:
-            return html(pages.message("没有这笔交易", f"日志中没有交易 #{request.match_info['exchange_id']}。", session), 404)
+            raise inputs.BadInput("exchange_id", f"no exchange #{exchange_id} in the journal", 404, "没有这笔交易")
         return html(reports.exchange(detail, session))
 
     async def _births_page(self, request: web.Request, message: str = "", status: int = 200) -> web.Response:
         """The births list: by recorded day (China time, default today) and state; codes and a
-        date in the URL, nothing personal."""
-        try:
-            day = date.fromisoformat(request.query.get("date", "")) if request.query.get("date") else None
-        except ValueError:
-            day = None
-        if "date" not in request.query:
-            day = datetime.now(CHINA_TIME).date()
-        state = request.query.get("state") or None
-        state = state if state in pages.STATES else None
+        date in the URL, nothing personal; an empty date: any day."""
+        day = inputs.day(request.query, "date") if "date" in request.query else datetime.now(CHINA_TIME).date()
+        state = inputs.choice(request.query, "state", pages.STATES)
         lines = await self.host.run_journal(births_on, self.host.journal, day, state)
         return html(pages.find_birth(self._session(request), lines, "" if day is None else day.isoformat(), state, message), status)
 
@@ -267,42 +327,56 @@ class Console:
         return await self._births_page(request)
 
     async def find(self, request: web.Request) -> web.Response:
-        """A birth by id, HIS serial or baz726, posted (so the key is in no URL), then its page."""
-        key = (await request.post()).get("key")
-        if not isinstance(key, str) or not key.strip():
+        """A birth by id (``5`` or ``#5``, as the pages show it), HIS serial or baz726 (in any
+        case), posted (so the key is in no URL), then its page."""
+        key = (await inputs.form_of(request)).get("key", "").strip()
+        if not key:
             return await self._births_page(request, "请输入要查找的号码。", 400)
         try:
-            status = await self.host.birth(key.strip())
+            keys = search_keys(key)
+        except inputs.BadInput as exc:
+            return await self._births_page(request, f"无法查找：{exc}", exc.status)
+        for candidate in keys:
+            try:
+                status = await self.host.birth(candidate)
+            except BirthNotFound:
+                continue
+            return see_other(f"/births/{status.birth_id}")
+        return await self._births_page(request, "没有找到对应的登记（多胞胎请用登记号 # 查找）。", 404)
+
+    async def birth_of(self, request: web.Request) -> BirthStatus:
+        """The birth the path names: one the journal does not hold is a 404 page, before any
+        form is read or anything is journaled."""
+        birth_id = int(request.match_info["birth_id"])
+        try:
+            return await self.host.birth(birth_id)
         except BirthNotFound:
-            return await self._births_page(request, "没有找到对应的登记（多胞胎请用登记号 # 查找）。", 404)
-        return see_other(f"/births/{status.birth_id}")
+            raise inputs.BadInput("birth_id", f"no birth #{birth_id} in the journal", 404, "没有这条登记") from None
 
     async def birth(self, request: web.Request) -> web.Response:
         session = self._session(request)
-        try:
-            status = await self.host.birth(int(request.match_info["birth_id"]))
-        except BirthNotFound:
-            return html(pages.message("没有这条登记", f"日志中没有登记 #{request.match_info['birth_id']}。", session), 404)
+        status = await self.birth_of(request)
         deliveries = await self.host.run_journal(deliveries_of, self.host.journal, status.birth_id)
         return html(pages.birth(status, session, forms.birth_actions(status, session), deliveries=deliveries))
 
     def _period(self, request: web.Request) -> tuple[str, date, date]:
-        """The reconciliation's period from the query (dates and a code only), else the last
-        31 days, or the last 12 months."""
-        by = "month" if request.query.get("by") == "month" else "day"
-        today = datetime.now(CHINA_TIME).date()
-        if by == "day":
-            start, end = today - timedelta(days=30), today
-        else:
-            eleven_back = today.year * 12 + today.month - 1 - 11
-            start, end = date(eleven_back // 12, eleven_back % 12 + 1, 1), today
-        try:
-            start = date.fromisoformat(request.query["from"]) if request.query.get("from") else start
-            end = date.fromisoformat(request.query["to"]) if request.query.get("to") else end
-        except ValueError:
-            pass
-        if end < start or (end - start).days > (366 if by == "day" else 3660):
-            end, start = today, today - timedelta(days=30)
+        """The reconciliation's period from the query (dates and a code only): ``to`` today by
+        default, ``from`` 31 days or 12 months before it.  A period the query does not say is
+        refused (:class:`~ybplug.console.inputs.BadInput`), never swapped for another: a CSV of
+        the wrong days set beside the insurance office's list would look like a discrepancy."""
+        by = inputs.choice(request.query, "by", reports.BY, empty="day") or "day"
+        to = inputs.day(request.query, "to")
+        end = to or datetime.now(CHINA_TIME).date()
+        start = inputs.day(request.query, "from")
+        if start is None:
+            months_back = end.year * 12 + end.month - 1 - 11
+            start = end - timedelta(days=30) if by == "day" else date(months_back // 12, months_back % 12 + 1, 1)
+        if end < start:
+            raise inputs.BadInput("to", f"must not be before from 从 ({start})" + ("" if to else f"; without to, it is today ({end})"))
+        if by == "day" and (end - start).days + 1 > MAX_DAYS:
+            raise inputs.BadInput("from", f"by day, a period is at most {MAX_DAYS} days (by=month for longer)")
+        if by == "month" and (end.year - start.year) * 12 + end.month - start.month + 1 > MAX_MONTHS:
+            raise inputs.BadInput("from", f"by month, a period is at most {MAX_MONTHS} months")
         return by, start, end
 
     async def reconcile(self, request: web.Request) -> web.Response:
@@ -327,30 +401,37 @@ class Console:
     async def resolve(self, request: web.Request) -> web.Response:
         """Resolve a birth in review the way the operator found it at the centre."""
         session = self._operator(request)
-        birth_id = int(request.match_info["birth_id"])
-        form = await request.post()
+        birth_id = (await self.birth_of(request)).birth_id
+        form = await inputs.form_of(request)
         how = form.get("how")
         back = f"/births/{birth_id}"
         kwargs: dict[str, Any] = {}
         if how == "registered":
-            number, eligible = form.get("baz726"), form.get("eligible")
-            if not isinstance(number, str) or not number.strip() or eligible not in ("yes", "no"):
+            number, eligible = form.get("baz726", "").strip(), form.get("eligible")
+            if not number or eligible not in ("yes", "no"):
                 session.flash.append(("error", "请填写中心的登记流水号 baz726，并选择是否可预参保。"))
+                return see_other(back)
+            if not is_registration_number(number.upper()):  # the rule, not the typed text again (it may be 60 KB)
+                session.flash.append(("error", f"未能处理：{inputs.problem('baz726', REGISTRATION_NUMBER_RULE)}"))
                 return see_other(back)
             kwargs = {"registration_number": number, "eligible": eligible == "yes"}
             done = "已按中心的登记结果处理"
         elif how == "refused":
-            cause = form.get("cause")
-            if not isinstance(cause, str) or not cause.strip():
+            cause = form.get("cause", "").strip()
+            if not cause:
                 session.flash.append(("error", "请填写中心给出的拒绝原因。"))
                 return see_other(back)
-            kwargs = {"refused": cause.strip()}
+            if len(cause) > MAX_CAUSE:
+                rule = f"is {len(cause)} characters, over the limit of {MAX_CAUSE}"
+                session.flash.append(("error", f"未能处理：{inputs.problem('cause', rule)}"))
+                return see_other(back)
+            kwargs = {"refused": cause}
             done = "已标记为中心拒绝"
         elif how == "send_again":
             kwargs = {"send_again": True}
             done = "已清除疑问并重新上传"
         else:
-            raise web.HTTPBadRequest(text="unknown resolution")
+            raise inputs.BadInput("how", "must be registered, refused or send_again")
         try:
             result = await self.host.resolve_review(birth_id, operator=session.name, **kwargs)
             log.info("console: %s resolved the review of birth #%d (%s)", session.name, birth_id, how)
@@ -365,16 +446,22 @@ class Console:
 
     async def replay(self, request: web.Request) -> web.Response:
         """Re-queue one parked delivery (by event id), or all of a plugin's, and deliver them now
-        to the plugins loaded here; journaled with the operator."""
+        to the plugins loaded here; journaled with the operator when something was re-queued
+        (an unknown event is a 404, nothing parked a message: neither is journaled)."""
         session = self._operator(request)
-        form = await request.post()
-        event_id, plugin = form.get("event_id"), form.get("plugin")
-        event_id = event_id.strip() if isinstance(event_id, str) and event_id.strip() else None
-        plugin = plugin.strip() if isinstance(plugin, str) and plugin.strip() else None
+        form = await inputs.form_of(request)
+        event_id = form.get("event_id", "").strip() or None
+        plugin = form.get("plugin", "").strip() or None
         if event_id is None and plugin is None:
-            raise web.HTTPBadRequest(text="no event or plugin")
+            raise inputs.BadInput("event_id", "give event_id (one parked delivery) or plugin (all of a plugin's)")
+        if event_id is not None and not await self.host.run_journal(event_known, self.host.journal, event_id):
+            raise inputs.BadInput("event_id", "no such event in the journal", 404, "没有这个事件")
         try:
             count = await self.host.replay(event_id=event_id, plugin=plugin)
+            if count == 0:
+                what = "这个事件" if event_id else f"插件 {plugin} "
+                session.flash.append(("error", f"没有重新投递：{what}没有搁置的投递（可能已被重新投递）。"))
+                return see_other("/parked")
             await self.operations.replayed(session.name, event_id, plugin, count)
             delivered = await self.host.deliver_due()
         except Error as exc:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 from aiohttp import web
 
-from ybplug.console import forms, pages
+from ybplug.console import forms, inputs, pages
 from ybplug.console.births import deliveries_of
 from ybplug.errors import Error
-from ybplug.journal import BirthNotFound, BirthState
+from ybplug.journal import BirthState
 from ybplug.journal.console import audit, event_birth, voids_unsettled
 from ybplug.journal.model import BirthStatus
+from ybplug.messages import VoidRequest, load
 from ybplug.privacy import scrub
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Guarded(Protocol):
     def _session(self, request: web.Request) -> Session: ...
 
     def _operator(self, request: web.Request) -> Session: ...
+
+    async def birth_of(self, request: web.Request) -> BirthStatus: ...
 
 
 class Operations:
@@ -109,9 +112,9 @@ class Operations:
 
     async def void_again(self, request: web.Request) -> web.Response:
         session = self.console._operator(request)
-        wanted = (await request.post()).get("birth_id")
+        wanted = (await inputs.form_of(request)).get("birth_id")
         voids = {str(b): (b, n, r) for b, n, r in await self.host.run_journal(voids_unsettled, self.host.journal)}
-        if not isinstance(wanted, str) or wanted not in voids:
+        if wanted not in voids:
             session.flash.append(("error", "这条作废已不在结果不明的列表中。"))
             return see_other("/attention")
         birth_id, number, reason = voids[wanted]
@@ -119,6 +122,7 @@ class Operations:
         try:
             await self.host.void(number, reason)
         except Error as exc:
+            await self._audit(session.name, "void not confirmed", birth_id, scrub(str(exc)))
             return failed(session, "作废未成功", exc, "/attention")
         session.flash.append(("ok", f"登记 #{birth_id} 已确认作废。"))
         return see_other("/attention")
@@ -127,11 +131,8 @@ class Operations:
         """The birth's page with its personal data in the clear, for this response only (no
         cache), journaled first with the operator's name and the time."""
         session = self.console._operator(request)
-        birth_id = int(request.match_info["birth_id"])
-        try:
-            status = await self.host.birth(birth_id)
-        except BirthNotFound:
-            raise web.HTTPNotFound(text="no such birth") from None
+        status = await self.console.birth_of(request)
+        birth_id = status.birth_id
         await self._audit(session.name, "reveal personal data", birth_id, "the record's personal fields shown in the console")
         log.info("console: %s revealed the personal data of birth #%d", session.name, birth_id)
         deliveries = await self.host.run_journal(deliveries_of, self.host.journal, birth_id)
@@ -142,15 +143,15 @@ class Operations:
         """A refused birth corrected: the fields typed replace the record's (an empty personal
         field keeps its value), then it is uploaded again."""
         session = self.console._operator(request)
-        birth_id = int(request.match_info["birth_id"])
+        status = await self.console.birth_of(request)
+        birth_id = status.birth_id
         back = f"/births/{birth_id}"
-        form = await request.post()
+        form = await inputs.form_of(request)
         try:
-            status = await self.host.birth(birth_id)
             record = msgspec_record(status)
             for wire in forms.FIELDS:
                 value = form.get(wire)
-                if isinstance(value, str) and (value.strip() or forms.FIELDS[wire] not in status.birth.personal):
+                if value is not None and (value.strip() or forms.FIELDS[wire] not in status.birth.personal):
                     record[wire] = value.strip() or None
             await self.host.amend_birth(birth_id, {k: v for k, v in record.items() if v is not None}, operator=session.name)
             await self.host.sync("upload")
@@ -161,20 +162,31 @@ class Operations:
         return see_other(back)
 
     async def void(self, request: web.Request) -> web.Response:
+        """Void a birth's registration at the centre (yb04.13.01.22).  The request is checked
+        as the centre's rules say (``bae016`` 作废原因 at most 100 bytes) before anything is
+        journaled; the void is journaled with the operator before it is sent (a reply lost or
+        a process killed still leaves who asked), and an answer other than done is journaled
+        too, so the timeline never says a birth was voided when it was not."""
         session = self.console._operator(request)
-        birth_id = int(request.match_info["birth_id"])
+        status = await self.console.birth_of(request)
+        birth_id = status.birth_id
         back = f"/births/{birth_id}"
-        reason = (await request.post()).get("reason")
-        if not isinstance(reason, str) or not reason.strip():
+        reason = (await inputs.form_of(request)).get("reason", "").strip()
+        if not reason:
             session.flash.append(("error", "请填写作废原因 bae016。"))
             return see_other(back)
+        if status.registration_number is None:
+            raise inputs.BadInput("birth_id", f"birth #{birth_id} has no baz726 新生儿登记流水号: only a registered birth is voided",
+                                  409, "未登记，不能作废")
         try:
-            status = await self.host.birth(birth_id)
-            if status.registration_number is None:
-                raise web.HTTPConflict(text="not registered")
-            await self._audit(session.name, "void", birth_id, f"reason: {reason.strip()}")
-            await self.host.void(status.registration_number, reason.strip())
+            load(VoidRequest, {"baz726": status.registration_number, "bae016": reason}, charset=self.host.config.charset)
         except Error as exc:
+            return failed(session, "作废未成功", exc, back)
+        await self._audit(session.name, "void", birth_id, f"reason: {reason}")
+        try:
+            await self.host.void(status.registration_number, reason)
+        except Error as exc:
+            await self._audit(session.name, "void not confirmed", birth_id, scrub(str(exc)))
             return failed(session, "作废未成功", exc, back)
         session.flash.append(("ok", f"登记 #{birth_id} 已作废。"))
         return see_other(back)

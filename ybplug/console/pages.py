@@ -386,3 +386,9 @@ def birth(
 
 def message(title: str, text: str, session: Session | None = None) -> str:
     return page(title, f"<p>{e(text)}</p>", session)
+
+
+def refusal(title: str, text: str, session: Session | None = None, back: str = "/") -> str:
+    """A request the console refused (bad input, no such page): the reason as an error, and the
+    way back (no script: the browser's back button would resend nothing either)."""
+    return page(title, f'<p class="flash-error" role="alert">{e(text)}</p><p><a href="{e(back)}">返回</a></p>', session)

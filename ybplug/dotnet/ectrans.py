@@ -135,7 +135,7 @@ class DotnetBackend:
             try:
                 code, out = job.outcome()
             except DotnetException as exc:
-                raise DotnetVoucherFailed(exc.dotnet_type, clean(exc.dotnet_message, (_idcode(payload),))) from None
+                raise DotnetVoucherFailed(exc.dotnet_type, clean(exc.dotnet_message, _secrets(payload))) from None
             return code, b"" if out is None else _UTF8_BOM + out.encode("utf-8", "surrogatepass")
         log.warning("EcTrans (.NET) timed out after %g s; the .NET thread stays busy until it returns", timeout)
         raise VoucherTimeout(timeout_message(timeout, scanning, _HUNG), timeout)
@@ -149,9 +149,15 @@ class DotnetBackend:
                 await self._runtime.run(release, self._runtime, handle)
 
 
-def _idcode(payload: bytes) -> str:
+def _secrets(payload: bytes) -> tuple[str, ...]:
+    """The request's personal values (:func:`ybplug.voucher.codec.request_secrets`), read back from
+    the JSON the front encoded."""
     try:
         document: Any = msgspec.json.decode(payload)
     except msgspec.DecodeError:  # pragma: no cover - the front encoded it
-        return ""
-    return str(document.get("idcode", "")) if isinstance(document, dict) else ""
+        return ()
+    if not isinstance(document, dict):  # pragma: no cover - the front encoded it
+        return ()
+    data = document.get("data")
+    operator = data.get("operatorName") if isinstance(data, dict) else None
+    return tuple(str(value) for value in (document.get("idcode"), operator) if value)

@@ -17,8 +17,9 @@ from typing import Any, Self
 import msgspec
 
 from ybplug import events
+from ybplug.config import KEYWORDS_RULE, looks_like_keywords
 from ybplug.fields import trusted
-from ybplug.journal.model import BirthRow, Delivery, JournalError, default_owner
+from ybplug.journal.model import BirthNotFound, BirthRow, Delivery, JournalError, default_owner
 from ybplug.journal.sql import Backend, Connection
 from ybplug.journal.sqlite import SqliteBackend
 from ybplug.lifecycle import BirthState
@@ -319,8 +320,8 @@ class JournalBase:
             + (self.backend.for_update if lock else ""),
             tuple(args),
         ).fetchone()
-        if row is None:
-            raise LookupError(where)
+        if row is None:  # (every caller looks a birth up by its id)
+            raise BirthNotFound(f"no birth #{', '.join(str(a) for a in args)} in journal {self.name}")
         return self._row(row)
 
     def _row(self, row: tuple[Any, ...]) -> BirthRow:
@@ -354,6 +355,8 @@ class JournalBase:
 def backend_for(target: str | Path) -> Backend:
     """The engine a ``journal`` setting names: a ``postgresql://`` URL, or a file for SQLite."""
     text = str(target)
+    if looks_like_keywords(text):
+        raise JournalError(KEYWORDS_RULE)
     if text.startswith(("postgresql://", "postgres://")):
         from ybplug.journal.postgres import PostgresBackend  # psycopg only where it is used
 

@@ -246,6 +246,7 @@ class Births(JournalBase):
                 event = events.CollectionResultEvent(birth=row.birth, result=result, birth_id=birth_id, resolved_by=operator)
                 detail = f"registered as {registration_number} (eligible: {'yes' if eligible else 'no'})"
             elif refused is not None:
+                refused = scrub(refused, row.birth.secrets())  # as a centre's cause is kept
                 result = CollectionResult(flag=0, cause=refused)
                 db.execute(
                     "UPDATE births SET state = 'refused', reason = ?, updated_at = ? WHERE id = ?", (refused, now, birth_id)
@@ -271,18 +272,25 @@ class Births(JournalBase):
         """Birth ids answering to ``key``: a birth id, a registration number (``XSE...``) or a HIS
         serial (``bke042``, with ``multiple_birth_number`` to pick a twin); newest first."""
         db = self.db
-        rows = []
-        if isinstance(key, int) or (key.isdigit() and len(key) < 12):
-            rows = db.execute("SELECT id FROM births WHERE id = ?", (int(key),)).fetchall()
-        if not rows and isinstance(key, str):  # a HIS serial may be all digits too
-            rows = db.execute(
-                "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
-            ).fetchall() or db.execute(
-                "SELECT id FROM births WHERE his_serial = ? AND (CAST(? AS INTEGER) IS NULL OR multiple_birth_number = ?)"
-                " ORDER BY multiple_birth_number, id DESC",
-                (key, multiple_birth_number, multiple_birth_number),
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+        if isinstance(key, int):
+            return [int(r[0]) for r in db.execute("SELECT id FROM births WHERE id = ?", (key,))]
+        rows = db.execute(
+            "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)
+        ).fetchall() or db.execute(
+            "SELECT id FROM births WHERE his_serial = ? AND (CAST(? AS INTEGER) IS NULL OR multiple_birth_number = ?)"
+            " ORDER BY multiple_birth_number, id DESC",
+            (key, multiple_birth_number, multiple_birth_number),
+        ).fetchall()
+        found = [int(r[0]) for r in rows]
+        if key.isdigit() and len(key) < 19:  # text of digits: a HIS serial, or a birth id typed bare
+            by_id = [int(r[0]) for r in db.execute("SELECT id FROM births WHERE id = ?", (int(key),))]
+            if by_id and found and found != by_id:
+                raise BirthNotFound(
+                    f"{key} is both birth #{key}'s id and the HIS serial (bke042) of birth #{found[0]}:"
+                    f" write #{key} for the id"
+                )
+            found = found or by_id
+        return found
 
     def lookup(self, birth_id: int) -> BirthStatus:
         """Where a birth stands, with its exchanges with the centre and people's actions on it."""
@@ -299,24 +307,25 @@ class Births(JournalBase):
         replaced_by = db.execute(
             "SELECT new_birth_id FROM replacements WHERE old_birth_id = ? AND state = 'done'", (birth_id,)
         ).fetchone()
+        secrets = birth.secrets()  # a centre's cause may quote the mother by name
         exchanges = tuple(
-            ExchangeInfo(r[0], r[1], r[2], r[3], scrub(r[4]) if r[4] else None)
+            ExchangeInfo(r[0], r[1], r[2], r[3], scrub(r[4], secrets) if r[4] else None)
             for r in db.execute(
                 "SELECT funid, outcome, started_at, elapsed, error FROM exchanges WHERE birth_id = ? ORDER BY id",
                 (birth_id,),
             )
         )
         actions = tuple(
-            ActionInfo(r[0], r[1], r[2], scrub(r[3]) if r[3] else None)
+            ActionInfo(r[0], r[1], r[2], scrub(r[3], secrets) if r[3] else None)
             for r in db.execute("SELECT at, operator, action, detail FROM actions WHERE birth_id = ? ORDER BY id", (birth_id,))
         )
         state = BirthState(row[2])
         waiting = state in (BirthState.PENDING, BirthState.UPLOADING)
         return BirthStatus(
             birth_id=int(row[0]), birth=birth, state=state, registration_number=row[3],
-            eligible=None if row[4] in (None, "") else row[4] == "1", reason=scrub(row[5]) if row[5] else None,
+            eligible=None if row[4] in (None, "") else row[4] == "1", reason=scrub(row[5], secrets) if row[5] else None,
             attempts=int(row[6]), next_attempt_at=float(row[7]) if waiting and row[7] else None,
-            last_error=scrub(row[8]) if row[8] else None, recorded_at=float(row[9]),
+            last_error=scrub(row[8], secrets) if row[8] else None, recorded_at=float(row[9]),
             registered_at=None if row[10] is None else float(row[10]), replaces=row[11],
             replaced_by=None if replaced_by is None else replaced_by[0], exchanges=exchanges, actions=actions,
         )

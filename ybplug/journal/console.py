@@ -115,6 +115,11 @@ def event_birth(journal: Journal, event_id: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def event_known(journal: Journal, event_id: str) -> bool:
+    """Whether the journal holds the event (a replay of one it does not is refused, not journaled)."""
+    return journal.db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is not None
+
+
 def voids_unsettled(journal: Journal) -> list[tuple[int, str, str]]:
     """(birth id, registration number, reason) of every void of ours whose reply was lost and
     that no later answer settled: the ones the host stopped sending again included (for a person).

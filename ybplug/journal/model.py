@@ -23,8 +23,42 @@ class JournalLost(JournalError):
     births into a file that is gone.  A new empty journal takes ``ybplug init --new-journal``."""
 
 
+class NewerJournal(JournalError):
+    """The journal records a schema step this ybplug does not know: a newer ybplug wrote it, and
+    this one would misread it.  Nothing is changed; upgrading ybplug on this machine is the cure."""
+
+    def __init__(self, name: str, step: int, known: int) -> None:
+        super().__init__(
+            f"journal {name} was written by a newer ybplug: its tables are at version {step}, this ybplug "
+            f"({_version()}) knows versions up to {known}; upgrade ybplug on this machine (the journal was left as it is)"
+        )
+        self.step = step
+        self.known = known
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ybplug")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "not installed"
+
+
 class JournalFull(JournalError):
     """The disk holding the journal is full; nothing already acknowledged was lost."""
+
+
+class BirthBusy(JournalError):
+    """Another open transaction is recording a birth with the same keys (the HIS's own, through
+    :mod:`ybplug.outbox`, not yet committed): the host tries again until it ends, then says so."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a birth with the same HIS serial or the same mother, birth time and multiple-birth number"
+            " is being recorded in another transaction still open (the HIS's, recording with"
+            " connection=...); record it again once that transaction commits or rolls back"
+        )
 
 
 class BirthRow(msgspec.Struct, frozen=True):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
+
+from ybplug.journal.model import NewerJournal
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: births and their corrections, exchanges, events and deliveries, subscriptions, runs,
@@ -162,12 +164,49 @@ CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN 
 )
 
 
-def migrate(raw: psycopg.Connection[Any]) -> tuple[str, str]:
+class Found(NamedTuple):
+    """What a connection's schema holds, as :func:`look` finds it before anything is created."""
+
+    schema: str | None
+    #: ``ybplug_schema`` and ``meta`` are there (an empty or new schema has neither).
+    tables: bool
+    journal_id: str | None
+    #: How many of this ybplug's steps ran, and the highest step recorded (a newer ybplug's included).
+    steps: int
+    newest: int
+
+    @property
+    def settled(self) -> bool:
+        return self.tables and self.steps == len(MIGRATIONS) and self.journal_id is not None
+
+
+def look(raw: psycopg.Connection[Any]) -> Found:
+    """The journal in the connection's schema, read only, in two round trips (one for an empty
+    schema): every worker and every CLI command opens the journal, and most find it up to date."""
+    schema, found = raw.execute(
+        "SELECT current_schema(), to_regclass(quote_ident(current_schema()) || '.ybplug_schema') IS NOT NULL"
+        " AND to_regclass(quote_ident(current_schema()) || '.meta') IS NOT NULL"
+    ).fetchone() or (None, False)
+    if schema is None or not found:
+        return Found(None if schema is None else str(schema), False, None, 0, 0)
+    steps, newest, journal_id = raw.execute(
+        "SELECT (SELECT count(*) FROM ybplug_schema WHERE step <= %s), (SELECT coalesce(max(step), 0) FROM ybplug_schema),"
+        " (SELECT value FROM meta WHERE key = 'journal_id')",
+        (len(MIGRATIONS),),
+    ).fetchone() or (0, 0, None)
+    return Found(str(schema), True, None if journal_id is None else str(journal_id), int(steps), int(newest))
+
+
+def migrate(raw: psycopg.Connection[Any], found: Found | None = None, *, name: str = "") -> tuple[str, str]:
     """Run the steps this journal has not run yet, each in its own transaction, and give it an
-    identity if it has none; returns (journal id, schema)."""
-    settled = _settled(raw)
-    if settled is not None:
-        return settled
+    identity if it has none; returns (journal id, schema).  ``found``: what :func:`look` found
+    (looked again when not given).  A journal a newer ybplug migrated (``name`` in the message)
+    is a :class:`~ybplug.journal.model.NewerJournal`, left as it is."""
+    found = found or look(raw)
+    if found.newest > len(MIGRATIONS):
+        raise NewerJournal(name, found.newest, len(MIGRATIONS))
+    if found.settled:
+        return str(found.journal_id), str(found.schema)
     schema = _one(raw, "SELECT current_schema()")
     if schema is None:
         raise psycopg.errors.InvalidSchemaName(
@@ -189,22 +228,6 @@ def migrate(raw: psycopg.Connection[Any]) -> tuple[str, str]:
             (uuid.uuid4().hex, repr(time.time())),
         )
     return str(_one(raw, "SELECT value FROM meta WHERE key = 'journal_id'")), str(schema)
-
-
-def _settled(raw: psycopg.Connection[Any]) -> tuple[str, str] | None:
-    """(journal id, schema) of a journal that has run every step, in two round trips, or None:
-    every worker and every CLI command opens the journal, and most find it up to date."""
-    schema, found = raw.execute(
-        "SELECT current_schema(), to_regclass(quote_ident(current_schema()) || '.ybplug_schema') IS NOT NULL"
-        " AND to_regclass(quote_ident(current_schema()) || '.meta') IS NOT NULL"
-    ).fetchone() or (None, False)
-    if schema is None or not found:
-        return None
-    steps, journal_id = raw.execute(
-        "SELECT (SELECT count(*) FROM ybplug_schema WHERE step <= %s), (SELECT value FROM meta WHERE key = 'journal_id')",
-        (len(MIGRATIONS),),
-    ).fetchone() or (0, None)
-    return (str(journal_id), str(schema)) if steps == len(MIGRATIONS) and journal_id is not None else None
 
 
 def _one(raw: psycopg.Connection[Any], sql: str, args: tuple[Any, ...] | None = None) -> Any:

@@ -22,21 +22,22 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import pq
 
-from ybplug.config import without_password
-from ybplug.journal.model import JournalError, JournalFull, JournalLost
-from ybplug.journal.pg_schema import migrate
+from ybplug.config import JOURNAL_PASSWORD_ENV, without_password
+from ybplug.journal import pg_identity
+from ybplug.journal.model import BirthBusy, JournalError, JournalFull, JournalLost
+from ybplug.journal.pg_schema import Found, look, migrate
 from ybplug.journal.sql import Backend
 from ybplug.privacy import scrub
 
 #: Where a password for the journal's database may come from besides the URL (libpq's own
 #: ``PGPASSWORD`` and ``~/.pgpass`` work too).
-PASSWORD_ENV = "YBPLUG_JOURNAL_PASSWORD"
+PASSWORD_ENV = JOURNAL_PASSWORD_ENV
 _RETURNING_ID = re.compile(r"^\s*INSERT INTO (births|exchanges|actions|replacements)\b")
 _dialect_cache: dict[tuple[str, bool], tuple[str, bool]] = {}
 
@@ -87,9 +88,14 @@ class PgCursor:
 class PgConnection:
     """A psycopg connection that runs the journal's SQL; the driver's errors as JournalErrors."""
 
-    def __init__(self, raw: psycopg.Connection[Any], name: str) -> None:
+    def __init__(
+        self, raw: psycopg.Connection[Any], name: str, translator: Callable[[BaseException], BaseException] | None = None
+    ) -> None:
         self.raw = raw
         self.name = name
+        #: How the driver's errors become the journal's (the backend's, which can ask the server
+        #: whether missing tables are gone or out of the role's reach).
+        self.translate: Callable[[BaseException], BaseException] = translator or (lambda exc: translate(exc, name))
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         text, returning = dialect(sql, bool(parameters))
@@ -97,7 +103,7 @@ class PgConnection:
             cursor = self.raw.cursor()
             cursor.execute(text, tuple(parameters) if parameters else None)
         except psycopg.Error as exc:
-            raise translate(exc, self.name) from None
+            raise self.translate(exc) from None
         return PgCursor(cursor, returning)
 
     def executemany(self, sql: str, parameters: Any, /) -> PgCursor:
@@ -108,16 +114,23 @@ class PgConnection:
             try:
                 cursor.executemany(text, rows)
             except psycopg.Error as exc:
-                raise translate(exc, self.name) from None
+                raise self.translate(exc) from None
         return PgCursor(cursor, False)
 
 
 def translate(exc: BaseException, name: str) -> BaseException:
-    """psycopg's error as the journal's."""
+    """psycopg's error as the journal's.  Missing tables are a :class:`JournalLost` here; the
+    backend's :meth:`PostgresBackend.translate` first asks the server whether they are only out of
+    the role's reach (its rights on the schema revoked), which is not a lost journal."""
     if not isinstance(exc, psycopg.Error):
         return exc
     # The server's DETAIL quotes the values at fault (``Key (mother_id)=(3502...)``): scrubbed.
     said = scrub(str(exc).strip()) or type(exc).__name__
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return JournalError(
+            f"journal {name}: permission denied ({said.splitlines()[0]}): check the grants of the journal's role "
+            "on its schema and tables"
+        )
     if isinstance(exc, psycopg.errors.DiskFull):
         return JournalFull(
             f"journal {name}: the database server's disk is full ({said}); the write was not made and nothing "
@@ -144,6 +157,27 @@ def unquoted(message: str, url: str) -> str:
     for secret in _secrets(url):
         message = message.replace(secret, "***")
     return message
+
+
+def no_rights(name: str, schema: str, role: str, instead: str | None = None) -> JournalError:
+    """The journal's schema is there, but its role may not use it (a DBA revoked the grants)."""
+    fallen = f"; its search_path leads to schema {instead} instead" if instead else ""
+    return JournalError(
+        f"journal {name}: permission denied on its schema {schema} (role {role} has no USAGE on it{fallen}): "
+        f"check the role's grants (GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}); the journal is not lost, "
+        "do not restore it"
+    )
+
+
+def _schema_rights(raw: psycopg.Connection[Any], schema: str) -> tuple[bool, bool]:
+    """Whether ``schema`` exists, and whether this role may use it (read in the catalog, which
+    needs no rights on the schema)."""
+    found = raw.execute(
+        "SELECT n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'USAGE'), false)"
+        " FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = %s",
+        (schema,),
+    ).fetchone()
+    return (bool(found[0]), bool(found[1])) if found else (False, False)
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
@@ -189,6 +223,9 @@ class PostgresBackend(Backend):
         return f"ybplug_{self.journal_id}"
 
     def open(self, *, new: bool) -> tuple[PgConnection, str]:
+        """Connect and bring the tables up to date, once the journal found is the one this machine
+        last opened here (:mod:`ybplug.journal.pg_identity`): a journal that is gone, emptied,
+        replaced or out of the role's reach is never silently replaced by a new one."""
         try:
             raw = connect(self.url)
         except psycopg.Error as exc:
@@ -199,16 +236,68 @@ class PostgresBackend(Backend):
                 f"the password ({PASSWORD_ENV} or PGPASSWORD)"
             ) from None
         try:
-            self.journal_id, self.schema = migrate(raw)
+            place = pg_identity.location(self.url, raw.info)
+            known = None if new else pg_identity.read(place)
+            found = look(raw)
+            if known is not None:
+                self._expect(raw, found, known)
+            elif found.schema is None:
+                self._no_schema(raw)
+            self.journal_id, self.schema = migrate(raw, found, name=self._name)
+            if known != pg_identity.Known(self.journal_id, self.schema):
+                pg_identity.remember(place, self.journal_id, self.schema)
         except psycopg.Error as exc:
             raw.close()
-            raise JournalError(f"journal {self._name}: cannot set up its tables ({str(exc).strip()})") from None
+            said = unquoted(scrub(str(exc).strip()).splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                raise translate(exc, self._name) from None
+            raise JournalError(f"journal {self._name}: cannot set up its tables ({said})") from None
+        except BaseException:
+            raw.close()
+            raise
         return self._attach(raw), self.journal_id
+
+    def _expect(self, raw: psycopg.Connection[Any], found: Found, known: pg_identity.Known) -> None:
+        """Refuse a journal that is not the one this machine last found at this place."""
+        if found.schema != known.schema:
+            exists, usable = _schema_rights(raw, known.schema)
+            if exists and not usable:
+                raise no_rights(self._name, known.schema, str(raw.info.user), found.schema)
+            now = f"its search_path now leads to schema {found.schema}" if found.schema else "its search_path names no schema"
+            gone = "is gone" if not exists else "is no longer the one it uses"
+            raise JournalLost(
+                f"journal {self._name}: schema {known.schema}, where this machine last found journal "
+                f"{known.journal_id}, {gone} ({now}); ybplug will not start a new journal in its place: "
+                + pg_identity.remedy(known)
+            )
+        if not found.tables or found.journal_id is None:
+            raise JournalLost(
+                f"journal {self._name}: schema {known.schema} holds no journal, but this machine last found journal "
+                f"{known.journal_id} there (its tables were dropped, or the schema restored empty); ybplug will not "
+                "start a new journal in its place: " + pg_identity.remedy(known)
+            )
+        if found.journal_id != known.journal_id:
+            raise JournalLost(
+                f"journal {self._name}: schema {known.schema} holds journal {found.journal_id}, not journal "
+                f"{known.journal_id} that this machine last found there (it was replaced): " + pg_identity.remedy(known)
+            )
+
+    def _no_schema(self, raw: psycopg.Connection[Any]) -> None:
+        """No schema of the search_path can hold the journal: say so when one exists but the role
+        lost its rights on it (the schema would otherwise seem never created)."""
+        path = raw.execute("SELECT current_setting('search_path'), current_user").fetchone() or ("", "")
+        names = [name.strip().strip('"').replace("$user", str(path[1])) for name in str(path[0]).split(",")]
+        for (schema,) in raw.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY (%s) AND NOT has_schema_privilege(oid, 'USAGE')"
+            " ORDER BY array_position(%s, nspname::text)",
+            (names, names),
+        ).fetchall():
+            raise no_rights(self._name, str(schema), str(raw.info.user))
 
     def _attach(self, raw: psycopg.Connection[Any]) -> PgConnection:
         raw.add_notify_handler(self._heard)
         raw.execute(f'LISTEN "{self.channel}"')
-        self._conn = PgConnection(raw, self._name)
+        self._conn = PgConnection(raw, self._name, self.translate)
         return self._conn
 
     def _heard(self, notify: psycopg.Notify) -> None:
@@ -226,7 +315,7 @@ class PostgresBackend(Backend):
             try:
                 conn = self._attach(connect(self.url))
             except psycopg.Error as exc:
-                raise JournalError(unquoted(str(translate(exc, self._name)), self.url)) from None
+                raise JournalError(unquoted(str(self.translate(exc)), self.url)) from None
             self._changed = True  # what was announced while it was down was not heard
         return conn
 
@@ -261,7 +350,7 @@ class PostgresBackend(Backend):
                 raise
             except psycopg.Error as exc:
                 self.rollback()
-                raise translate(exc, self._name) from None
+                raise self.translate(exc) from None
             self._in_transaction = True
             return
 
@@ -277,7 +366,7 @@ class PostgresBackend(Backend):
                 raise translate(exc, self._name) from None
         except BaseException as exc:
             self.rollback()
-            raise translate(exc, self._name) from None
+            raise self.translate(exc) from None
         finally:
             self._in_transaction = False
             self._announce = False
@@ -318,6 +407,19 @@ class PostgresBackend(Backend):
                 conn.raw.close()  # reconnected before the next write
 
     def translate(self, exc: BaseException) -> BaseException:
+        """As :func:`translate`, but tables that went missing are looked at first, on a connection
+        of their own (this one may be in a failed transaction): a role that lost its rights on the
+        schema finds its tables "missing" too, and that is a permission to restore, not a journal
+        to restore from a backup (nor a reason to stop)."""
+        if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)) and self.schema:
+            try:
+                with connect(self.url) as raw:
+                    exists, usable = _schema_rights(raw, self.schema)
+                    role = str(raw.info.user)
+            except psycopg.Error:
+                return translate(exc, self._name)  # cannot tell: as it looks, the tables are gone
+            if exists and not usable:
+                return no_rights(self._name, self.schema, role)
         return translate(exc, self._name)
 
     def lost(self) -> bool:
@@ -342,7 +444,19 @@ class PostgresBackend(Backend):
         self._announce = True
 
     def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
-        """The locks in one statement, in a fixed order (two writers never wait on each other crosswise)."""
+        """Take the birth's locks, or raise :class:`BirthBusy` at once: never wait.  This
+        connection writes for every caller of the host in turn (group commit), so waiting here
+        on a birth that an open HIS transaction holds would stall every ward's births behind it;
+        the host tries this one again on its own (:meth:`ybplug.host.Host.record_birth`)."""
+        tries = " AND ".join(["pg_try_advisory_xact_lock(hashtextextended(?, 0))"] * len(keys))
+        row = db.execute(f"SELECT {tries}", tuple(sorted(keys))).fetchone()
+        if not (row and row[0]):
+            raise BirthBusy()
+
+    def wait_for_birth(self, db: Any, keys: tuple[str, ...]) -> None:
+        """Take the birth's locks, waiting for them: in the HIS's transaction (the outbox), where
+        the holder is a worker's short write.  One statement, in a fixed order (two writers never
+        wait on each other crosswise)."""
         locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(?, 0))"] * len(keys))
         db.execute(f"SELECT {locks}", tuple(sorted(keys))).fetchone()
 
@@ -372,4 +486,4 @@ class OutboxBackend(Backend):
             self._announced = True
 
     def lock_birth(self, db: Any, keys: tuple[str, ...]) -> None:
-        self._journal.lock_birth(db, keys)
+        self._journal.wait_for_birth(db, keys)

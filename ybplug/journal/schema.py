@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ybplug.journal.model import NewerJournal
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: births, exchanges, events, deliveries, runs.
     """
@@ -208,9 +210,13 @@ CREATE INDEX exchanges_in_doubt ON exchanges (funid, birth_id) WHERE outcome IN 
 )
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Run the steps this journal has not run yet, each in its own transaction."""
+def migrate(db: sqlite3.Connection, name: str = "") -> None:
+    """Run the steps this journal has not run yet, each in its own transaction.  A journal at a
+    step this ybplug does not know (a newer ybplug wrote it; ``name`` in the message) is a
+    :class:`~ybplug.journal.model.NewerJournal`, left as it is."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise NewerJournal(name, version, len(MIGRATIONS))
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         db.execute("BEGIN IMMEDIATE")
         try:

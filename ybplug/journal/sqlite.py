@@ -39,7 +39,7 @@ class SqliteBackend(Backend):
             # FULL: a commit is on disk when record_birth returns, even if the machine loses power.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
-            migrate(db)
+            migrate(db, str(self.path))
             journal_id = identity.settle(db, self.path, expected)
         except BaseException as exc:
             db.close()

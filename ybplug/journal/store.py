@@ -47,6 +47,19 @@ from ybplug.messages import CollectionResult, RealNameRecord
 from ybplug.privacy import scrub
 
 
+#: Where people's and the centre's words about a birth are kept: (table, birth column, text columns).
+_TEXTS_ABOUT_A_BIRTH = (
+    ("births", "id", ("reason", "last_error")),
+    ("exchanges", "birth_id", ("error",)),
+    ("actions", "birth_id", ("detail",)),
+    ("replacements", "old_birth_id", ("reason", "error")),
+)
+#: A birth this worker holds the claim on (the ``?`` is the worker's owner string).
+_CLAIMED = "(state = 'uploading' AND claimed_by = ?)"
+#: A birth the centre's "registered" answer may register, whoever sent it: one with no number yet.
+_NUMBERLESS = "(state IN ('uploading', 'pending', 'needs_review') AND registration_number IS NULL)"
+
+
 class Journal(Births):
     """The durable store (SQLite or PostgreSQL): births and their corrections (:class:`Births`), exchanges,
     uploads, real-name answers, voids, deliveries, runs and status."""
@@ -130,9 +143,14 @@ class Journal(Births):
         """Record the centre's answer to yb04.13.01.21 and its event, in one commit; returns the
         birth's state and the event's deliveries claimed for this process to make now.
 
-        The state follows :func:`ybplug.lifecycle.after_upload`.  Only an answer that moves the
-        birth out of ``uploading`` emits an event: when another worker's answer for the same
-        birth got there first (an expired lease), this one is recorded as an exchange only.
+        The state follows :func:`ybplug.lifecycle.after_upload`, and applies only while this
+        worker still holds the birth's claim: once its lease ran out and another worker took the
+        birth over, the answer is recorded as an exchange only, and the other worker's answer
+        decides.  Except a registration: the centre's "registered, number X" is the truth about
+        the newborn whoever asked, so it registers a birth that has no number yet (another
+        worker's upload in flight, failed, or sent to review on a "duplicate" this very upload
+        caused) and emits ``collection_result`` for it; the other worker's answer is then the one
+        recorded as an exchange only.
         """
         now = self.clock()
         reply = _encode(result)
@@ -150,19 +168,24 @@ class Journal(Births):
                 duplicate=duplicate, earlier=earlier,
             )
             outcome = Outcome.OK if result.ok else Outcome.REFUSED
-            self._finish_exchange(db, exchange_id, outcome, reply, None if result.ok else result.cause)
+            # A centre's cause may quote the mother ("母亲王芳信息有误"): what people read (the
+            # error, the reason) is kept scrubbed of this birth's personal values; the reply as sent.
+            secrets = row.birth.secrets()
+            cause = None if result.ok or result.cause is None else scrub(result.cause, secrets)
+            self._finish_exchange(db, exchange_id, outcome, reply, cause)
             changed = db.execute(
                 "UPDATE births SET state = ?, registration_number = ?, eligibility = ?, reason = ?,"
                 " attempts = attempts + 1, claimed_by = NULL, lease_until = NULL, last_error = NULL, updated_at = ?,"
-                " registered_at = ? WHERE id = ? AND state = 'uploading'",
+                " registered_at = ? WHERE id = ? AND " + (_NUMBERLESS if result.ok else _CLAIMED),
                 (
                     decision.state,
                     str(result.registration_number) if result.ok else None,
                     str(result.eligibility) if result.ok else None,
-                    decision.reason,
+                    None if decision.reason is None else scrub(decision.reason, secrets),
                     now,
                     now if result.ok else None,
                     row.id,
+                    *(() if result.ok else (self.owner,)),
                 ),
             ).rowcount
             claimed: list[Delivery] = []
@@ -177,15 +200,28 @@ class Journal(Births):
         return decision.state, claimed
 
     def upload_failed(self, row: BirthRow, error: str, backoff: Backoff) -> None:
-        """No answer: release the birth for a later attempt after the backoff."""
+        """No answer: release the birth for a later attempt after the backoff, if this worker
+        still holds its claim (after a lease ran out, another worker's answer decides: a late
+        failure here must not undo its registration)."""
         now = self.clock()
         attempts = row.attempts + 1
         with self._write() as db:
             db.execute(
                 "UPDATE births SET state = 'pending', attempts = ?, next_attempt_at = ?, claimed_by = NULL,"
-                " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-                (attempts, now + backoff.delay(attempts), error, now, row.id),
+                " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
+                (attempts, now + backoff.delay(attempts), scrub(error, row.birth.secrets()), now, row.id, self.owner),
             )
+
+    def keep_claim(self, birth_id: int) -> bool:
+        """Renew this worker's lease on a birth it is about to send; False if the claim is no
+        longer this worker's (its lease ran out while the birth waited for a free upload slot,
+        and another worker took it over): then it must not be sent from here."""
+        now = self.clock()
+        with self._write() as db:
+            return bool(db.execute(
+                "UPDATE births SET lease_until = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
+                (now + self.lease, now, birth_id, self.owner),
+            ).rowcount)
 
     def awaiting_realname(self, after_id: int, limit: int, *, state: str = "registered") -> list[tuple[int, str]]:
         """``(birth id, baz726)`` of newborns in ``state`` (registered, or stale when polled on
@@ -409,9 +445,12 @@ class Journal(Births):
 
         Kept for the statistics: the state, dates, eligibility, multiple-birth number, sex, birth
         time and HIS serial.  Erased: the names, ID numbers and phones in the record, the event
-        payloads, the earlier versions of amended records, and the requests and replies of their
-        exchanges (and of real-name queries, which hold many newborns' identities at once).
-        Journaled as an action; returns how many births were pruned."""
+        payloads, the earlier versions of amended records, the corrected records of their
+        replacements, and the requests and replies of their exchanges (and of real-name queries,
+        which hold many newborns' identities at once).  Scrubbed of the birth's names, ID numbers
+        and phones: what people wrote or the centre said about it (reasons, errors, the causes of
+        refusals, people's notes on their actions).  Journaled as an action; returns how many
+        births were pruned."""
         cutoff = self.clock() - older_than
         pruned = 0
         with self._write() as db:
@@ -436,6 +475,7 @@ class Journal(Births):
                 db.execute("UPDATE events SET payload = ? WHERE birth_id = ?", (b"", birth_id))
                 db.execute("UPDATE exchanges SET request = NULL, reply = NULL WHERE birth_id = ?", (birth_id,))
                 db.execute("DELETE FROM record_history WHERE birth_id = ?", (birth_id,))
+                self._scrub_texts(db, birth_id, birth.secrets())
                 pruned += 1
             db.execute(
                 "UPDATE exchanges SET request = NULL, reply = NULL WHERE funid = ? AND started_at < ?",
@@ -443,6 +483,16 @@ class Journal(Births):
             )
             self._act(db, operator, "prune", None, f"{pruned} settled births older than {older_than / 86400:g} days")
         return pruned
+
+    def _scrub_texts(self, db: Connection, birth_id: int, secrets: list[str]) -> None:
+        """Scrub the texts journaled about a birth of its personal values (see :meth:`prune`)."""
+        for table, key, columns in _TEXTS_ABOUT_A_BIRTH:
+            for row in db.execute(f"SELECT id, {', '.join(columns)} FROM {table} WHERE {key} = ?", (birth_id,)).fetchall():
+                texts = [None if text is None else scrub(str(text), secrets) for text in row[1:]]
+                if texts != list(row[1:]):
+                    assignments = ", ".join(f"{column} = ?" for column in columns)
+                    db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*texts, row[0]))
+        db.execute("UPDATE replacements SET record = ? WHERE old_birth_id = ?", (b"", birth_id))
 
     # --- runs and status ----------------------------------------------------------------------
 

@@ -444,7 +444,7 @@ class Centre:
 
     def _void(self, data: dict[str, Any]) -> dict[str, Any]:
         """yb04.13.01.22: void an existing, live registration."""
-        request = load(VoidRequest, data, strict=False)
+        request = load(VoidRequest, data, strict=False, charset=self.charset)
         number = request.registration_number
         with self._write() as db:
             why_not = self._not_live(db, number, number, real_named_too=False)

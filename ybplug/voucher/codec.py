@@ -16,7 +16,7 @@ import msgspec
 
 from ybplug.fields import Problem
 from ybplug.messages import QrIdentity, QrReply, QrRequest, QrRequestData
-from ybplug.privacy import scrub
+from ybplug.privacy import mask_names_beside_numbers, scrub
 from ybplug.voucher.config import REPLY_LIMIT
 from ybplug.voucher.errors import (
     VoucherCallFailed,
@@ -27,7 +27,7 @@ from ybplug.voucher.errors import (
 )
 from ybplug.voucher.scan import check_depth, reply_text
 
-__all__ = ["WIRE_CHARSET", "clean", "decode_reply", "encode_request", "identity"]
+__all__ = ["WIRE_CHARSET", "clean", "decode_reply", "encode_request", "identity", "request_secrets"]
 
 #: The vendor library's charset.
 WIRE_CHARSET = "gbk"
@@ -76,11 +76,21 @@ def _text_fields(document: dict[str, Any]) -> Iterator[tuple[str, str, bool, str
             yield f"data.{key}", QrRequestData.labels.get(key, ""), key in personal, value
 
 
+def request_secrets(request: QrRequest) -> tuple[str, ...]:
+    """The personal values of a request that the library's text may quote back: the QR code and
+    the operator's name.  (The insured person's name is not known before the decode.)"""
+    return tuple(value for value in (request.idcode, request.data.operator_name) if value)
+
+
 def clean(text: str, secrets: Iterable[object] = ()) -> str:
     """Text from the library (a cause, an exception's message) fit for an error message and a log
-    line: personal values masked (:func:`ybplug.privacy.scrub`), lone surrogates replaced, capped."""
+    line: ``secrets`` (:func:`request_secrets`), ID and phone numbers masked
+    (:func:`ybplug.privacy.scrub`), and a name written just before such a number
+    (:func:`ybplug.privacy.mask_names_beside_numbers`: ``陈静 3502…`` -> ``陈* 3502…``); lone
+    surrogates replaced; capped.  A name the library writes elsewhere cannot be told from other
+    text and stays."""
     text = text.encode("utf-8", "replace").decode("utf-8")
-    return capped(scrub(text, secrets=secrets))
+    return capped(scrub(mask_names_beside_numbers(text), secrets=secrets))
 
 
 def decode_reply(raw: bytes, limit: int = REPLY_LIMIT) -> QrReply:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ybplug.messages import QrIdentity, QrRequest
 from ybplug.voucher.backend import VoucherBackend
-from ybplug.voucher.codec import encode_request, identity
+from ybplug.voucher.codec import encode_request, identity, request_secrets
 from ybplug.voucher.config import VoucherConfig
 from ybplug.voucher.errors import VoucherError, VoucherRefused
 
@@ -91,7 +91,7 @@ class Voucher:
         began = time.monotonic()
         try:
             code, raw = await self.backend.call(payload, timeout, scanning)
-            found = identity(code, raw, buffer_size=self.config.buffer_size, secrets=(request.idcode,))
+            found = identity(code, raw, buffer_size=self.config.buffer_size, secrets=request_secrets(request))
         except VoucherError as exc:
             # A refusal (an expired code) is business as usual; anything else needs a look.
             level = logging.INFO if isinstance(exc, VoucherRefused) else logging.WARNING

@@ -13,8 +13,9 @@ fresh worker (bounded by ``timeout``, at least :data:`START_MIN`), then gets its
 other call's hang.
 
 The worker gets the HIS's environment without ybplug's own settings (``YBPLUG_PWD`` and every
-other ``YBPLUG_`` variable) nor anything named like a password, secret or token: a vendor library
-has no business with them.
+other ``YBPLUG_`` variable), anything named like a password, secret, token, credential or key, nor
+any value that carries a password (a URL with one, a connection string's ``Password=``): a vendor
+library has no business with them.
 """
 
 from __future__ import annotations
@@ -52,13 +53,26 @@ logger = logging.getLogger("ybplug.voucher")
 #: Seconds a worker always gets to start and load the library.
 START_MIN = 5.0
 
-_SECRET_NAME = re.compile(r"^YBPLUG_|PASSWORD|PASSWD|SECRET|TOKEN|(^|_)PWD$", re.IGNORECASE)
+#: Names a secret goes by: ybplug's settings; PASS, PWD, SECRET, TOKEN, CREDENTIAL anywhere in the
+#: name (PGPASSWORD, HIS_DB_PASS, ORACLE_PWD, HIS_CREDENTIALS); KEY, PW, AUTH as a part of it
+#: (MY_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PW) or APIKEY.  A harmless name caught too (BYPASS_X) costs
+#: nothing: a vendor library needs PATH, SystemRoot, TEMP and the like.
+_SECRET_NAME = re.compile(
+    r"^YBPLUG_|PASS|PWD|SECRET|TOKEN|CREDENTIAL|APIKEY|(^|[_.-])(KEY|PW|AUTH)([_.-]|$)", re.IGNORECASE
+)
+#: Values that carry a password whatever their name: a URL with one (postgresql://his:pw@db/his),
+#: a connection string's Password=/Pwd= (an ODBC or ADO.NET one on Windows).
+_SECRET_VALUE = re.compile(r"://[^/@\s]*:[^@\s]*@|(^|[;\s])(password|pwd)\s*=", re.IGNORECASE)
 
 
 def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: the HIS's, less ybplug's settings and anything secret-looking."""
+    """The worker's environment: the HIS's, less ybplug's settings and anything secret-looking
+    (by its name or by its value)."""
     source = os.environ if environ is None else environ
-    return {name: value for name, value in source.items() if not _SECRET_NAME.search(name)}
+    return {
+        name: value for name, value in source.items()
+        if not _SECRET_NAME.search(name) and not _SECRET_VALUE.search(value)
+    }
 
 
 def worker_script() -> Path | None:
