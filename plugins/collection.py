@@ -125,8 +125,11 @@ class Collection:
                 # later (a lost journal stops the host instead: see Host.fail).  A bug: its
                 # traceback, then try again too, so that uploads never stop for good.
                 failures += 1
-                log.error("upload stopped: %s; trying again in %.0f s", described(exc), trouble.delay(failures))
-                await anyio.sleep(trouble.delay(failures))
+                wait = trouble.delay(failures)
+                if isinstance(exc, AuthenticationFailed):  # the births it failed wait on their own backoff
+                    wait = await _next_try(host, wait, retries_only=daily is not None)
+                log.error("upload stopped: %s; trying again in %.0f s", described(exc), wait)
+                await anyio.sleep(wait)
                 continue
             retry_in = 3600.0 if due is None else max(0.05, due - time.time())
             if daily is not None:
@@ -224,6 +227,17 @@ class Collection:
             # A plugin here waits for an earlier event of this birth: the delivery loop takes it.
             host.deliveries_waiting()
         return state
+
+
+async def _next_try(host: Host, delay: float, *, retries_only: bool) -> float:
+    """Seconds until the schedule uploads again after a refused sign-in: its own backoff, or longer
+    when the births that just failed wait longer on theirs (``upload_backoff``), so that the log
+    line names the time the next upload is really tried, not a round that finds nothing due."""
+    try:
+        due = await host.records.next_upload_due(retries_only=retries_only)
+    except Exception:  # the journal, for a moment: the schedule's own backoff
+        return delay
+    return delay if due is None else max(delay, due - time.time())
 
 
 def _progress(counts: dict[str, int]) -> str:

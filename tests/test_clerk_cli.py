@@ -4,6 +4,7 @@ whatever the server's time zone; a person's mistake is one line, never a traceba
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import subprocess
@@ -167,7 +168,7 @@ async def test_the_clerk_resolves_a_review_amends_a_refusal_and_replaces_a_regis
     assert again.returncode == 1 and "cannot amend" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     bad = await clerk("amend", str(ward["refused"]), "--record", "bad.json")
-    assert bad.returncode == 1 and "not JSON" in bad.stderr
+    assert bad.returncode == 2 and "not JSON" in bad.stderr  # the command to fix: 2, as the README says
     usage = await clerk("review", "resolve", str(ward["refused"]))
     assert usage.returncode == 2
 
@@ -225,3 +226,36 @@ async def test_a_replace_whose_void_gets_no_answer_says_so_and_sync_carries_it_o
     assert "replacements resumed 1" in synced.stdout
     old = await clerk.json("show", str(ward["registered"]))
     assert old["state"] == "voided" and (await clerk.json("show", str(old["replaced_by"])))["state"] == "registered"
+
+
+@pytest.mark.anyio
+async def test_a_corrected_record_is_read_as_windows_notepad_saves_it(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    from ybplug.clerk import _record
+
+    clerk = Clerk(tmp_path)
+    corrected = {**birth_record(30), "bkee37": "陈晶"}
+    text = json.dumps(corrected, ensure_ascii=False)
+    (tmp_path / "ansi.json").write_bytes(text.encode("gbk"))  # Notepad's "ANSI" on a Chinese Windows
+    done = await clerk("amend", str(ward["refused"]), "--record", "ansi.json")
+    assert done.returncode == 0, done.stderr
+    assert (await clerk.json("show", str(ward["refused"])))["state"] == "registered"
+    for name, data in (("utf8", text.encode()), ("bom", codecs.BOM_UTF8 + text.encode()),
+                       ("utf16", text.encode("utf-16")), ("utf16be", codecs.BOM_UTF16_BE + text.encode("utf-16-be")),
+                       ("gb18030", text.replace("陈晶", "陈𠀀").encode("gb18030"))):
+        (tmp_path / f"{name}.json").write_bytes(data)
+        expected = corrected if name != "gb18030" else {**corrected, "bkee37": "陈𠀀"}
+        assert _record(str(tmp_path / f"{name}.json")) == expected, name
+
+    # Refused in one line, exit 2: too deep to be a record, an encoding Notepad does not write, binary.
+    for name, data, says in (
+        ("deep", b"[" * 100_000 + b"]" * 100_000, "nested more than 32 levels deep"),
+        ("utf32", text.encode("utf-32"), "UTF-32 text"),
+        ("nobom", text.encode("utf-16-le"), "UTF-16 without a BOM"),
+        ("binary", bytes([0xFF, 0x81, 0xFE, 0x00]) * 8, "not text in UTF-8"),
+    ):
+        (tmp_path / f"{name}.json").write_bytes(data)
+        refused = await clerk("amend", str(ward["refused"]), "--record", f"{name}.json")
+        [line] = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and f"--record {name}.json: " in line and says in line, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sqlite3
 import subprocess
@@ -168,3 +169,206 @@ async def test_the_example_distribution_is_found_through_its_entry_point(
     assert db.execute("SELECT birth_id, baz726 FROM registrations").fetchall() == [
         (recorded.birth_id, registration["baz726"])
     ]
+
+
+# -- a person's files, config values, exit statuses, output ----------------------------------------
+
+
+@pytest.mark.parametrize(("toml", "names"), [
+    ("realname_interval = nan\n", "realname_interval must be a finite number"),
+    ("[wire]\nread_timeout = inf\n", "read_timeout must be a positive number of seconds"),
+    ("[wire]\nconnect_timeout = -inf\n", "connect_timeout must be a positive number of seconds"),
+    ('journal = "/"\n', "journal '/' names a folder"),
+    ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "nested too deeply"),
+])
+def test_a_config_value_no_timer_or_journal_can_use_is_one_clear_line(tmp_path: Path, toml: str, names: str) -> None:
+    (tmp_path / "ybplug.toml").write_text(toml, encoding="utf-8")
+    done = run("status", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()
+    assert "ybplug.toml" in line and names in line
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "gbk"])
+def test_a_config_saved_by_notepad_loads_in_each_of_its_encodings(tmp_path: Path, encoding: str) -> None:
+    (tmp_path / "ybplug.toml").write_text('duplicate_markers = ["重复上传"]\n[wire]\nusr = "his"\n', encoding=encoding)
+    config = Config.load(tmp_path / "ybplug.toml")
+    assert config.duplicate_markers == ["重复上传"] and config.wire.usr == "his"
+
+
+def test_a_config_in_no_encoding_ybplug_reads_is_one_clear_line(tmp_path: Path) -> None:
+    from ybplug.config import ConfigError
+
+    (tmp_path / "ybplug.toml").write_bytes(b'journal = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not text in UTF-8"):
+        Config.load(tmp_path / "ybplug.toml")
+    (tmp_path / "ybplug.toml").write_bytes('usr = "his"\n'.encode("utf-16-le"))  # no BOM
+    with pytest.raises(ConfigError, match="UTF-16 without a BOM"):
+        Config.load(tmp_path / "ybplug.toml")
+
+
+def _ward(tmp_path: Path, url: str, **top: str) -> None:
+    lines = [f'journal = "{(tmp_path / "journal.db").as_posix()}"', 'upload = "daily at 02:00"',
+             *(f"{k} = {v}" for k, v in top.items()),
+             "[wire]", f'url = "{url}"', f'usr = "{SANDBOX_USR}"', f'pwd = "{SANDBOX_PWD}"', "read_timeout = 2.0"]
+    (tmp_path / "ybplug.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.anyio
+async def test_sync_and_retry_exit_1_when_deliveries_are_parked_or_uploads_fail(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "failing_plugin.py").write_text(
+        "import ybplug\n\n@ybplug.hookimpl\ndef collection_result(result):\n    raise RuntimeError('HIS down')\n",
+        encoding="utf-8")
+    _ward(tmp_path, sandbox.url, plugins='["failing_plugin"]', delivery_attempts="1")
+    env = {"PYTHONPATH": str(tmp_path), "YBPLUG_PLUGINS": "ybplug.transport,ybplug.collection,failing_plugin",
+           "YBPLUG_EXAMPLE_DB": str(tmp_path / "hospital.db")}
+    config = Config.load(tmp_path / "ybplug.toml")
+    async with Host(config, entry_points=False, background=False, plugins=[]) as host:
+        await host.record_birth(birth_record())
+
+    def ybplug(*args: str) -> subprocess.CompletedProcess[str]:
+        return run(*args, "-c", "ybplug.toml", cwd=tmp_path, env=env)
+
+    synced = await anyio.to_thread.run_sync(ybplug, "sync", "upload")
+    assert synced.returncode == 1, synced.stdout + synced.stderr
+    assert "uploaded 1" in synced.stdout
+    assert "ybplug sync: 1 hook deliveries failed (1 parked" in synced.stderr.strip().splitlines()[-1]
+    retried = await anyio.to_thread.run_sync(ybplug, "retry")
+    assert retried.returncode == 1 and "re-queued 1 parked deliveries" in retried.stdout
+    assert "1 hook deliveries failed (1 parked" in retried.stderr.strip().splitlines()[-1]
+    _ward(tmp_path, "http://127.0.0.1:9")  # the centre down, nothing parked: the retry's uploads fail
+    async with Host(Config.load(tmp_path / "ybplug.toml"), entry_points=False, background=False) as host:
+        await host.record_birth(birth_record(1))
+    down = await anyio.to_thread.run_sync(lambda: run("retry", "-c", "ybplug.toml", cwd=tmp_path,
+                                                      env={"YBPLUG_EXAMPLE_DB": str(tmp_path / "hospital.db")}))
+    assert down.returncode == 1 and "ybplug retry: 1 uploads failed" in down.stderr.strip().splitlines()[-1]
+
+
+def test_a_usage_mistake_exits_2_as_the_readme_says(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert run("init", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+    forget = run("plugins", "forget", "nosuch", "-c", "ybplug.toml", cwd=tmp_path)
+    assert forget.returncode == 2 and "no subscriber named 'nosuch'" in forget.stderr
+    amend = run("amend", "1", "--record", "missing.json", "-c", "ybplug.toml", cwd=tmp_path)
+    assert amend.returncode == 2 and "--record missing.json: cannot read it" in amend.stderr
+    check = run("check", "-c", "missing.toml", cwd=tmp_path)
+    assert check.returncode == 2 and check.stdout.startswith("FAIL  config    missing.toml: cannot read")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "- 2: a usage or configuration error" in readme and "- 141: its output was closed" in readme
+
+
+def test_a_plugin_that_fails_at_import_is_named_scrubbed_and_cannot_end_ybplug(tmp_path: Path) -> None:
+    (tmp_path / "leaky.py").write_text('raise RuntimeError("init failed for 350203199001010026")\n', encoding="utf-8")
+    (tmp_path / "quits.py").write_text("raise SystemExit(3)\n", encoding="utf-8")
+    for module, says in (("leaky", "RuntimeError: init failed for 3502**********0026"),
+                         ("quits", "'quits' from the config cannot be imported: it called sys.exit(3) on import")):
+        (tmp_path / "ybplug.toml").write_text(f'journal = "journal.db"\nplugins = ["{module}"]\n', encoding="utf-8")
+        for command in ("plugins", "sync"):
+            done = run(command, "-c", "ybplug.toml", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+            assert done.returncode == 2 and "Traceback" not in done.stderr, (command, done.stderr)
+            [line] = done.stderr.strip().splitlines()
+            assert says in line and "350203199001010026" not in line
+        check = run("check", "-c", "ybplug.toml", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+        assert check.returncode == 1 and says in check.stdout and "350203199001010026" not in check.stdout
+
+
+def test_plugins_are_listed_in_the_same_order_every_run(tmp_path: Path) -> None:
+    from ybplug.loading import BUILTIN_PLUGINS
+
+    for name in ("zeta_plugin", "alpha_plugin", "mid_plugin"):
+        (tmp_path / f"{name}.py").write_text("", encoding="utf-8")
+    (tmp_path / "ybplug.toml").write_text(
+        'journal = "journal.db"\nplugins = ["zeta_plugin", "alpha_plugin", "mid_plugin"]\n', encoding="utf-8")
+    runs = [run("plugins", "--json", "-c", "ybplug.toml", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path),
+                                                                          "PYTHONHASHSEED": str(seed)})
+            for seed in (1, 2, 3)]
+    names = [[entry["name"] for entry in json.loads(done.stdout)] for done in runs]
+    builtin = [name for name, _ in BUILTIN_PLUGINS]
+    assert names[0] == names[1] == names[2]
+    assert names[0][:len(builtin)] == builtin
+    assert names[0][len(builtin):] == sorted(names[0][len(builtin):])
+
+
+def test_a_closed_output_ends_quietly(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert run("init", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+    process = subprocess.Popen([YBPLUG, "plugins", "-c", "ybplug.toml"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before ybplug writes (`| head -0`)
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141 and error == ""
+
+
+def test_what_the_cli_echoes_of_an_error_is_capped(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert run("init", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+    key = "x" * 100_000
+    for args in (["show", key], ["show", "1", "--twin", key], ["plugins", "forget", key]):
+        done = run(*args, "-c", "ybplug.toml", cwd=tmp_path)
+        assert done.returncode in (1, 2) and "Traceback" not in done.stderr
+        assert 0 < len(done.stderr) < 2600, (args, len(done.stderr))
+    shown = run("show", "350203199001010026", "-c", "ybplug.toml", cwd=tmp_path)
+    assert "3502**********0026" in shown.stderr and "350203199001010026" not in shown.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT as a terminal does on POSIX")
+@pytest.mark.anyio
+async def test_ctrl_c_stops_a_one_shot_command_promptly_and_the_birth_stays_journaled(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from ybplug.sandbox import Fault
+
+    async with Sandbox(tmp_path / "centre.db", faults=[Fault("latency", seconds=20)]) as centre:
+        _ward(tmp_path, centre.url)
+        (tmp_path / "ybplug.toml").write_text(
+            (tmp_path / "ybplug.toml").read_text(encoding="utf-8").replace("read_timeout = 2.0", "read_timeout = 30.0"),
+            encoding="utf-8")
+        async with Host(Config.load(tmp_path / "ybplug.toml"), entry_points=False, background=False) as host:
+            await host.record_birth(birth_record())
+        process = subprocess.Popen([YBPLUG, "sync", "upload", "-c", "ybplug.toml"], cwd=tmp_path, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "YBPLUG_EXAMPLE_DB": str(tmp_path / "hospital.db")})
+        deadline = time.monotonic() + 30
+        while not centre.calls("yb04.13.01.21") and time.monotonic() < deadline:  # the upload is on its way
+            await anyio.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = await anyio.to_thread.run_sync(lambda: process.communicate(timeout=15))
+        assert time.monotonic() - started < 10, "Ctrl+C waited for the slow centre"
+        assert process.returncode == 130 and err.strip().splitlines()[-1] == "ybplug sync: interrupted", err
+        assert "Traceback" not in err and "uploaded" not in out
+        async with Host(Config.load(tmp_path / "ybplug.toml"), entry_points=False, background=False) as host:
+            left = await host.birth(1)  # as a killed process leaves it: its exchange journaled as sent
+            assert [(e.funid, e.outcome) for e in left.exchanges] == [("yb04.13.01.21", "sent")]
+            assert (await host.sync("upload"))["uploaded"] == 1  # the interrupted command's claim is taken over
+            assert (await host.birth(1)).state == "registered"
+
+
+@pytest.mark.anyio
+async def test_the_worker_names_the_time_an_upload_is_really_tried_again(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused sign-in: the births that failed wait for their own upload_backoff (3 s here), so
+    the schedule's "trying again in N s" must not promise a try sooner than that."""
+    import logging
+    import re
+    import time
+
+    config = Config(journal=str(tmp_path / "journal.db"), upload="immediate", upload_backoff=3.0,
+                    wire=WireSection(url=sandbox.url, usr=SANDBOX_USR, pwd="wrong-secret", read_timeout=5.0))
+    caplog.set_level(logging.ERROR, "ybplug.collection")
+    async with Host(config, entry_points=False) as host:
+        await host.record_birth(birth_record())
+        deadline = time.monotonic() + 20
+        while not any("upload stopped" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            await anyio.sleep(0.1)
+    said = [r.getMessage() for r in caplog.records if "upload stopped" in r.getMessage()]
+    assert said, "no failed round was logged"
+    found = re.search(r"trying again in (\d+) s", said[0])
+    assert found and int(found.group(1)) >= 3, said[0]

@@ -139,7 +139,7 @@ def test_forgetting_a_plugin_is_an_explicit_journaled_act(tmp_path: Path) -> Non
     db = sqlite3.connect(tmp_path / "journal.db")
     assert ("example_hospital",) in db.execute("SELECT DISTINCT plugin FROM subscriptions").fetchall()
     unknown = ybplug_cli("plugins", "forget", "no_such_plugin", "-c", "ybplug.toml", cwd=tmp_path)
-    assert unknown.returncode == 1 and "example_hospital" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == 2 and "example_hospital" in unknown.stderr and "Traceback" not in unknown.stderr
     done = ybplug_cli("plugins", "forget", "example_hospital", "--operator", "王工", "-c", "ybplug.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert db.execute("SELECT count(*) FROM subscriptions WHERE forgotten_at IS NULL AND plugin = 'example_hospital'").fetchone() == (0,)

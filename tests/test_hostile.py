@@ -367,9 +367,22 @@ PASSWORD = "Pa55-w0rd-hostile"
 
 
 @st.composite
+def deep_toml(draw: st.DrawFn) -> str:
+    """A TOML value nested in arrays or inline tables, now and then deeper than any parser's
+    recursion goes (the depths are picked from a short list: small examples, no huge bounds)."""
+    depth = draw(st.sampled_from([1, 2, 8, 64, 1_000, 5_000]))
+    inner = toml_value(draw(config_scalars.filter(lambda v: v is not None)))
+    if draw(st.booleans()):
+        return "[" * depth + inner + "]" * depth
+    return "{a = " * depth + inner + "}" * depth
+
+
+@st.composite
 def config_texts(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         return draw(st.text(max_size=300))
+    if draw(st.integers(min_value=0, max_value=3)) == 0:
+        return f"{draw(st.sampled_from(TOP_KEYS))} = {draw(deep_toml())}"
     top = draw(st.dictionaries(st.sampled_from(TOP_KEYS), config_values, max_size=5))
     wire = draw(st.dictionaries(st.sampled_from(WIRE_KEYS), config_values, max_size=5))
     wire["pwd"] = draw(st.just(PASSWORD) | config_values)

@@ -159,16 +159,58 @@ def test_ybplug_check_fails_on_each_thing_it_checks(tmp_path: Path) -> None:
     assert "no_such_module_here" in lines[3][2] and "nowhere" in lines[2][2]
     (tmp_path / "bad.toml").write_text('uplaod = "immediate"\n', encoding="utf-8")
     bad = ybplug("check", "-c", "bad.toml", cwd=tmp_path)
-    assert bad.returncode == 1 and bad.stdout.startswith("FAIL  config") and "uplaod" in bad.stdout
+    assert bad.returncode == 2 and bad.stdout.startswith("FAIL  config") and "uplaod" in bad.stdout  # a config error
 
 
 def test_new_plugin_refuses_a_bad_name_and_a_folder_in_use(tmp_path: Path) -> None:
     bad = ybplug("new-plugin", "9 lives", cwd=tmp_path)
-    assert bad.returncode == 1 and "plugin name" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "plugin name" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "file").write_text("x", encoding="utf-8")
     taken = ybplug("new-plugin", "mine", "--dir", "used", cwd=tmp_path)
-    assert taken.returncode == 1 and "not empty" in taken.stderr
+    assert taken.returncode == 2 and "not empty" in taken.stderr
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("ybplug", "is ybplug itself"),
+    ("os", "standard library"),
+    ("Asyncio", "standard library"),
+    ("py", "already importable here"),  # pytest's py.py: a module of no distribution of that name
+    ("ybplug-example-hospital", "distribution already installed here"),  # pip would replace it
+])
+def test_new_plugin_refuses_a_name_that_would_shadow_a_module(tmp_path: Path, name: str, why: str) -> None:
+    done = ybplug("new-plugin", name, cwd=tmp_path)
+    [line] = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and why in line and "choose another name" in line, line
+    assert not (tmp_path / name).exists()
+
+
+def test_the_birth_factory_checks_births_in_the_configured_charset(tmp_path: Path) -> None:
+    (tmp_path / "test_charset.py").write_text(
+        "import msgspec\nimport pytest\n\n\n"
+        "@pytest.fixture\ndef ybplug_config(ybplug_config):\n"
+        "    return msgspec.structs.replace(ybplug_config, charset='gb18030')\n\n\n"
+        "@pytest.fixture\ndef ybplug_plugins():\n    return []\n\n\n"
+        "@pytest.mark.anyio\nasync def test_a_name_gbk_lacks(ybplug_host, ybplug_birth):\n"
+        "    assert (await ybplug_host.record_birth(ybplug_birth(mother_name='𠀀芳'))).created\n\n\n"
+        "def test_gbk_without_a_config(ybplug_birth):\n"
+        "    with pytest.raises(Exception, match='GBK'):\n        ybplug_birth(mother_name='𠀀芳')\n",
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_charset.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-3000:]
+
+
+def test_check_says_when_the_voucher_worker_interpreter_cannot_start(tmp_path: Path) -> None:
+    false = "/bin/false" if sys.platform != "win32" else "C:/Windows/System32/whoami.exe"
+    (tmp_path / "ybplug.toml").write_text(
+        '[wire]\nurl = "http://127.0.0.1:9"\n'
+        f'[voucher]\nlibrary = "{(tmp_path / "ectrans.so").as_posix()}"\nbackend = "process"\npython = "{false}"\n',
+        encoding="utf-8")
+    done = ybplug("check", "-c", "ybplug.toml", cwd=tmp_path)
+    [voucher] = [line for line in done.stdout.splitlines() if line.split()[1:2] == ["voucher"]]
+    assert done.returncode == 1 and voucher.startswith("FAIL")
+    assert "interpreter could not start the worker" in voucher and "crashed" not in voucher, voucher
 
 
 def test_the_generated_hooks_are_every_event_hook_with_the_specs_own_parameters(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ybplug.errors import Error
+from ybplug.errors import Error, UsageError
+from ybplug.textfile import decode_text, loads_json
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -33,8 +35,8 @@ class ReplacementUnderWay(Error):
     """A replacement's void got no answer; it is journaled and carried on later."""
 
 
-class RecordFileError(Error):
-    """The ``--record`` file cannot be read as one JSON object."""
+class RecordFileError(UsageError):
+    """The ``--record`` file cannot be read as one JSON object (exit 2: the command is to fix)."""
 
 
 def china_time(timestamp: float | None) -> str | None:
@@ -181,13 +183,18 @@ def _find(journal: Any, key: str, twin: int | None) -> BirthStatus:
 
     ids = journal.find(key, twin)
     if not ids:
-        raise BirthNotFound(f"no birth answers to {key!r} (a birth id, a HIS serial bke042 or a baz726)")
+        raise BirthNotFound(f"no birth answers to {_echo(key)} (a birth id, a HIS serial bke042 or a baz726)")
     statuses = [journal.lookup(i) for i in ids]
     twins = sorted({s.birth.multiple_birth_number for s in statuses})
     if len(twins) > 1:
-        raise BirthNotFound(f"HIS serial {key!r} names {len(twins)} newborns (bme027 {twins}): add --twin N")
+        raise BirthNotFound(f"HIS serial {_echo(key)} names {len(twins)} newborns (bme027 {twins}): add --twin N")
     found: BirthStatus = statuses[0]
     return found
+
+
+def _echo(value: str, limit: int = 100) -> str:
+    """What a person typed, echoed in an error: quoted, at most ``limit`` characters of it."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def _print_birth(facts: dict[str, Any]) -> None:
@@ -273,18 +280,17 @@ async def _resolve(args: argparse.Namespace, one_shot: OneShot) -> int:
 
 
 def _record(path: str) -> dict[str, Any]:
-    """The corrected record: one JSON object with the spec's wire names (``-`` reads stdin)."""
+    """The corrected record: one JSON object with the spec's wire names (``-`` reads stdin), in
+    any encoding Notepad saves (:mod:`ybplug.textfile`)."""
+    where = f"--record {path}"
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
-        raise RecordFileError(f"--record {path}: cannot read it ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordFileError(f"--record {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise RecordFileError(f"--record {path}: expected one JSON object with the spec's wire names (bke042, bme027...)")
-    return data
+        raise RecordFileError(f"{where}: cannot read it ({exc.strerror})") from None
+    record = loads_json(decode_text(data, where), where)
+    if not isinstance(record, dict):
+        raise RecordFileError(f"{where}: expected one JSON object with the spec's wire names (bke042, bme027...)")
+    return record
 
 
 async def amend(args: argparse.Namespace, *, one_shot: OneShot) -> int:

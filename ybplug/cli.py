@@ -19,10 +19,10 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ybplug import clerk
-from ybplug.errors import Error
+from ybplug.errors import Error, UsageError
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -166,7 +166,13 @@ async def _new_plugin(args: argparse.Namespace) -> int:
 def _forget(args: argparse.Namespace) -> int:
     with _journal(args) as journal:
         if journal is None:
-            return 1
+            return 2  # nothing to forget: the command names no subscriber
+        known = sorted(journal.status()["subscribers"])
+        if args.name not in known:
+            raise UsageError(
+                f"no subscriber named {shown(args.name, 200)!r} in journal {journal.name}"
+                f" (subscribers: {', '.join(known) or 'none'})"
+            )
         hooks, dropped = journal.forget(args.name, args.operator)
     print(f"forgot plugin {args.name}: {hooks} hooks, {dropped} waiting deliveries dropped (journaled as {args.operator})")
     return 0
@@ -179,11 +185,9 @@ def _print_summary(summary: dict[str, int]) -> None:
 async def _sync(args: argparse.Namespace) -> int:
     async with _one_shot(args) as host:
         summary = await host.sync(args.job)
+        failed = await _failed_deliveries(host)
     _print_summary(summary)
-    if summary.get("upload_failed"):
-        print(f"ybplug sync: {summary['upload_failed']} uploads failed; they are retried (see `ybplug status`)", file=sys.stderr)
-        return 1
-    return 0
+    return _failed_work("sync", summary, failed)
 
 
 async def _retry(args: argparse.Namespace) -> int:
@@ -191,8 +195,31 @@ async def _retry(args: argparse.Namespace) -> int:
         count = await host.replay(args.event, args.plugin)
         print(f"re-queued {count} parked deliveries; waiting uploads are due now")
         summary = await host.sync("upload")
+        failed = await _failed_deliveries(host)
     _print_summary(summary)
-    return 0
+    return _failed_work("retry", summary, failed)
+
+
+async def _failed_deliveries(host: Host) -> tuple[int, int]:
+    """How many hook deliveries this command made failed, and how many of them were parked
+    (their outcomes committed first: a parked delivery is known once journaled)."""
+    await host.deliveries.settled()
+    return host.deliveries.failed, host.deliveries.parked
+
+
+def _failed_work(command: str, summary: dict[str, int], deliveries: tuple[int, int]) -> int:
+    """Exit status 1, with one line on stderr, when uploads or hook deliveries failed: a monitor
+    or a script running ``sync``/``retry`` must see that the work is not done."""
+    failed, parked = deliveries
+    trouble = []
+    if summary.get("upload_failed"):
+        trouble.append(f"{summary['upload_failed']} uploads failed (they are retried)")
+    if failed:
+        trouble.append(f"{failed} hook deliveries failed ({parked} parked: `ybplug retry` replays them)")
+    if not trouble:
+        return 0
+    print(f"ybplug {command}: " + "; ".join(trouble) + "; see `ybplug status`", file=sys.stderr)
+    return 1
 
 
 async def _void(args: argparse.Namespace) -> int:
@@ -256,7 +283,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ybplug", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = _Parser(prog="ybplug", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (personal data stays masked)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -351,7 +378,107 @@ def _log_to_file(config: Any) -> None:
         root.addHandler(handler)
 
 
+#: The most of an error (or of a value it echoes) the CLI prints: a 100 KB argument stays readable.
+SHOWN = 2000
+
+#: Exit statuses beyond 0/1/2: 128 + the signal, as a shell shows a command a signal ended.
+INTERRUPTED = 130
+OUTPUT_CLOSED = 141
+
+
+def shown(text: str, limit: int = SHOWN) -> str:
+    """Text fit for the one line a person reads: ID and phone numbers masked (an echoed argument
+    or a plugin's message may hold one), on one line, at most ``limit`` characters."""
+    from ybplug.privacy import scrub
+
+    text = " ".join(scrub(text).splitlines())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors echo at most :data:`SHOWN` characters of what was typed."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {shown(message)}\n")
+
+
+class _Interrupted(Exception):
+    """Ctrl+C (or the service manager's stop) ended a one-shot command."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+async def _until_stopped(command: Awaitable[int]) -> int:
+    """Run a one-shot command until it ends or a stop is asked (Ctrl+C; SIGTERM on POSIX,
+    Ctrl+Break on Windows), then :class:`_Interrupted`.
+
+    The stop cancels the command through anyio, so what is being journaled (shielded) finishes
+    and the host closes as after any error.  Without this, asyncio's own Ctrl+C handling
+    cancels the main task natively, which the host's shielded work may absorb: the command then
+    ran on to its end (a slow centre: 20 s) and exited 0, or waited out a hung library."""
+    import anyio
+
+    from ybplug.system import stop_requests
+
+    error: Exception | None = None
+    result = INTERRUPTED
+    async with stop_requests() as stop:
+        with anyio.CancelScope() as scope:
+
+            async def cancel_on_stop() -> None:
+                await stop.wait()
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_on_stop)
+                try:
+                    result = await command
+                except Exception as exc:  # raised as itself below, not inside an exception group
+                    error = exc
+                tg.cancel_scope.cancel()
+    if stop.signal_name:  # an error the stop caused (a closed connection...) is the stop
+        raise _Interrupted(stop.signal_name)
+    if error is not None:
+        raise error
+    return result
+
+
+def _exit_status(signal_name: str) -> int:
+    import signal
+
+    number = getattr(signal, signal_name, None)
+    return 128 + int(number) if number is not None else INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``ybplug`` command; its exit status (README: "Exit status")."""
+    command = "ybplug"
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except BrokenPipeError:  # `ybplug status | head -1`: the reader has what it wanted
+        _stdout_to_devnull()
+        return OUTPUT_CLOSED
+    except KeyboardInterrupt:  # Ctrl+C outside a one-shot command's event loop
+        print(f"{command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at the null device, so the interpreter's last flush at exit does not print
+    a BrokenPipeError of its own (Python's documented recipe)."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _main(argv: list[str] | None) -> int:
     from ybplug.system import exit_on_stop_signals, tolerant_console
 
     tolerant_console()  # a GBK console must not end a command on a name it cannot show
@@ -370,17 +497,22 @@ def main(argv: list[str] | None = None) -> int:
         if inspect.iscoroutine(outcome):  # a command that talks to the centre or runs the host
             import anyio
 
-            outcome = anyio.run(lambda: outcome)
+            coroutine = outcome
+            if args.command in ("run", "console"):  # they wait for a stop request themselves
+                outcome = anyio.run(lambda: coroutine)
+            else:
+                outcome = anyio.run(_until_stopped, coroutine)
         code: int = outcome
         return code
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, _Interrupted) as exc:
+        print(f"ybplug {args.command}: interrupted", file=sys.stderr)
+        return _exit_status(exc.signal_name) if isinstance(exc, _Interrupted) else INTERRUPTED
     except Error as exc:  # a person's to fix: one line, no traceback
         from ybplug.caller import PluginError
         from ybplug.config import ConfigError
 
-        print(f"ybplug {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (ConfigError, PluginError)) else 1
+        print(f"ybplug {args.command}: error: {shown(str(exc))}", file=sys.stderr)
+        return 2 if isinstance(exc, (ConfigError, PluginError, UsageError)) else 1
 
 
 if __name__ == "__main__":

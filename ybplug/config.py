@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -32,6 +33,7 @@ from ybplug.dotnet.config import DotnetSection
 from ybplug.envelope import OUTPUT_LEN
 from ybplug.errors import Error
 from ybplug.system import default_journal
+from ybplug.textfile import UnreadableFile, decode_text
 from ybplug.voucher.config import VoucherConfig
 
 
@@ -60,6 +62,11 @@ class WireConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     read_timeout: float = 30.0
     output_len: int = OUTPUT_LEN
     max_connections: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout"):
+            if not 0 < getattr(self, name) < math.inf:  # NaN fails both comparisons
+                raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
 
     @property
     def endpoint(self) -> str:
@@ -144,6 +151,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(KEYWORDS_RULE)
         if upload_time(self.upload) is None and self.upload != "immediate":
             raise ValueError(f"upload must be 'immediate' or 'daily at HH:MM', got {self.upload!r}")
+        for name in self.__struct_fields__:  # nan or inf would make a timer never fire, or fire at once forever
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if not self.journal_on_server and not Path(self.journal).name:
+            raise ValueError(f"journal {self.journal!r} names a folder, not the journal's file (e.g. /var/lib/ybplug/journal.db)")
         if self.log_max_bytes < 0 or self.log_backups < 0:
             raise ValueError("log_max_bytes and log_backups must not be negative")
         for name in ("realname_interval", "hook_timeout", "lease", "realname_batch", "realname_concurrency",
@@ -193,11 +206,15 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
         try:
-            config = msgspec.toml.decode(text, type=cls)
+            config = msgspec.toml.decode(decode_text(text, str(file)), type=cls)  # as Notepad saves it
+        except UnreadableFile as exc:
+            raise ConfigError(str(exc)) from None
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{file}: {_readable(exc)}") from None
         except (msgspec.DecodeError, UnicodeError) as exc:  # msgspec before 0.19: UnicodeDecodeError
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        except RecursionError:  # the TOML parser recurses once per level of [[[...]]] or {a={...}}
+            raise ConfigError(f"{file}: not valid TOML (arrays or tables nested too deeply)") from None
         if config.journal_on_server and config.journal_shown != config.journal:
             raise ConfigError(
                 f"{file}: journal: the URL carries a password ({config.journal_shown}), and ybplug.toml never "

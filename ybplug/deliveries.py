@@ -52,6 +52,10 @@ class Deliveries:
         self._inline = 0
         self._inline_idle = anyio.Event()
         self._flushing = False
+        #: Deliveries made by this host that failed, and those of them journaled as parked: what
+        #: a one-shot ``ybplug sync``/``retry`` reports (and exits 1 for).
+        self.failed = 0
+        self.parked = 0
 
     #: Seconds a delivery's outcome waits for another journal write to go with, at most.
     FLUSH_AFTER = 0.005
@@ -113,13 +117,16 @@ class Deliveries:
             self._journaled,
         )
         self._schedule_flush()
-        return sum(1 for _, error in results if error is None)
+        succeeded = sum(1 for _, error in results if error is None)
+        self.failed += len(results) - succeeded
+        return succeeded
 
     def _journaled(self, outcome: tuple[bool, Any]) -> None:
         ok, value = outcome
         if not ok:  # the deliveries stay claimed; their lease runs out and the loop makes them again
             log.error("hook deliveries made but not journaled: %s", value)
         elif value:
+            self.parked += value
             log.error("%d hook deliveries parked after %d attempts; `ybplug retry` replays them", value, self.attempts)
 
     async def _flush_soon(self) -> None:

@@ -38,6 +38,11 @@ class Error(Exception):
     outcome: Outcome | None = None
 
 
+class UsageError(Error):
+    """A command asked for something that is not there (a file, a plugin's name): the person
+    fixes the command line.  The CLI exits 2 for it, as for a configuration error."""
+
+
 def outcome_of(error: BaseException) -> Outcome:
     """How a failed exchange is journaled: the error's own ``outcome`` (refused, unknown...),
     else failed."""
@@ -52,4 +57,4 @@ def errors_in(group: BaseExceptionGroup[E]) -> list[E]:
     return found
 
 
-__all__ = ["Error", "Outcome", "errors_in", "outcome_of"]
+__all__ = ["Error", "Outcome", "UsageError", "errors_in", "outcome_of"]

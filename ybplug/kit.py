@@ -18,7 +18,7 @@ import pluggy
 from ybplug.config import Config, ConfigError
 from ybplug.errors import Error
 from ybplug.hooks import PROJECT, specs
-from ybplug.loading import load_plugins, origins
+from ybplug.loading import BUILTIN_PLUGINS, load_plugins, origins
 
 __all__ = ["plugins_report", "print_plugins", "run_checks"]
 
@@ -27,16 +27,21 @@ def _hooks_of(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
 
 
+def _in_order(pm: pluggy.PluginManager) -> list[tuple[str, object]]:
+    """The named plugins of ``pm``, the same order every run (pluggy keeps them in a set): the
+    built-ins in their load order, then the others by name."""
+    builtin = [name for name, _ in BUILTIN_PLUGINS]
+    named = [(name, plugin) for plugin in pm.get_plugins() if (name := pm.get_name(plugin))]
+    return sorted(named, key=lambda item: (0, builtin.index(item[0]), "") if item[0] in builtin else (1, 0, item[0]))
+
+
 def plugins_report(pm: pluggy.PluginManager, status: dict[str, Any]) -> list[dict[str, Any]]:
     """Every plugin loaded in ``pm`` (from where, which hooks) and every durable subscriber in the
     journal's ``status`` (hooks kept for it, deliveries pending and parked), loaded or not."""
     found = origins(pm)
     subscribers: dict[str, dict[str, Any]] = status.get("subscribers", {})
     report: list[dict[str, Any]] = []
-    for plugin in pm.get_plugins():
-        name = pm.get_name(plugin)
-        if not name:
-            continue
+    for name, plugin in _in_order(pm):
         origin = found.get(name)
         subscribed = subscribers.get(name)
         report.append({
@@ -52,7 +57,7 @@ def plugins_report(pm: pluggy.PluginManager, status: dict[str, Any]) -> list[dic
             "parked": (subscribed or {}).get("parked", 0),
         })
     loaded = {entry["name"] for entry in report}
-    for name, subscribed in subscribers.items():
+    for name, subscribed in sorted(subscribers.items()):
         if name not in loaded:  # a durable subscriber not loaded here: its events wait for it
             report.append({
                 "name": name, "loaded": False, "origin": None, "source": None, "distribution": None, "version": None,
@@ -85,19 +90,22 @@ Check = tuple[str, Callable[[], Awaitable[str]]]
 
 
 async def run_checks(path: str | Path) -> int:
-    """``ybplug check -c FILE``: one line per check, ``ok`` or ``FAIL``; 1 when any failed."""
+    """``ybplug check -c FILE``: one line per check, ``ok`` or ``FAIL``; 1 when any failed, 2
+    when the config itself is missing or invalid (as every command exits for a config error)."""
+    from ybplug.cli import shown
+
     failures = 0
 
     def line(ok: bool, what: str, detail: str) -> None:
         nonlocal failures
         failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'}  {what:<9} {detail}", flush=True)
+        print(f"{'ok  ' if ok else 'FAIL'}  {what:<9} {shown(detail)}", flush=True)
 
     try:
         config = Config.load(path)
     except ConfigError as exc:
         line(False, "config", str(exc))
-        return 1
+        return 2
     line(True, "config", f"{path}: valid")
     for what, check in _checks(config):
         try:
@@ -134,7 +142,7 @@ def _checks(config: Config) -> list[Check]:
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(specs)
         load_plugins(pm, config, (), entry_points=True)  # check_pending() included
-        names = [name for name in (pm.get_name(p) for p in pm.get_plugins()) if name]
+        names = [name for name, _ in _in_order(pm)]
         return f"{len(names)} loaded, every hook known: {', '.join(names)}"
 
     return [("centre", centre), ("voucher", voucher), ("plugins", plugins)]

@@ -10,10 +10,11 @@ subscriptions and deliveries are keyed by.  Where each came from is recorded as 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pluggy
@@ -21,6 +22,7 @@ import pluggy
 from ybplug.caller import PluginError, check_no_wrappers
 from ybplug.config import Config
 from ybplug.hooks import PROJECT
+from ybplug.privacy import scrub
 
 BUILTIN_PLUGINS = (
     ("ybplug.transport", "ybplug.plugins.transport"),
@@ -71,10 +73,7 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
             offered.append(entry.name)
             if allowed is not None and entry.name not in allowed:
                 continue
-            try:
-                loaded = entry.load()
-            except Exception as exc:
-                raise PluginError(f"entry point {entry.name} = {entry.value}: cannot import ({exc})") from None
+            loaded = _imported(f"entry point {entry.name} = {entry.value}", entry.load)
             _register(pm, loaded, entry.name)
             dist = entry.dist
             found[entry.name] = Origin(
@@ -84,12 +83,7 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
         offered.append(module)
         if allowed is not None and module not in allowed:
             continue
-        try:
-            imported = importlib.import_module(module)
-        except Exception as exc:  # not only ImportError: a SyntaxError or a module that raises, as for entry points
-            raise PluginError(
-                f"plugin module {module!r} from the config cannot be imported: {type(exc).__name__}: {exc}"
-            ) from None
+        imported = _imported(f"plugin module {module!r} from the config", functools.partial(importlib.import_module, module))
         _register(pm, imported, module)
         found[module] = Origin("config", module)
     if config.dotnet is not None and config.dotnet.plugins:
@@ -114,15 +108,31 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+        raise PluginError(scrub(f"plugin {exc.plugin!r}: {exc}")) from None
     check_no_wrappers(pm)
+
+
+def _imported(what: str, load: Callable[[], object]) -> object:
+    """A plugin, imported; whatever its import raises is a :class:`PluginError` naming it.
+
+    Not only ImportError: a SyntaxError, a module that raises, one that calls ``sys.exit()``
+    (which would end ybplug silently with its status).  Ctrl+C stays Ctrl+C.  The message is
+    scrubbed: a plugin's error may carry the personal data it was working on."""
+    try:
+        return load()
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        raise PluginError(scrub(f"{what} cannot be imported: it called sys.exit({exc.code!r}) on import")) from None
+    except BaseException as exc:
+        raise PluginError(scrub(f"{what} cannot be imported: {type(exc).__name__}: {exc}")) from None
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str | None) -> None:
     try:
         pm.register(plugin, name)
     except (ValueError, pluggy.PluginValidationError) as exc:
-        raise PluginError(f"plugin {name or plugin!r}: {exc}") from None
+        raise PluginError(scrub(f"plugin {name or plugin!r}: {exc}")) from None
 
 
 def _stable_name(plugin: object) -> str:

@@ -9,12 +9,16 @@ of the ybplug that wrote it.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import importlib.util
 import inspect
 import re
+import sys
 from pathlib import Path
 
 from ybplug import events
-from ybplug.errors import Error
+from ybplug.errors import UsageError
 from ybplug.hooks import specs
 
 __all__ = ["ScaffoldError", "event_hook_stubs", "new_plugin"]
@@ -26,7 +30,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 _MESSAGE_TYPES = ("Birth", "CollectionResult", "QrIdentity", "QrRequest", "RealNameRecord")
 
 
-class ScaffoldError(Error):
+class ScaffoldError(UsageError):
     """The plugin cannot be written as asked (a bad name, a folder already in use)."""
 
 
@@ -58,6 +62,11 @@ def new_plugin(name: str, target: Path | None = None) -> Path:
             f"plugin name {name[:70]!r}: use letters, digits, - and _, starting with a letter (e.g. st-mary-his)"
         )
     package = name.replace("-", "_").lower()
+    if shadowed := _shadowed(package):
+        raise ScaffoldError(
+            f"plugin name {name!r}: its package {package!r} {shadowed}: installing the plugin would hide or"
+            " replace it; choose another name (e.g. st-mary-his)"
+        )
     target = target or Path(name)
     if target.exists() and any(target.iterdir()):
         raise ScaffoldError(f"{target} already exists and is not empty: choose another --dir")
@@ -71,6 +80,26 @@ def new_plugin(name: str, target: Path | None = None) -> Path:
     (target / package / "__init__.py").write_text(module, encoding="utf-8")
     (target / "tests" / "test_plugin.py").write_text(_TEST.format(package=package), encoding="utf-8")
     return target
+
+
+def _shadowed(package: str) -> str | None:
+    """What a top-level package of this name would shadow, if anything: ybplug itself (the
+    plugin's own ``pip install -e`` would uninstall it), Python's standard library, or a module
+    this interpreter already imports (pytest, pluggy, the hospital's own...)."""
+    if package == "ybplug":
+        return "is ybplug itself"
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution(package)  # pip would replace that distribution (pyyaml's import name is yaml)
+        return "names a distribution already installed here"
+    if package in sys.stdlib_module_names:
+        return "is a module of Python's standard library"
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # a broken installed package still holds the name
+        return "is already installed here"
+    if found is not None:
+        return f"is already importable here (from {found.origin or 'a namespace package'})"
+    return None
 
 
 _PYPROJECT = """\

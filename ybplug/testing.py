@@ -85,7 +85,9 @@ class BirthMaker:
 
     mothers = tuple(SEED_MOTHERS)
 
-    def __init__(self) -> None:
+    def __init__(self, charset: str = "gbk") -> None:
+        #: What the births are checked against: the host's ``charset`` (gb18030 holds names gbk cannot).
+        self.charset = charset
         self._anchor = datetime.now(CHINA_TIME).replace(microsecond=0) - timedelta(hours=2)
         self._count = itertools.count(1)
 
@@ -116,7 +118,7 @@ class BirthMaker:
         }
         fields.update(overrides)
         birth = Birth(**fields)
-        birth.check()
+        birth.check(self.charset)
         return birth
 
 
@@ -175,7 +177,11 @@ async def ybplug_host(ybplug_config: Config, ybplug_plugins: list[object], anyio
 
 
 @pytest.fixture
-def ybplug_birth() -> BirthMaker:
+def ybplug_birth(request: pytest.FixtureRequest) -> BirthMaker:
+    """Valid births, checked in the charset of the test's ``ybplug_config`` when the test has one
+    (through ``ybplug_host`` too), else in GBK; a test of births alone starts no sandbox."""
+    if "ybplug_config" in request.fixturenames:
+        return BirthMaker(request.getfixturevalue("ybplug_config").charset)
     return BirthMaker()
 
 

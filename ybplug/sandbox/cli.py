@@ -19,6 +19,7 @@ from ybplug.sandbox.centre import DEFAULT_PORT, SANDBOX_PWD, SANDBOX_USR
 from ybplug.sandbox.faults import FAULT_KINDS, Fault, parse_fault
 from ybplug.sandbox.server import Sandbox
 from ybplug.system import wait_for_stop
+from ybplug.textfile import UnreadableFile, decode_text
 
 #: Environment variable holding the password the sandbox accepts.
 PWD_ENV = "YBPLUG_SANDBOX_PWD"
@@ -91,10 +92,12 @@ def _parser() -> _Parser:
 def _password(pwd_file: Path | None) -> str:
     """The accepted pwd: ``--pwd-file`` (first line), else ``$YBPLUG_SANDBOX_PWD``, else the default."""
     if pwd_file is not None:
-        try:
-            lines = pwd_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _UsageError(f"cannot read --pwd-file {pwd_file}: {getattr(exc, 'strerror', None) or exc}") from None
+        try:  # as Notepad saves it: a BOM must not become part of the pwd
+            lines = decode_text(pwd_file.read_bytes(), f"--pwd-file {pwd_file}").splitlines()
+        except OSError as exc:
+            raise _UsageError(f"cannot read --pwd-file {pwd_file}: {exc.strerror or exc}") from None
+        except UnreadableFile as exc:
+            raise _UsageError(str(exc)) from None
         if not lines or not lines[0]:
             raise _UsageError(f"--pwd-file {pwd_file} is empty (its first line is the pwd)")
         return lines[0]

@@ -259,6 +259,15 @@ class ProcessBackend:
         code = await self._discard(grace=2.0)
         if self._closed:
             return VoucherError("the voucher was closed during the call")
+        aborted = sys.platform == "win32" and code == 3  # abort() in the library, on Windows
+        if self._starting and code is not None and 0 <= code < 0xC0000000 and not aborted:
+            # An exit status, no signal (nor a Windows exception code) before even the library's
+            # load was answered: the interpreter did not run the worker (python = "/bin/false",
+            # a Python too old for it), which is no crash of the library.
+            return VoucherLibraryError(
+                f"the voucher worker's interpreter could not start the worker ({self._config.python or sys.executable}"
+                f" ended with {describe_exit(code)} before loading the library); check `python` in [voucher]"
+            )
         where = "while loading the library" if self._starting else "inside EcTrans"
         logger.warning("voucher worker died %s: %s", where, describe_exit(code))
         return VoucherCrashed(
