@@ -181,6 +181,11 @@ async def test_the_example_distribution_is_found_through_its_entry_point(
     ('journal = "/"\n', "journal '/' names a folder"),
     ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
     ("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "nested too deeply"),
+    ('duplicate_markers = ["重复", ""]\n', "duplicate_markers must not hold an empty text"),
+    ('[wire]\nurl = "ftp://10.1.2.3/"\n', "url must be the centre's http:// or https:// address"),
+    ('[wire]\nurl = "http://[::1"\n', "url must be the centre's http:// or https:// address"),
+    ('journal = "a\\u0000b.db"\n', "journal must not contain control characters"),
+    ('log_file = "/"\n', "log_file '/' names a folder"),
 ])
 def test_a_config_value_no_timer_or_journal_can_use_is_one_clear_line(tmp_path: Path, toml: str, names: str) -> None:
     (tmp_path / "ybplug.toml").write_text(toml, encoding="utf-8")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +68,8 @@ class WireConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         for name in ("connect_timeout", "read_timeout"):
             if not 0 < getattr(self, name) < math.inf:  # NaN fails both comparisons
                 raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.url and not _is_http_url(self.url):
+            raise ValueError("url must be the centre's http:// or https:// address (e.g. http://10.1.2.3:8080/)")
 
     @property
     def endpoint(self) -> str:
@@ -172,6 +175,15 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             )
         if self.realname_batch > 99999:
             raise ValueError("realname_batch must be at most 99999 (rownum is number(5))")
+        for name in ("duplicate_markers", "already_void_markers"):  # "" would be found in every cause
+            if any(not marker.strip() for marker in getattr(self, name)):
+                raise ValueError(f"{name} must not hold an empty text: it would match every refusal's cause")
+        for name in ("journal", "log_file"):
+            value = getattr(self, name)
+            if isinstance(value, str) and any(ord(c) < 32 for c in value):
+                raise ValueError(f"{name} must not contain control characters (such as NUL)")
+        if self.log_file is not None and not Path(self.log_file).name:
+            raise ValueError(f"log_file {self.log_file!r} names a folder, not the log's file (e.g. /var/log/ybplug/ybplug.log)")
 
     def wire_config(self) -> WireConfig:
         """The wire settings, with ``YBPLUG_URL``/``YBPLUG_USR``/``YBPLUG_PWD`` filling what the file leaves out."""
@@ -253,6 +265,15 @@ KEYWORDS_RULE = (
 def looks_like_keywords(journal: str) -> bool:
     """Whether ``journal`` is libpq's ``host=... dbname=...`` form rather than a path."""
     return bool(_KEYWORDS.search(journal))
+
+
+def _is_http_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) address aiohttp can reach (a scheme and a host)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        return parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    except ValueError:  # "http://[::1" and the like
+        return False
 
 
 def without_password(url: str) -> str:
