@@ -218,6 +218,11 @@ class Collection:
             if isinstance(exc, AuthenticationFailed):
                 raise
             return None
+        if result.ok and str(result.eligibility) not in ("0", "1"):  # the spec: required, 1 or 0
+            log.warning(
+                "birth %d: registered, but bkee45 是否可预参保 is %s (neither 1 nor 0): its eligibility is unknown",
+                row.id, repr(str(result.eligibility))[:20],
+            )
         duplicate = not result.ok and host.is_duplicate(result.cause)
         state: BirthState
         state, claimed = await host.records.upload_answered(row, exchange_id, result, duplicate=duplicate)

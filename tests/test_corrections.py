@@ -401,3 +401,14 @@ async def test_a_review_takes_only_a_number_the_centre_holds_live(ward: tuple[Ho
         await host.resolve_review(birth_id, operator="clerk", registration_number=dead, eligible=True)
     status = await host.birth(birth_id)
     assert status.state == BirthState.NEEDS_REVIEW and seen.of("collection_result", birth_id) == []
+
+
+@pytest.mark.anyio
+async def test_an_amend_into_another_births_very_record_says_so(ward: tuple[Host, Recorder]) -> None:
+    host, _ = ward
+    first = await host.record_birth(birth_record(25))
+    other = await host.record_birth(birth_record(26))
+    with pytest.raises(BirthConflict) as caught:
+        await host.amend_birth(first.birth_id, birth_record(26), operator="clerk")
+    assert f"#{other.birth_id}" in str(caught.value) and "the very same data" in str(caught.value)
+    assert "other data: ." not in str(caught.value)

@@ -543,3 +543,40 @@ async def test_answers_that_cannot_be_read_are_retried_then_go_to_a_person(tmp_p
         assert [e.outcome for e in status.exchanges] == ["unknown"] * 6
         [review] = seen.of("birth_needs_review")
         assert review["birth_id"] == recorded.birth_id
+
+
+class CentreWithOddEligibility:
+    """A transport whose registrations carry a bkee45 the spec does not allow."""
+
+    def __init__(self, eligibility: Any) -> None:
+        self.eligibility = eligibility
+
+    @hookimpl
+    def ybplug_transport(self, config: Any) -> Any:
+        plugin = self
+
+        class Canned:
+            async def call(self, funid: str, data: dict[str, Any]) -> Any:
+                from ybplug.wire import CentreReply
+
+                reply = {"baz726": "XSE0000000000043"} | ({} if plugin.eligibility is None else {"bkee45": plugin.eligibility})
+                return CentreReply(flag=1, cause="", data=reply)
+
+            async def aclose(self) -> None:
+                pass
+
+        return Canned()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("eligibility", ["7", None])
+async def test_a_registration_with_an_odd_bkee45_is_registered_with_eligibility_unknown_and_said(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture, eligibility: Any
+) -> None:
+    async with Host(config(tmp_path, sandbox), plugins=[CentreWithOddEligibility(eligibility)], entry_points=False) as host:
+        recorded = await host.record_birth(birth(41))
+        await host.sync("upload")
+        status = await host.birth(recorded.birth_id)
+    assert status.state == BirthState.REGISTERED and status.registration_number == "XSE0000000000043"
+    assert status.eligible is None  # unknown, not "not eligible"
+    assert any("bkee45 是否可预参保" in r.getMessage() and "unknown" in r.getMessage() for r in caplog.records)

@@ -96,9 +96,12 @@ class BirthConflict(Error):
 
     def __init__(self, birth_id: int, state: BirthState, matched_by: str, differences: list[str]) -> None:
         self.birth_id, self.state, self.differences = birth_id, state, differences
+        # No difference: the very record is journaled already as another birth (an amend or a
+        # replacement that would make two births of one).
+        other = f"but other data: {'; '.join(differences)}" if differences else "and the very same data"
         super().__init__(
             f"this birth conflicts with journaled birth #{birth_id} ({state}), which has the same {matched_by} "
-            f"but other data: {'; '.join(differences)}.  If the journaled record is wrong, correct it "
+            f"{other}.  If the journaled record is wrong, correct it "
             f"(amend_birth for a birth not yet registered, replace_birth for a registered one); if this is "
             "another newborn, fix its bme027 多胞胎序号 / bke042 his流水号"
         )

@@ -180,7 +180,7 @@ class Journal(Births):
                 (
                     decision.state,
                     str(result.registration_number) if result.ok else None,
-                    str(result.eligibility) if result.ok else None,
+                    str(result.eligibility) if result.ok and str(result.eligibility) in ("0", "1") else None,  # else unknown
                     None if decision.reason is None else scrub(decision.reason, secrets),
                     now,
                     now if result.ok else None,
