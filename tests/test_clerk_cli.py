@@ -102,6 +102,10 @@ async def test_status_lists_births_in_trouble_in_china_time_and_check_fails(
     assert abs(started.timestamp() - datetime.now(timezone.utc).timestamp()) < 120
     assert shown["next_attempt"] > exchange["time"]
     assert [r["birth_id"] for r in status["needs_review"]] == [ward["review"]]
+    [refused] = status["refused"]  # what waits for a correction, with the centre's cause
+    assert refused["birth_id"] == ward["refused"] and "母亲姓名与证件不符" in refused["reason"]
+    refused_lines = [line for line in done.stdout.splitlines() if line.startswith("refused:")]
+    assert len(refused_lines) == 1 and f"ybplug amend {ward['refused']}" in refused_lines[0]
     assert status["problems"] and (await clerk("status", "--check", "--json")).returncode == 1
     for output in clerk.outputs:
         for id_number in SEED_MOTHERS.values():
@@ -119,6 +123,8 @@ async def test_show_finds_a_birth_by_id_serial_and_registration_number(
     assert (await clerk.json("show", by_id["his_serial"]))["birth_id"] == ward["registered"]
     text = await clerk("show", str(ward["refused"]))
     assert text.returncode == 0 and "refused" in text.stdout and "母亲姓名与证件不符" in text.stdout
+    assert (await clerk.json("show", f"#{ward['registered']}"))["birth_id"] == ward["registered"]
+    assert (await clerk.json("show", by_id["registration_number"].lower()))["birth_id"] == ward["registered"]
     missing = await clerk("show", "XSE9999999999999")
     assert missing.returncode == 1 and "no birth answers" in missing.stderr
 

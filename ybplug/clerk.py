@@ -93,6 +93,8 @@ def _trouble(journal: Any) -> dict[str, Any]:
     status: dict[str, Any] = journal.status()
     status["failing"] = [birth_facts(s) for s in journal.births_in(BirthState.PENDING, failing=True)]
     status["review"] = [birth_facts(s) for s in journal.births_in(BirthState.NEEDS_REVIEW)]
+    # Refused births wait for the HIS or a clerk to correct them (amend): the latest, with the cause.
+    status["refused"] = [birth_facts(s) for s in journal.births_in(BirthState.REFUSED, limit=20, newest=True)]
     return status
 
 
@@ -130,7 +132,8 @@ def status(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
         }
         _print_json({
             "births": status["births"], "deliveries": status["deliveries"], "failing": status["failing"],
-            "needs_review": status["review"], "parked": status["parked"], "subscribers": subscribers, "runs": runs,
+            "needs_review": status["review"], "refused": status["refused"], "parked": status["parked"],
+            "subscribers": subscribers, "runs": runs,
             "problems": problems,
         })
     else:
@@ -163,6 +166,13 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     for item in status["review"]:
         print(f"needs review: birth #{item['birth_id']} (HIS serial {item['his_serial']}): {item['reason']}")
+    for item in status["refused"]:
+        print(
+            f"refused:     birth #{item['birth_id']} (HIS serial {item['his_serial']}): {item['reason']};"
+            f" correct it with `ybplug amend {item['birth_id']} --record FILE`"
+        )
+    if (refused := status["births"].get("refused", 0)) > len(status["refused"]):
+        print(f"refused:     {refused} in all; the console's 需处理 lists every one")
     if stale := status["births"].get("stale", 0):
         print(f"stale:       {stale} births not real-named within the horizon: `ybplug sync stale` asks about them")
     for item in status["parked"]:
@@ -181,7 +191,9 @@ def _print_status(status: dict[str, Any]) -> None:
 def _find(journal: Any, key: str, twin: int | None) -> BirthStatus:
     from ybplug.journal.model import BirthNotFound
 
-    ids = journal.find(key, twin)
+    from ybplug.naming import lookup_key
+
+    ids = journal.find(lookup_key(key), twin)
     if not ids:
         raise BirthNotFound(f"no birth answers to {_echo(key)} (a birth id, a HIS serial bke042 or a baz726)")
     statuses = [journal.lookup(i) for i in ids]

@@ -332,11 +332,14 @@ class Births(JournalBase):
             replaced_by=None if replaced_by is None else replaced_by[0], exchanges=exchanges, actions=actions,
         )
 
-    def births_in(self, state: BirthState, *, failing: bool = False, limit: int = 50) -> list[BirthStatus]:
-        """The births in ``state`` (oldest first), for the clerk's lists; ``failing`` keeps only
-        those whose last upload attempt failed (a last error, a next attempt)."""
+    def births_in(
+        self, state: BirthState, *, failing: bool = False, limit: int = 50, newest: bool = False
+    ) -> list[BirthStatus]:
+        """The births in ``state`` (oldest first, or the ``newest``), for the clerk's lists;
+        ``failing`` keeps only those whose last upload attempt failed (a last error, a next attempt)."""
         where = "state = ? AND last_error IS NOT NULL" if failing else "state = ?"  # births_failing serves the first
-        rows = self.db.execute(f"SELECT id FROM births WHERE {where} ORDER BY id LIMIT ?", (state, limit)).fetchall()
+        order = "id DESC" if newest else "id"
+        rows = self.db.execute(f"SELECT id FROM births WHERE {where} ORDER BY {order} LIMIT ?", (state, limit)).fetchall()
         return [self.lookup(int(r[0])) for r in rows]
 
     def mark_stale(self, horizon: float) -> int:
