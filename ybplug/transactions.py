@@ -32,6 +32,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class Refused(Error):
+    """The centre answered ``flag`` 0: the request was understood and refused."""
+
+    outcome = Outcome.REFUSED
+
+    def __init__(self, funid: str, cause: str | None) -> None:
+        self.funid = funid
+        self.cause = cause or "no cause given"
+        super().__init__(f"{funid} refused by the centre: {self.cause}")
+
+
 class Transactions:
     """The exchanges of a host; :class:`ybplug.host.Host` supplies the journal, the transport and
     the hook caller."""
