@@ -125,7 +125,7 @@ async def test_an_operator_sync_without_the_hospital_plugin_loses_nothing(tmp_pa
     narrow = await cli("sync", "upload", "-c", "ybplug.toml", cwd=tmp_path, YBPLUG_PLUGINS="ybplug.transport,ybplug.collection")
     assert narrow.returncode == 0, narrow.stderr
     status = await cli("status", "-c", "ybplug.toml", cwd=tmp_path)
-    assert "1 deliveries (0 parked) for plugin example_hospital" in status.stdout, status.stdout
+    assert "waiting:     1 deliveries for plugin example_hospital" in status.stdout, status.stdout
 
     retry = await cli("retry", "-c", "ybplug.toml", cwd=tmp_path)
     assert retry.returncode == 0, retry.stderr

@@ -153,11 +153,13 @@ def _print_status(status: dict[str, Any]) -> None:
     for name, sub in sorted(status["subscribers"].items()):
         waiting = sub.get("pending", 0)
         parked = sub.get("parked", 0)
-        if waiting or parked:
+        if waiting:
             print(
-                f"waiting:     {waiting} deliveries ({parked} parked) for plugin {name}, last loaded"
+                f"waiting:     {waiting} deliveries for plugin {name}, last loaded"
                 f" {china_time(sub['last_loaded_at'])}: a host that has it delivers them"
             )
+        if parked:  # (each is listed below)
+            print(f"parked:      {parked} deliveries for plugin {name}: `ybplug retry` sends them again")
     for item in status["failing"]:
         print(
             f"failing:     birth #{item['birth_id']} (HIS serial {item['his_serial']}, bme027"
