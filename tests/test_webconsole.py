@@ -553,8 +553,21 @@ def test_a_config_with_a_password_instead_of_a_hash_is_refused_with_the_fix(tmp_
     assert "hunter22" not in str(caught.value)
 
 
-@pytest.mark.anyio
-async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+class ConsoleProcess:
+    """``ybplug [-v] console`` on the journal, with a viewer ``lin``: its url, and its log once stopped."""
+
+    def __init__(self, url: str, log: bytearray) -> None:
+        self.url, self._log = url, log
+
+    @property
+    def log(self) -> str:
+        return self._log.decode()
+
+
+@asynccontextmanager
+async def console_process(
+    tmp_path: Path, sandbox: Sandbox, journal_at: str, *options: str
+) -> AsyncIterator[ConsoleProcess]:
     line = await anyio.to_thread.run_sync(lambda: subprocess.run(
         [YBPLUG, "console", "add-user", "lin", "--role", "viewer"], input=PASSWORD + "\n",
         capture_output=True, text=True, timeout=60).stdout.strip())
@@ -562,27 +575,33 @@ async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_pa
         f'journal = "{journal_at}"\n[wire]\nurl = "{sandbox.url}"\n[console]\nlisten = "127.0.0.1:0"\nusers = [{line}]\n',
         encoding="utf-8",
     )
-    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
-        await host.record_birth(birth_record(15))
-    process = await anyio.open_process([YBPLUG, "console", "-c", str(tmp_path / "ybplug.toml")], stderr=subprocess.PIPE)
+    process = await anyio.open_process([YBPLUG, *options, "console", "-c", str(tmp_path / "ybplug.toml")], stderr=subprocess.PIPE)
     try:
         assert process.stderr is not None
-        seen = b""
+        seen = bytearray()
         with anyio.fail_after(30):
             while (found := re.search(rb"console at (http://127\.0\.0\.1:\d+/)", seen)) is None:
                 seen += await process.stderr.receive()
-        url = found.group(1).decode().rstrip("/")
-        async with Browser(url) as browser:
-            assert await browser.get("/readyz") == (200, "ready\n")
-            status, text = await browser.login("lin")
-            assert status == 200 and '<span data-state="pending">1</span>' in text
+        yield ConsoleProcess(found.group(1).decode().rstrip("/"), seen)
         process.terminate()
         with anyio.fail_after(15):
-            assert await process.wait() == 0
+            assert await process.wait() == 0  # stopped cleanly
+            async for chunk in process.stderr:
+                seen += chunk
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.anyio
+async def test_ybplug_console_serves_the_configured_journal_until_stopped(tmp_path: Path, sandbox: Sandbox, journal_at: str) -> None:
+    async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
+        await host.record_birth(birth_record(15))
+    async with console_process(tmp_path, sandbox, journal_at) as console, Browser(console.url) as browser:
+        assert await browser.get("/readyz") == (200, "ready\n")
+        status, text = await browser.login("lin")
+        assert status == 200 and '<span data-state="pending">1</span>' in text
 
 
 @pytest.mark.anyio
@@ -592,39 +611,17 @@ async def test_ybplug_console_writes_an_access_line_per_request_without_queries_
     """The README's access log, as `ybplug -v console` writes it (the CLI silences aiohttp's own):
     method, path and status of each request; never a query string, a form field, or a path no
     route matched (it may be anything typed into the address bar)."""
-    line = await anyio.to_thread.run_sync(lambda: subprocess.run(
-        [YBPLUG, "console", "add-user", "lin", "--role", "viewer"], input=PASSWORD + "\n",
-        capture_output=True, text=True, timeout=60).stdout.strip())
-    (tmp_path / "ybplug.toml").write_text(
-        f'journal = "{journal_at}"\n[wire]\nurl = "{sandbox.url}"\n[console]\nlisten = "127.0.0.1:0"\nusers = [{line}]\n',
-        encoding="utf-8",
-    )
     record = birth_record(24)
     async with Host(host_config(tmp_path, sandbox, journal=journal_at), entry_points=False, background=False) as host:
         recorded = await host.record_birth(record)
-    process = await anyio.open_process([YBPLUG, "-v", "console", "-c", str(tmp_path / "ybplug.toml")], stderr=subprocess.PIPE)
-    try:
-        assert process.stderr is not None
-        seen = b""
-        with anyio.fail_after(30):
-            while (found := re.search(rb"console at (http://127\.0\.0\.1:\d+/)", seen)) is None:
-                seen += await process.stderr.receive()
-        async with Browser(found.group(1).decode().rstrip("/")) as browser:
+    async with console_process(tmp_path, sandbox, journal_at, "-v") as console:
+        async with Browser(console.url) as browser:
             await browser.login("lin")
             assert (await browser.get(f"/births/{recorded.birth_id}"))[0] == 200
             assert (await browser.get(f"/exchanges?funid={Funid.COLLECT}&outcome=ok&note={record['bkee35']}"))[0] == 200
             assert (await browser.act("/births", key=record["bke042"]))[0] == 200
             assert (await browser.get(f"/births/{record['bkee35']}"))[0] == 404
-        process.terminate()
-        with anyio.fail_after(15):
-            assert await process.wait() == 0
-            async for chunk in process.stderr:
-                seen += chunk
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    log = seen.decode()
+    log = console.log
     access = re.findall(r"INFO ybplug\.console: 127\.0\.0\.1 ((?:GET|POST) .+ \d{3}) \d+\.\d{3}s$", log, re.MULTILINE)
     assert access == [
         "GET /login 200", "POST /login 303", "GET / 200", f"GET /births/{recorded.birth_id} 200", "GET /exchanges 200",

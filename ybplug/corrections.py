@@ -99,6 +99,8 @@ class Corrections(Transactions):
                 log.warning("replacement #%d: %s", replacement, exc)
         return done
 
+    # The signature is the journal's resolve_review's (which `duplicates` pairs): the host checks
+    # and delivers, the journal records.
     async def resolve_review(
         self,
         birth_id: int,

@@ -347,8 +347,6 @@ class Host(Corrections):
             )
         return statuses[0]
 
-    # The signature is the journal's resolve_review's (which `duplicates` pairs): the host checks
-    # and delivers, the journal records.
     async def resume_voids(self) -> int:
         """Send again the voids whose reply was lost (the centre may or may not have voided):
         "already void" then records the void, a refusal leaves it for the next round (at most a
