@@ -481,6 +481,125 @@ async def test_a_plugin_swallowing_cancellation_does_not_keep_the_call_going(pm:
     assert calls == []
 
 
+def swallowing(released: list[bool]) -> Any:
+    """An async implementation that catches every cancellation and awaits again, until released."""
+
+    @hookimpl
+    async def swallower(event_id: str) -> str:
+        while not released:
+            try:
+                await anyio.sleep_forever()
+            except BaseException:  # noqa: S110 -- bad manners on purpose: it eats the cancellation
+                pass
+        return "released"
+
+    return swallower
+
+
+async def release(caller: AsyncHookCaller, released: list[bool]) -> None:
+    """End the abandoned swallowers: released, they return at their next cancellation."""
+    released.append(True)
+    for task in list(caller._abandoned):
+        task.cancel()
+    with anyio.fail_after(2):
+        while caller.abandoned:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_plugin_ignoring_cancellation_is_timed_out_abandoned_and_reported(
+    pm: pluggy.PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    timeout = 0.3
+    calls: list[str] = []
+    released: list[bool] = []
+    register(pm, "swallower", on_event=swallowing(released))
+    register(pm, "after", on_event=recorder(calls, "after", is_async=True, result="a", trylast=True))
+    caller = AsyncHookCaller(pm, timeout=timeout)
+
+    start = time.perf_counter()
+    with caplog.at_level(logging.INFO, logger="ybplug"):
+        outcomes = await caller.call_each("on_event", event_id="ev", record=ID_NUMBER)
+    elapsed = time.perf_counter() - start
+
+    by_name = {o.plugin: o for o in outcomes}
+    error = by_name["swallower"].error
+    assert isinstance(error, HookTimeout) and error.abandoned_task and not error.abandoned_thread
+    assert calls == ["after"] and by_name["after"].value == "a"  # the next plugin was called all the same
+    assert timeout <= elapsed < timeout + caller.CANCEL_GRACE + 0.5
+    [line] = [r.getMessage() for r in caplog.records if r.name == "ybplug.hooks"]
+    assert "swallower" in line and "on_event" in line and "ignored cancellation" in line
+    assert ID_NUMBER not in caplog.text
+    # Left behind, and out of the loop's task list: the loop's shutdown does not wait for it.
+    assert caller.abandoned == 1
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("ybplug hook")]
+
+    with caplog.at_level(logging.INFO, logger="ybplug"):
+        await release(caller, released)
+    assert "abandoned call of plugin 'swallower' ended" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_an_honest_plugin_cancelled_at_its_timeout_is_not_abandoned(pm: pluggy.PluginManager) -> None:
+    cleaned: list[str] = []
+
+    @hookimpl
+    async def tidy(event_id: str) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.05)  # a rollback, within the grace
+            cleaned.append("yes")
+
+    register(pm, "tidy", on_event=tidy)
+    caller = AsyncHookCaller(pm, timeout=0.2)
+    [outcome] = await caller.call_each("on_event", event_id="ev", record=None)
+    assert isinstance(outcome.error, HookTimeout) and not outcome.error.abandoned_task
+    assert "ignored" not in str(outcome.error)
+    assert cleaned == ["yes"] and caller.abandoned == 0
+
+
+@pytest.mark.anyio
+async def test_a_caller_cancelled_while_a_plugin_ignores_it_ends_after_the_grace(
+    pm: pluggy.PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    released: list[bool] = []
+    register(pm, "swallower", on_event=swallowing(released))
+    register(pm, "never", on_event=recorder(calls, "never", is_async=False, trylast=True))
+    caller = AsyncHookCaller(pm, timeout=30)
+
+    start = time.perf_counter()
+    returned = False
+    with caplog.at_level(logging.INFO, logger="ybplug"):
+        with anyio.move_on_after(0.1) as scope:
+            await caller.call_each("on_event", event_id="ev", record=None)
+            returned = True
+    assert scope.cancelled_caught and not returned  # the cancellation went on, not swallowed by us
+    assert time.perf_counter() - start < 0.1 + caller.CANCEL_GRACE + 0.5
+    assert calls == []
+    [line] = [r.getMessage() for r in caplog.records if r.name == "ybplug.hooks"]
+    assert "swallower" in line and "ignored cancellation" in line
+    await release(caller, released)
+
+
+@pytest.mark.anyio
+async def test_a_plugins_own_cancellation_is_its_error_not_ours(pm: pluggy.PluginManager) -> None:
+    import asyncio
+
+    @hookimpl
+    async def confused(event_id: str) -> None:
+        raise asyncio.CancelledError
+
+    register(pm, "confused", on_event=confused)
+    caller = AsyncHookCaller(pm, timeout=5)
+    [outcome] = await caller.call_each("on_event", event_id="ev", record=None)
+    assert isinstance(outcome.error, HookError) and "confused" in str(outcome.error)
+
+
 # -- selection, wrappers, tracing ------------------------------------------------------------------
 
 

@@ -18,16 +18,22 @@ which walks ``hook.get_hookimpls()`` itself, the way pluggy's ``_multicall`` doe
   threads of the caller's own (:class:`DaemonThreads`), not anyio's worker threads, which the
   interpreter joins at exit: a hung implementation must not keep ``ybplug run`` alive after
   it was told to stop.  A sync function that returns an awaitable has it awaited.
-* **Timeout**: each implementation is bounded by ``anyio.fail_after(timeout)``.  A hung async
-  implementation is cancelled; a hung sync implementation's thread cannot be killed, so it is
-  abandoned (it keeps running in the background and its limiter token is returned) and the
-  outcome is a :class:`HookTimeout`.
+* **Timeout**: each implementation runs in an asyncio task of its own and the caller waits for
+  it at most ``timeout`` seconds.  Then the implementation is cancelled, once, and given
+  :attr:`AsyncHookCaller.CANCEL_GRACE` to end; the outcome is a :class:`HookTimeout`.  A hung
+  sync implementation's thread cannot be killed, so it is abandoned (it keeps running in the
+  background and its limiter token is returned).  An async implementation that ignores the
+  cancellation (``except BaseException: pass`` around an await, then awaits again) is
+  abandoned too: its task is left behind, logged once as ignoring cancellation, and taken out
+  of the event loop's task list so that the loop's shutdown does not wait for it either.
 * **Isolation** (:meth:`AsyncHookCaller.call_each`): one plugin failing or hanging never stops
-  the others; every implementation yields an :class:`ImplOutcome`.
+  the others; every implementation yields an :class:`ImplOutcome`.  Because the plugin runs
+  in its own task, whatever it does with a cancellation cannot hold its caller: the caller's
+  own cancellation ends the call after at most the grace, whatever the plugin does.
 * **Cancellation** of the caller (an outer timeout, a cancelled task group, shutdown) is always
-  re-raised, never reported as a plugin error: only :class:`Exception` is caught, and a
-  :class:`TimeoutError` counts as our timeout only when our own cancel scope caught the
-  cancellation.
+  re-raised, never reported as a plugin error: the implementation is cancelled too and given the
+  grace to end (its cleanup runs before the host goes on closing), then the cancellation
+  propagates.  Only :class:`Exception` from the plugin becomes its outcome.
 
 Wrappers (``wrapper=True`` / ``hookwrapper=True``) need pluggy's synchronous generator protocol
 and are not supported; :func:`check_no_wrappers` rejects them at registration time.
@@ -97,15 +103,21 @@ class HookError(Error):
 class HookTimeout(Error, TimeoutError):
     """An implementation did not finish within the caller's timeout."""
 
-    def __init__(self, plugin: str, hook: str, timeout: float, *, abandoned_thread: bool = False) -> None:
+    def __init__(
+        self, plugin: str, hook: str, timeout: float, *, abandoned_thread: bool = False, abandoned_task: bool = False
+    ) -> None:
         message = f"plugin {plugin!r} did not finish hook {hook!r} within {timeout:g} s"
         if abandoned_thread:
             message += " (its worker thread was abandoned and may still be running)"
+        elif abandoned_task:
+            message += " and ignored cancellation (it was abandoned and may still be running)"
         super().__init__(message)
         self.plugin = plugin
         self.hook = hook
         self.timeout = timeout
         self.abandoned_thread = abandoned_thread
+        #: The async implementation caught the cancellation and went on: its task was left behind.
+        self.abandoned_task = abandoned_task
 
 
 class ImplOutcome(msgspec.Struct, frozen=True):
@@ -240,6 +252,12 @@ class AsyncHookCaller:
 
     DEFAULT_THREADS = 8
 
+    #: Seconds an implementation gets to end once it is cancelled (it timed out, or its caller was
+    #: cancelled) before it is abandoned as one that ignores cancellation.  Enough for an honest
+    #: plugin's cleanup (a rollback, a closed connection); short, because the host's exit waits
+    #: for it.
+    CANCEL_GRACE = 0.5
+
     def __init__(
         self,
         pm: pluggy.PluginManager,
@@ -258,6 +276,14 @@ class AsyncHookCaller:
         # (pm.get_name walks every plugin: too slow for each of thousands of calls a second).
         self._cache: dict[str, tuple[list[pluggy.HookImpl], list[tuple[str, pluggy.HookImpl]]]] = {}
         self.trace = _env_trace() if trace is None else trace
+        #: Tasks of async implementations that ignored cancellation, until they end (if ever):
+        #: the loop no longer knows them, and a task nobody references may be collected mid-await.
+        self._abandoned: set[asyncio.Task[Any]] = set()
+
+    @property
+    def abandoned(self) -> int:
+        """How many async implementations ignored cancellation and are still running, abandoned."""
+        return len(self._abandoned)
 
     @property
     def thread_limiter(self) -> anyio.CapacityLimiter:
@@ -325,6 +351,96 @@ class AsyncHookCaller:
             result = await result
         return result
 
+    async def _bounded(
+        self, hook: str, name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any], timeout: float | None
+    ) -> Any:
+        """Run one implementation in an asyncio task of its own and wait for it at most ``timeout``.
+
+        Its own task, so that what the plugin does with a cancellation cannot hold the caller: the
+        caller only waits on an event, and that wait always ends when the caller is cancelled or
+        the timeout passes.  The plugin's task is then cancelled, given the grace, and abandoned
+        if it ignores that (:meth:`_stop`).  The task is asyncio's, cancelled once, not run in an
+        anyio cancel scope: a scope re-delivers its cancellation on every turn of the loop for as
+        long as the task lives, which would make an abandoned plugin spin a core forever.
+        """
+        task = asyncio.get_running_loop().create_task(self._invoke(impl, kwargs), name=f"ybplug hook {hook} {name}")
+        ended = anyio.Event()
+        task.add_done_callback(lambda _: ended.set())
+        try:
+            with anyio.move_on_after(timeout):
+                await ended.wait()
+        except BaseException:  # our caller is cancelled: cancel the plugin too, then go on cancelling
+            await self._stop(task, ended, hook, name, kwargs, log_abandoned=True)
+            raise
+        if not task.done():  # our own deadline
+            ended_in_grace = await self._stop(task, ended, hook, name, kwargs, log_abandoned=False)
+            sync = not inspect.iscoroutinefunction(impl.function)
+            raise HookTimeout(
+                name, hook, timeout or 0.0, abandoned_thread=sync, abandoned_task=not sync and not ended_in_grace
+            )
+        if task.cancelled():  # not by us: a CancelledError of the plugin's own must not cancel our caller
+            raise HookError(
+                f"plugin {name!r} ended hook {hook!r} with a cancellation of its own (not ybplug's)", plugin=name, hook=hook
+            )
+        return task.result()
+
+    async def _stop(
+        self,
+        task: asyncio.Task[Any],
+        ended: anyio.Event,
+        hook: str,
+        name: str,
+        kwargs: Mapping[str, Any],
+        *,
+        log_abandoned: bool,
+    ) -> bool:
+        """Cancel an implementation's task and wait :attr:`CANCEL_GRACE` for it to end, shielded
+        (our caller may be cancelled already); abandon it if it does not.  Returns whether it ended.
+
+        ``log_abandoned``: log the abandonment here (when our caller was cancelled; a timeout is
+        reported with its :class:`HookTimeout`, which says so).
+        """
+        task.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.CANCEL_GRACE):
+            await ended.wait()
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # an error in its cleanup: the outcome is the timeout or the cancellation
+            return True
+        self._abandon(task, hook, name)
+        if log_abandoned:
+            log.error(
+                "hook %s: plugin %r ignored cancellation; its call was abandoned and may still be running", hook, name
+            )
+        return False
+
+    def _abandon(self, task: asyncio.Task[Any], hook: str, name: str) -> None:
+        """Leave a task that ignores cancellation behind, and let the process exit without it.
+
+        ``asyncio.run`` and ``anyio.run`` cancel every task the loop knows when they finish and
+        wait for all of them: a plugin that catches that cancellation too would keep ``ybplug run``
+        alive for ever after it was told to stop.  So the task is taken off the loop's list of
+        tasks (``_unregister_task``, which asyncio provides for task implementations of other
+        libraries) and kept here, until it ends, if it ever does.
+        """
+        asyncio.tasks._unregister_task(task)
+        self._abandoned.add(task)
+        abandoned_at = time.perf_counter()
+
+        def finally_ended(task: asyncio.Task[Any]) -> None:
+            self._abandoned.discard(task)
+            if task.cancelled():
+                how = "cancelled"
+            else:
+                error = task.exception()  # retrieved: its text may hold personal data, its type does not
+                how = "ok" if error is None else type(error).__name__
+            log.warning(
+                "hook %s: the abandoned call of plugin %r ended %.1f s after it was abandoned (%s)",
+                hook, name, time.perf_counter() - abandoned_at, how,
+            )
+
+        task.add_done_callback(finally_ended)
+
     async def _call_one(
         self,
         hook: str,
@@ -350,18 +466,10 @@ class AsyncHookCaller:
                 hook=hook,
             )
         else:
-            scope: anyio.CancelScope | None = None
             try:
-                with anyio.fail_after(timeout) as scope:
-                    value = await self._invoke(impl, kwargs)
-            except Exception as exc:
-                if isinstance(exc, TimeoutError) and scope is not None and scope.cancelled_caught:
-                    # Our own deadline: fail_after only raises TimeoutError when its scope caught
-                    # the cancellation it delivered (an outer cancellation propagates instead).
-                    sync = not inspect.iscoroutinefunction(impl.function)
-                    error = HookTimeout(name, hook, timeout or 0.0, abandoned_thread=sync)
-                else:
-                    error = exc
+                value = await self._bounded(hook, name, impl, kwargs, timeout)
+            except Exception as exc:  # the plugin's error or our HookTimeout; cancellation passes
+                error = exc
                 value = None
         elapsed = time.perf_counter() - start
         if error is not None and log_errors:
