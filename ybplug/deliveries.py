@@ -1,10 +1,16 @@
 """The delivery engine: journaled events to the plugins that subscribe to them.
 
-Each due delivery is claimed in the journal (with a lease), made through the async hook caller
-(one call per event for all its plugins; one plugin's failure never stops the others), and its
-outcome journaled: delivered, retried later with capped exponential backoff under the same
-``event_id``, or parked after the configured attempts (``ybplug retry`` replays it).  A plugin's
-error is journaled scrubbed of the event's personal values.
+Each due delivery is claimed in the journal (with a lease), made through the async hook caller,
+and its outcome journaled: delivered, retried later with capped exponential backoff under the
+same ``event_id``, or parked after the configured attempts (``ybplug retry`` replays it).  A
+plugin's error is journaled scrubbed of the event's personal values.
+
+Each plugin has a lane of its own: what is claimed for it is delivered by a task of its own, and
+while that task runs the plugin is left out of the next claims, which go on for the others.  So a
+plugin whose hook hangs until the hook timeout (or ignores cancellation, see
+:mod:`ybplug.caller`) delays nobody else's deliveries, not even those of the same event, and
+each plugin has at most one batch under way.  A plugin gets the events of one birth in order
+because the journal claims a birth's next event for a plugin only once the one before is settled.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ class Deliveries:
         self.attempts = attempts
         self.backoff = backoff
         self._waiting = anyio.Event()
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock()  # one claim at a time: a plugin is handed one batch at a time
+        self._lanes: dict[str, _Lane] = {}  # the plugins whose deliveries are under way
         self._inline = 0
         self._inline_idle = anyio.Event()
         self._flushing = False
@@ -67,48 +74,104 @@ class Deliveries:
     async def deliver_due(self, batch: int = 200) -> int:
         """Deliver every event due now to its plugins; returns how many deliveries succeeded.
 
-        One batch at a time per host, so ``sync`` returns only after deliveries the background
-        loop had already claimed are done too.
+        Waits for the deliveries the background loop had already handed to plugins too, so that
+        ``sync`` returns with everything due delivered (or failed and journaled for a retry).
         """
-        async with self._lock:
-            return await self._deliver_batches(batch)
-
-    async def _deliver_batches(self, batch: int) -> int:
         delivered = 0
-        names = self.plugin_names()
         while True:
-            due = await self.committer.run(self.journal.claim_deliveries, batch, names)
-            if not due:
+            mine = await self._hand_out(batch)
+            under_way = list(self._lanes.values())
+            if not mine and not under_way:
                 return delivered
-            delivered += await self.deliver(due)
+            for lane in under_way:
+                await lane.done.wait()
+            delivered += sum(lane.delivered for lane in mine)
+
+    async def _hand_out(self, batch: int) -> list[_Lane]:
+        """Claim what is due for the plugins without deliveries under way, and hand each of them
+        its share in a task of its own (:meth:`_run_lane`); returns the lanes started."""
+        async with self._lock:
+            idle = [name for name in self.plugin_names() if name not in self._lanes]
+            if not idle:
+                return []
+            due = await self.committer.run(self.journal.claim_deliveries, batch, idle)
+            by_plugin: dict[str, list[Delivery]] = {}
+            for delivery in due:
+                by_plugin.setdefault(delivery.plugin, []).append(delivery)
+            lanes = [_Lane(plugin, deliveries) for plugin, deliveries in by_plugin.items()]
+            inline: list[_Lane] = []
+            for lane in lanes:
+                self._lanes[lane.plugin] = lane
+                if not inline:
+                    try:
+                        self.start_soon(functools.partial(self._run_lane, lane))
+                        continue
+                    except RuntimeError:  # the host is stopping: deliver them here
+                        pass
+                inline.append(lane)
+        try:
+            for lane in inline:
+                await self._run_lane(lane)
+        finally:  # cancelled meanwhile: the rest stay claimed until their lease runs out
+            for lane in inline:
+                self._lane_ended(lane)
+        return lanes
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        try:
+            lane.delivered = await self._deliver_to(lane.plugin, lane.deliveries)
+        finally:
+            self._lane_ended(lane)
+            self.waiting()  # claim this plugin's next events (the next of a birth is due only now)
+
+    def _lane_ended(self, lane: _Lane) -> None:
+        if self._lanes.get(lane.plugin) is lane:
+            del self._lanes[lane.plugin]
+        lane.done.set()
 
     async def deliver(self, due: list[Delivery]) -> int:
-        """Make claimed deliveries (each event's plugins in one call) and journal how each went;
-        returns how many succeeded."""
-        by_event: dict[str, list[Delivery]] = {}
+        """Make claimed deliveries and journal how each went; returns how many succeeded.
+
+        Each plugin's share is delivered and journaled on its own, so one plugin's slow hook does
+        not hold back the others' deliveries of the same events, nor their next ones.
+        """
+        by_plugin: dict[str, list[Delivery]] = {}
         for delivery in due:
-            by_event.setdefault(delivery.event_id, []).append(delivery)
+            by_plugin.setdefault(delivery.plugin, []).append(delivery)
+        if len(by_plugin) == 1:  # an upload's answer to one plugin: no task group needed
+            [(plugin, deliveries)] = by_plugin.items()
+            return await self._deliver_to(plugin, deliveries)
+        counts: list[int] = []
+
+        async def one_plugin(plugin: str, deliveries: list[Delivery]) -> None:
+            counts.append(await self._deliver_to(plugin, deliveries))
+
+        async with anyio.create_task_group() as tg:
+            for plugin, deliveries in by_plugin.items():
+                tg.start_soon(one_plugin, plugin, deliveries)
+        return sum(counts)
+
+    async def _deliver_to(self, plugin: str, due: list[Delivery]) -> int:
+        """Deliver one plugin's claimed events (each a different birth's: the journal claims one
+        at a time per birth and plugin), all at once, and journal how each went."""
         results: list[tuple[Delivery, str | None]] = []
 
-        async def one_event(deliveries: list[Delivery]) -> None:
-            first = deliveries[0]
-            arguments = first.event.arguments()
-            outcomes = await self.caller.call_each(
-                first.hook, only=[d.plugin for d in deliveries], event_id=first.event_id, **arguments
+        async def one(d: Delivery) -> None:
+            arguments = d.event.arguments()
+            outcomes = await self.caller.call_each(d.hook, only=[plugin], event_id=d.event_id, **arguments)
+            error = next(
+                (o.error for o in outcomes), LookupError(f"plugin {plugin} no longer implements {d.hook}")
             )
-            errors = {o.plugin: o.error for o in outcomes}
-            for d in deliveries:
-                error = errors.get(d.plugin, LookupError(f"plugin {d.plugin} no longer implements {d.hook}"))
-                # Journaled scrubbed: status, the console and monitors show it.
-                text = None if error is None else scrub(f"{type(error).__name__}: {error}", secrets_of(arguments))
-                results.append((d, text))
+            # Journaled scrubbed: status, the console and monitors show it.
+            text = None if error is None else scrub(f"{type(error).__name__}: {error}", secrets_of(arguments))
+            results.append((d, text))
 
-        if len(by_event) == 1:  # an upload's answer: no task group needed
-            await one_event(next(iter(by_event.values())))
+        if len(due) == 1:
+            await one(due[0])
         else:
             async with anyio.create_task_group() as tg:
-                for deliveries in by_event.values():
-                    tg.start_soon(one_event, deliveries)
+                for d in due:
+                    tg.start_soon(one, d)
         # Journaled with the next group commit, not waited for: at-least-once allows it (killed
         # before that commit, a delivery is made again), and the next birth's commit does not
         # queue behind this one.  The deliveries stay claimed by this process until then.
@@ -180,17 +243,32 @@ class Deliveries:
             await self._inline_idle.wait()
         await self.committer.flush()
 
+    #: Seconds between claims at least, while a plugin's deliveries are under way: those are
+    #: pending in the journal, so its earliest due time is now until they are done.
+    BUSY_PAUSE = 0.25
+
     async def loop(self) -> None:
         """Deliver as events arrive and as retries fall due; a journal error is logged, not fatal."""
         while True:
             wait = 5.0
             try:
-                await self.deliver_due()
+                while await self._hand_out(200):  # until every plugin with something due has it
+                    pass
                 due = await self.committer.run(self.journal.next_delivery_due)
                 if due is not None:
-                    wait = min(5.0, max(0.05, due - time.time()))
+                    wait = min(5.0, max(self.BUSY_PAUSE if self._lanes else 0.05, due - time.time()))
             except Error as exc:  # the journal, for a moment: one line, then try again
                 log.error("hook delivery stopped: %s; trying again in %.0f s", exc, wait)
             with anyio.move_on_after(wait):
                 await self._waiting.wait()
             self._waiting = anyio.Event()
+
+
+class _Lane:
+    """One plugin's claimed deliveries, under way in a task of their own."""
+
+    def __init__(self, plugin: str, deliveries: list[Delivery]) -> None:
+        self.plugin = plugin
+        self.deliveries = deliveries
+        self.delivered = 0
+        self.done = anyio.Event()
