@@ -412,6 +412,135 @@ async def test_a_host_exits_within_the_hook_timeout_whatever_a_plugin_does(tmp_p
     assert time.monotonic() - started < 1.0 + 2.0
 
 
+class Careless:
+    """A plugin whose async hooks swallow cancellation and await again, until released."""
+
+    ybplug_name = "careless"
+
+    def __init__(self) -> None:
+        self.released = False
+        self.called = 0
+
+    async def _swallow(self) -> None:
+        self.called += 1
+        while not self.released:
+            try:
+                await anyio.sleep_forever()
+            except BaseException:  # noqa: S110 -- on purpose: this is the plugin under test
+                pass
+
+    @hookimpl
+    async def collection_result(self, birth_id: int, event_id: str) -> None:
+        await self._swallow()
+
+    @hookimpl
+    async def ybplug_shutdown(self) -> None:
+        await self._swallow()
+
+    async def release(self, host: Host) -> None:
+        """Let its abandoned calls end (at their next cancellation), so nothing outlives the test."""
+        self.released = True
+        for task in list(host.caller._abandoned):
+            task.cancel()
+        with anyio.fail_after(2):
+            while host.caller.abandoned:
+                await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_plugin_swallowing_cancellation_is_timed_out_and_the_others_get_their_events(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    timeout = 1.0
+    careless, hospital = Careless(), Hospital()
+    config = host_config(tmp_path, sandbox, hook_timeout=timeout, upload="immediate")
+    with caplog.at_level(logging.INFO, logger="ybplug"):
+        async with Host(config, plugins=[careless, hospital], entry_points=False) as host:
+            started = time.monotonic()
+            for n in range(5):
+                await host.record_birth(birth(40 + n))
+            with anyio.fail_after(timeout):  # all of them while the careless plugin still hangs
+                while len(hospital.of("collection_result")) < 5:
+                    await anyio.sleep(0.02)
+            assert time.monotonic() - started < timeout
+            with anyio.fail_after(timeout + 5):  # its first attempt timed out and was journaled
+                while not _attempted(tmp_path):
+                    await anyio.sleep(0.05)
+            stopping = time.monotonic()
+        # its shutdown hook swallows cancellation too, and a delivery of it may be under way
+        assert time.monotonic() - stopping < timeout + host.caller.CANCEL_GRACE + 1.0
+        await careless.release(host)
+
+    db = sqlite3.connect(tmp_path / "journal.db")
+    try:
+        errors = db.execute("SELECT last_error FROM deliveries WHERE plugin = 'careless' AND attempts > 0").fetchall()
+        delivered = db.execute("SELECT count(*) FROM deliveries WHERE plugin = 'st_mary' AND state = 'delivered'").fetchone()
+    finally:
+        db.close()
+    assert delivered == (5,)
+    assert errors and all("HookTimeout" in e and "ignored cancellation" in e for (e,) in errors)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ybplug.hooks" and "ignored cancellation" in r.getMessage()]
+    assert lines and all("careless" in line for line in lines)
+    assert any("collection_result" in line for line in lines) and any("ybplug_shutdown" in line for line in lines)
+
+
+@pytest.mark.anyio
+async def test_a_host_exits_within_the_hook_timeout_when_an_async_plugin_ignores_cancellation(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    careless = Careless()
+    async with Host(host_config(tmp_path, sandbox, hook_timeout=1.0), plugins=[careless], entry_points=False) as host:
+        started = time.monotonic()
+    assert careless.called == 1  # its ybplug_shutdown, abandoned
+    assert time.monotonic() - started < 1.0 + host.caller.CANCEL_GRACE + 1.0
+    await careless.release(host)
+
+
+@pytest.mark.anyio
+async def test_a_plugin_hanging_honestly_does_not_delay_another_plugins_deliveries(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    timeout = 3.0
+    hung_since: list[float] = []
+
+    class Hangs:
+        ybplug_name = "hangs"
+
+        @hookimpl
+        async def collection_result(self, birth_id: int, event_id: str) -> None:
+            hung_since.append(time.monotonic())
+            await anyio.sleep_forever()  # cancelled at its timeout, as it should be
+
+    class Prompt(Hospital):
+        ybplug_name = "prompt"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.at: list[float] = []
+
+        @hookimpl
+        async def collection_result(self, result: ybplug.CollectionResult, birth_id: int, event_id: str) -> None:
+            self.at.append(time.monotonic())
+
+    prompt = Prompt()
+    config = host_config(tmp_path, sandbox, hook_timeout=timeout, upload="immediate")
+    # "hangs" registered last: pluggy would call it first for the same event
+    async with Host(config, plugins=[prompt, Hangs()], entry_points=False) as host:
+        recorded = time.monotonic()
+        await host.record_birth(birth(50))
+        with anyio.fail_after(timeout / 2):  # the same event, while the other plugin hangs on it
+            while not prompt.at or not hung_since:
+                await anyio.sleep(0.01)
+        assert prompt.at[0] - recorded < 1.0
+        recorded = time.monotonic()
+        await host.record_birth(birth(51))  # the next event, while the other plugin still hangs
+        with anyio.fail_after(timeout / 2):
+            while len(prompt.at) < 2:
+                await anyio.sleep(0.01)
+        assert prompt.at[1] - recorded < 1.0
+        assert prompt.at[1] < hung_since[0] + timeout  # before the hung plugin's timeout
+
+
 # --- 10. immediate mode across processes ----------------------------------------------------------
 
 
