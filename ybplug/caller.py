@@ -203,6 +203,40 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
+_kept: queue.SimpleQueue[tuple[bool, asyncio.Task[Any]]] = queue.SimpleQueue()
+_keeper_lock = threading.Lock()
+_keeper: threading.Thread | None = None
+
+
+def _keep(task: asyncio.Task[Any], *, release: bool = False) -> None:
+    """Hold an abandoned task for the life of the process (or until it ends: ``release``).
+
+    A task nothing references any more is collected, and collecting a suspended coroutine
+    closes it: Python throws ``GeneratorExit`` into it, which is one more exception for a plugin
+    that catches them all to swallow, and outside the event loop (after ``anyio.run`` returned,
+    at exit) its next await fails at once and is swallowed too, for ever: the process spins
+    instead of exiting.  So the task is referenced from a daemon thread's frame, which the
+    interpreter neither clears nor collects at exit, and the plugin's code never runs again.
+    """
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None:
+            _keeper = threading.Thread(target=_hold, args=(_kept,), name="ybplug-abandoned", daemon=True)
+            _keeper.start()
+    _kept.put((release, task))
+
+
+def _hold(kept: queue.SimpleQueue[tuple[bool, asyncio.Task[Any]]]) -> None:
+    held: set[asyncio.Task[Any]] = set()
+    while True:
+        release, task = kept.get()
+        if release:
+            held.discard(task)
+        else:
+            held.add(task)
+        del task
+
+
 def secrets_of(arguments: Mapping[str, Any]) -> list[str]:
     """The personal values in a hook call's arguments (its messages' personal fields)."""
     return [secret for value in arguments.values() if isinstance(value, Message) for secret in value.secrets()]
@@ -421,14 +455,17 @@ class AsyncHookCaller:
         wait for all of them: a plugin that catches that cancellation too would keep ``ybplug run``
         alive for ever after it was told to stop.  So the task is taken off the loop's list of
         tasks (``_unregister_task``, which asyncio provides for task implementations of other
-        libraries) and kept here, until it ends, if it ever does.
+        libraries) and kept until it ends, if it ever does: here, for :attr:`abandoned`, and by
+        :func:`_keep`, for as long as the process lives.
         """
         asyncio.tasks._unregister_task(task)
         self._abandoned.add(task)
+        _keep(task)
         abandoned_at = time.perf_counter()
 
         def finally_ended(task: asyncio.Task[Any]) -> None:
             self._abandoned.discard(task)
+            _keep(task, release=True)
             if task.cancelled():
                 how = "cancelled"
             else:
