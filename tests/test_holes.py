@@ -439,10 +439,10 @@ class Careless:
 
     def __init__(self) -> None:
         self.released = False
-        self.called = 0
+        self.called: list[float] = []
 
     async def _swallow(self) -> None:
-        self.called += 1
+        self.called.append(time.monotonic())
         while not self.released:
             try:
                 await anyio.sleep_forever()
@@ -471,18 +471,17 @@ class Careless:
 async def test_a_plugin_swallowing_cancellation_is_timed_out_and_the_others_get_their_events(
     tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    timeout = 1.0
+    timeout = 2.0
     careless, hospital = Careless(), Hospital()
     config = host_config(tmp_path, sandbox, hook_timeout=timeout, upload="immediate")
     with caplog.at_level(logging.INFO, logger="ybplug"):
         async with Host(config, plugins=[careless, hospital], entry_points=False) as host:
-            started = time.monotonic()
             for n in range(5):
                 await host.record_birth(birth(40 + n))
-            with anyio.fail_after(timeout):  # all of them while the careless plugin still hangs
+            with anyio.fail_after(timeout + 5):
                 while len(hospital.of("collection_result")) < 5:
                     await anyio.sleep(0.02)
-            assert time.monotonic() - started < timeout
+            assert time.monotonic() < careless.called[0] + timeout  # all while the careless one hangs
             with anyio.fail_after(timeout + 5):  # its first attempt timed out and was journaled
                 while not _attempted(tmp_path):
                     await anyio.sleep(0.05)
@@ -511,7 +510,7 @@ async def test_a_host_exits_within_the_hook_timeout_when_an_async_plugin_ignores
     careless = Careless()
     async with Host(host_config(tmp_path, sandbox, hook_timeout=1.0), plugins=[careless], entry_points=False) as host:
         started = time.monotonic()
-    assert careless.called == 1  # its ybplug_shutdown, abandoned
+    assert len(careless.called) == 1  # its ybplug_shutdown, abandoned
     assert time.monotonic() - started < 1.0 + host.caller.CANCEL_GRACE + 1.0
     await careless.release(host)
 
@@ -551,13 +550,13 @@ async def test_a_plugin_hanging_honestly_does_not_delay_another_plugins_deliveri
         with anyio.fail_after(timeout / 2):  # the same event, while the other plugin hangs on it
             while not prompt.at or not hung_since:
                 await anyio.sleep(0.01)
-        assert prompt.at[0] - recorded < 1.0
+        assert prompt.at[0] - recorded < timeout / 2
         recorded = time.monotonic()
         await host.record_birth(birth(51))  # the next event, while the other plugin still hangs
         with anyio.fail_after(timeout / 2):
             while len(prompt.at) < 2:
                 await anyio.sleep(0.01)
-        assert prompt.at[1] - recorded < 1.0
+        assert prompt.at[1] - recorded < timeout / 2
         assert prompt.at[1] < hung_since[0] + timeout  # before the hung plugin's timeout
 
 
