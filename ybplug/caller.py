@@ -18,14 +18,16 @@ which walks ``hook.get_hookimpls()`` itself, the way pluggy's ``_multicall`` doe
   threads of the caller's own (:class:`DaemonThreads`), not anyio's worker threads, which the
   interpreter joins at exit: a hung implementation must not keep ``ybplug run`` alive after
   it was told to stop.  A sync function that returns an awaitable has it awaited.
-* **Timeout**: each implementation runs in an asyncio task of its own and the caller waits for
-  it at most ``timeout`` seconds.  Then the implementation is cancelled, once, and given
-  :attr:`AsyncHookCaller.CANCEL_GRACE` to end; the outcome is a :class:`HookTimeout`.  A hung
+* **Timeout**: each implementation runs in a task of its own and the caller waits for it at
+  most ``timeout`` seconds.  Then the implementation is cancelled through a cancel scope of its
+  task (its shielded sections are honoured) and given :attr:`AsyncHookCaller.CANCEL_GRACE` to
+  end; the outcome is a :class:`HookTimeout`.  A hung
   sync implementation's thread cannot be killed, so it is abandoned (it keeps running in the
   background and its limiter token is returned).  An async implementation that ignores the
   cancellation (``except BaseException: pass`` around an await, then awaits again) is
-  abandoned too: its task is left behind, logged once as ignoring cancellation, and taken out
-  of the event loop's task list so that the loop's shutdown does not wait for it either.
+  abandoned too: its task is left behind, no longer cancelled, logged once as ignoring
+  cancellation, and taken out of the event loop's task list so that the loop's shutdown does
+  not wait for it either.
 * **Isolation** (:meth:`AsyncHookCaller.call_each`): one plugin failing or hanging never stops
   the others; every implementation yields an :class:`ImplOutcome`.  Because the plugin runs
   in its own task, whatever it does with a cancellation cannot hold its caller: the caller's
@@ -388,26 +390,29 @@ class AsyncHookCaller:
     async def _bounded(
         self, hook: str, name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any], timeout: float | None
     ) -> Any:
-        """Run one implementation in an asyncio task of its own and wait for it at most ``timeout``.
+        """Run one implementation in a task of its own and wait for it at most ``timeout``.
 
         Its own task, so that what the plugin does with a cancellation cannot hold the caller: the
         caller only waits on an event, and that wait always ends when the caller is cancelled or
-        the timeout passes.  The plugin's task is then cancelled, given the grace, and abandoned
-        if it ignores that (:meth:`_stop`).  The task is asyncio's, cancelled once, not run in an
-        anyio cancel scope: a scope re-delivers its cancellation on every turn of the loop for as
-        long as the task lives, which would make an abandoned plugin spin a core forever.
+        the timeout passes.  The plugin is then cancelled the anyio way, through a cancel scope
+        of its task (``stop``), so that its shielded sections (the built-in plugins' journal
+        writes) are honoured as they were when it ran in the caller's own scope; it is given the
+        grace, and abandoned if it ignores the cancellation (:meth:`_stop`).
         """
-        task = asyncio.get_running_loop().create_task(self._invoke(impl, kwargs), name=f"ybplug hook {hook} {name}")
+        stop, keep_out = anyio.CancelScope(), anyio.CancelScope()
+        task = asyncio.get_running_loop().create_task(
+            self._run_in(stop, keep_out, impl, kwargs), name=f"ybplug hook {hook} {name}"
+        )
         ended = anyio.Event()
         task.add_done_callback(lambda _: ended.set())
         try:
             with anyio.move_on_after(timeout):
                 await ended.wait()
         except BaseException:  # our caller is cancelled: cancel the plugin too, then go on cancelling
-            await self._stop(task, ended, hook, name, kwargs, log_abandoned=True)
+            await self._stop(task, ended, stop, keep_out, hook, name, log_abandoned=True)
             raise
         if not task.done():  # our own deadline
-            ended_in_grace = await self._stop(task, ended, hook, name, kwargs, log_abandoned=False)
+            ended_in_grace = await self._stop(task, ended, stop, keep_out, hook, name, log_abandoned=False)
             sync = not inspect.iscoroutinefunction(impl.function)
             raise HookTimeout(
                 name, hook, timeout or 0.0, abandoned_thread=sync, abandoned_task=not sync and not ended_in_grace
@@ -418,29 +423,46 @@ class AsyncHookCaller:
             )
         return task.result()
 
+    async def _run_in(
+        self, stop: anyio.CancelScope, keep_out: anyio.CancelScope, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]
+    ) -> Any:
+        """The implementation's task: ``stop`` is what the caller cancels; ``keep_out``, inside
+        it, is what the caller shields once it abandons the task.
+
+        A cancelled anyio scope cancels its task again on every turn of the event loop for as long
+        as the task stays in it and waits: a plugin that swallows each cancellation would make it
+        spin a core for ever.  Shielding the inner scope stops that (the outer one then has no
+        task of its own left to cancel), and the abandoned plugin just waits, harmlessly.
+        """
+        with stop, keep_out:
+            return await self._invoke(impl, kwargs)
+        return None  # the caller's cancellation, caught by ``stop``: the caller reports it
+
     async def _stop(
         self,
         task: asyncio.Task[Any],
         ended: anyio.Event,
+        stop: anyio.CancelScope,
+        keep_out: anyio.CancelScope,
         hook: str,
         name: str,
-        kwargs: Mapping[str, Any],
         *,
         log_abandoned: bool,
     ) -> bool:
-        """Cancel an implementation's task and wait :attr:`CANCEL_GRACE` for it to end, shielded
-        (our caller may be cancelled already); abandon it if it does not.  Returns whether it ended.
+        """Cancel an implementation and wait :attr:`CANCEL_GRACE` for it to end, shielded (our
+        caller may be cancelled already); abandon it if it does not.  Returns whether it ended.
 
         ``log_abandoned``: log the abandonment here (when our caller was cancelled; a timeout is
         reported with its :class:`HookTimeout`, which says so).
         """
-        task.cancel()
+        stop.cancel()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.CANCEL_GRACE):
             await ended.wait()
         if task.done():
             if not task.cancelled():
                 task.exception()  # an error in its cleanup: the outcome is the timeout or the cancellation
             return True
+        keep_out.shield = True  # no more cancellations for it: see _run_in
         self._abandon(task, hook, name)
         if log_abandoned:
             log.error(
