@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -580,3 +581,26 @@ async def test_a_registration_with_an_odd_bkee45_is_registered_with_eligibility_
     assert status.state == BirthState.REGISTERED and status.registration_number == "XSE0000000000043"
     assert status.eligible is None  # unknown, not "not eligible"
     assert any("bkee45 是否可预参保" in r.getMessage() and "unknown" in r.getMessage() for r in caplog.records)
+
+
+class StartsWorkFromItsThread:
+    """A plain (not async) ybplug_startup, run in the hook caller's thread, starting background work."""
+
+    def __init__(self) -> None:
+        self.ran = threading.Event()
+
+    @hookimpl
+    def ybplug_startup(self, host: Host) -> None:
+        async def refresh() -> None:
+            self.ran.set()
+
+        host.start_soon(refresh, name="hospital refresh")
+
+
+@pytest.mark.anyio
+async def test_a_plain_startup_hook_can_start_background_work(tmp_path: Path, sandbox: Sandbox) -> None:
+    plugin = StartsWorkFromItsThread()
+    async with Host(config(tmp_path, sandbox), plugins=[plugin], entry_points=False):
+        with anyio.fail_after(5):
+            while not plugin.ran.is_set():
+                await anyio.sleep(0.02)

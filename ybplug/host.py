@@ -15,6 +15,7 @@ being silently ignored.  ``YBPLUG_PLUGINS=name,name`` limits which plugins load 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
@@ -139,6 +140,7 @@ class Host(Corrections):
 
     async def __aenter__(self) -> Host:
         self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()  # for start_soon from a plugin's own thread
         stack = AsyncExitStack()
         try:
             load_plugins(self.pm, self.config, self._extra_plugins, entry_points=self._entry_points)
@@ -210,8 +212,13 @@ class Host(Corrections):
 
         if threading.get_ident() == self._loop_thread:
             self._task_group.start_soon(guarded, name=name)
-        else:  # a plain (threaded) ybplug_startup implementation
-            anyio.from_thread.run_sync(self._task_group.start_soon, guarded)
+        else:  # a plain ybplug_startup in the hook caller's thread (not one of anyio's: no from_thread)
+            task_group = self._task_group
+
+            async def schedule() -> None:
+                task_group.start_soon(guarded, name=name)
+
+            asyncio.run_coroutine_threadsafe(schedule(), self._loop).result()
 
     @property
     def transport(self) -> Transport:
