@@ -159,7 +159,7 @@ def _print_status(status: dict[str, Any]) -> None:
                 f" {china_time(sub['last_loaded_at'])}: a host that has it delivers them"
             )
         if parked:  # (each is listed below)
-            print(f"parked:      {parked} deliveries for plugin {name}: `ybplug retry` sends them again")
+            print(f"plugin:      {name} has {parked} deliveries parked: `ybplug retry` sends them again")
     for item in status["failing"]:
         print(
             f"failing:     birth #{item['birth_id']} (HIS serial {item['his_serial']}, bme027"
