@@ -171,9 +171,9 @@ async def test_replace_voids_and_registers_the_corrected_birth_with_the_hooks(
     assert any(a.action == "replace" and a.operator == "clerk 李" for a in old.actions)
 
 
-async def _in_review(host: Host, sandbox: Sandbox, n: int, *, committed: bool) -> int:
+async def _in_review(host: Host, sandbox: Sandbox, n: int, *, committed: bool, sex: str = "1") -> int:
     """A birth whose upload's answer was lost (committed at the centre or not), then met a refusal."""
-    recorded = await host.record_birth(birth_record(n))
+    recorded = await host.record_birth(birth_record(n, sex=sex))
     sandbox.inject(Fault("drop_after_commit", funid=Funid.COLLECT) if committed else Fault("http_error", funid=Funid.COLLECT))
     await host.sync("upload")
     if not committed:
@@ -412,3 +412,33 @@ async def test_an_amend_into_another_births_very_record_says_so(ward: tuple[Host
         await host.amend_birth(first.birth_id, birth_record(26), operator="clerk")
     assert f"#{other.birth_id}" in str(caught.value) and "the very same data" in str(caught.value)
     assert "other data: ." not in str(caught.value)
+
+
+
+@pytest.mark.anyio
+async def test_a_review_resolved_with_another_newborns_number_never_hands_the_his_that_childs_identity(
+    ward: tuple[Host, Recorder], sandbox: Sandbox
+) -> None:
+    """The centre confirms a number is live, not whose: a boy's review resolved with a girl's
+    number (typed from the wrong line) goes back to review, the number taken off him, when the
+    centre real-names the girl; the HIS never receives her identity as his, and her own review
+    can then take her number."""
+    host, seen = ward
+    boy = await _in_review(host, sandbox, 27, committed=False)  # the centre holds nothing of his
+    girl = await _in_review(host, sandbox, 28, committed=True, sex="2")  # hers is registered there
+    girls_birth_time = (await host.birth(girl)).birth.birth_time
+    girls_number = next(r["baz726"] for r in sandbox.registrations() if int(r["aac006"]) == girls_birth_time)
+    await host.resolve_review(boy, operator="clerk", registration_number=girls_number, eligible=True)  # the wrong line
+    sandbox.real_name(girls_number, id_number=with_check_digit("35020320261125004"), name="陈小红", sex="2")
+    await host.sync("realname")
+    status = await host.birth(boy)
+    assert status.state == BirthState.NEEDS_REVIEW and status.registration_number is None
+    assert "probably another newborn's" in (status.reason or "")
+    assert seen.of("realname_resolved") == []  # her identity never reached the HIS as his
+    assert [r["reason"] for r in seen.of("birth_needs_review", boy)][-1] == status.reason
+    await host.resolve_review(girl, operator="clerk", registration_number=girls_number, eligible=True)
+    await host.sync("realname")
+    assert (await host.birth(girl)).state == BirthState.REAL_NAMED
+    assert len(seen.of("realname_resolved")) == len(seen.of("realname_resolved", girl)) == 1
+    with pytest.raises(ResolutionError, match="probably another newborn's"):  # and now the centre can tell
+        await host.resolve_review(boy, operator="clerk", registration_number=girls_number, eligible=True)

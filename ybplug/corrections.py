@@ -14,7 +14,7 @@ from ybplug.config import Config
 from ybplug.errors import Error
 from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.journal import BirthStatus, Delivery
-from ybplug.lifecycle import ResolutionError
+from ybplug.lifecycle import ResolutionError, realname_mismatch
 from ybplug.messages import REALNAME, Birth, RealNameQuery, VoidRequest, VoidResult, load
 from ybplug.naming import birth_id_of, operator_of
 from ybplug.transactions import Refused, Transactions
@@ -155,6 +155,9 @@ class Corrections(Transactions):
             )
         if found[0].voided:
             raise ResolutionError(f"baz726 {number} is voided at the centre: a voided registration cannot be this birth's")
+        mismatch = realname_mismatch((await self.birth(birth_id)).birth, found[0])  # already real-named: whose?
+        if mismatch is not None:
+            raise ResolutionError(mismatch.replace(" (typed when a review was resolved)", ""))
 
     def _validated(self, birth: Birth | dict[str, Any]) -> Birth:
         """A corrected record checked as ``record_birth`` checks one (the configured charset too):

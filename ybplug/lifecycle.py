@@ -22,7 +22,7 @@ from enum import StrEnum
 import msgspec
 
 from ybplug.errors import Error
-from ybplug.messages import Birth
+from ybplug.messages import Birth, RealNameRecord
 from ybplug.privacy import mask
 
 
@@ -166,6 +166,21 @@ def after_upload(
     return UploadDecision(BirthState.REFUSED, cause or "refused without a cause")
 
 
+def realname_mismatch(birth: Birth, record: RealNameRecord) -> str | None:
+    """Why the identity the centre real-named under a birth's number cannot be this newborn's, or
+    None.  The one fact both sides hold is the sex (aac004 新生儿性别, 1 男 2 女): a number typed
+    from another newborn's line when a review was resolved shows up here, before the other
+    child's ID number reaches the HIS."""
+    known = ("1", "2")
+    if record.sex in known and birth.newborn_sex in known and record.sex != birth.newborn_sex:
+        return (
+            f"the centre real-named baz726 {record.registration_number} as aac004 性别 {record.sex},"
+            f" but this newborn is {birth.newborn_sex}: the number is probably another newborn's"
+            " (typed when a review was resolved); look up this newborn's baz726 at the centre"
+        )
+    return None
+
+
 def after_unreadable(in_a_row: int, last: str) -> UploadDecision:
     """The state after ``in_a_row`` upload answers in a row that could not be read (``last`` is
     the latest): each may have registered the birth, and asking again has not helped."""
@@ -179,5 +194,5 @@ def after_unreadable(in_a_row: int, last: str) -> UploadDecision:
 
 __all__ = [
     "ALLOWED", "Action", "Answer", "BirthConflict", "BirthState", "InvalidTransition", "UploadDecision",
-    "after_unreadable", "after_upload", "check", "differences",
+    "after_unreadable", "after_upload", "check", "differences", "realname_mismatch",
 ]

@@ -272,8 +272,10 @@ class Journal(Births, Erasure):
         """Record a yb04.13.01.24 answer: newly real-named and centre-voided newborns, one commit.
 
         A birth's event is emitted only if this answer moved it out of ``registered``: two
-        pollers asking at once both record their exchange, one of them emits.  Returns how many
-        births this answer moved to real-named and to voided.
+        pollers asking at once both record their exchange, one of them emits.  A real-named
+        identity that cannot be this birth's (:func:`ybplug.lifecycle.realname_mismatch`) sends
+        the birth to review instead: another newborn's identity never reaches the HIS.  Returns
+        how many births this answer moved to real-named and to voided.
         """
         now = self.clock()
         real_named = voided = 0
@@ -293,14 +295,23 @@ class Journal(Births, Erasure):
                         registration_number=str(record.registration_number), reason="voided at the centre", birth_id=birth_id
                     )
                 else:
+                    birth = self._birth_where(db, "id = ?", (birth_id,)).birth
+                    mismatch = lifecycle.realname_mismatch(birth, record)
+                    if mismatch is not None:  # another newborn's number (a person's typo when resolving a review)
+                        changed = db.execute(
+                            "UPDATE births SET state = 'needs_review', registration_number = NULL, eligibility = NULL,"
+                            " reason = ?, updated_at = ? WHERE id = ? AND state IN ('registered', 'stale')",
+                            (mismatch, now, birth_id),
+                        ).rowcount
+                        if changed:
+                            self._emit(db, events.BirthNeedsReviewEvent(birth=birth, reason=mismatch, birth_id=birth_id), birth_id)
+                        continue
                     changed = db.execute(
                         "UPDATE births SET state = 'real_named', updated_at = ? WHERE id = ?"
                         " AND state IN ('registered', 'stale')",
                         (now, birth_id),
                     ).rowcount
-                    if changed:
-                        birth = self._birth_where(db, "id = ?", (birth_id,)).birth
-                        event = events.RealnameResolvedEvent(birth=birth, record=record, birth_id=birth_id)
+                    event = events.RealnameResolvedEvent(birth=birth, record=record, birth_id=birth_id)
                 if changed:
                     voided += int(record.voided)
                     real_named += int(not record.voided)
