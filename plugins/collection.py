@@ -208,6 +208,9 @@ class Collection:
             after: tuple[BirthState, list[Delivery]] = await host.records.upload_failed(
                 row, str(exc), host.upload_backoff, unreadable=UNREADABLE, review_after=UNREADABLE_BEFORE_REVIEW
             )
+            if after[0] == BirthState.UPLOADING:
+                log.info("birth %d: upload failed (%s) after another worker took it over: its answer decides", row.id, exc.outcome)
+                return BirthState.UPLOADING
             if after[0] == BirthState.NEEDS_REVIEW:  # answers that could not be read, again and again
                 log.warning("birth %d: %d unreadable answers in a row: needs review", row.id, UNREADABLE_BEFORE_REVIEW)
                 host.deliver_soon(after[1])

@@ -148,7 +148,8 @@ def test_a_late_failure_does_not_undo_the_registration_another_worker_made(journ
     [theirs] = b.claim_births(10)
     assert not a.keep_claim(mine.id)  # B's now: A must not send it
     b.upload_answered(theirs, theirs.exchange_id or 0, OK, duplicate=False)
-    a.upload_failed(mine, "read timeout", Backoff())  # A's upload times out at last
+    state, _ = a.upload_failed(mine, "read timeout", Backoff())  # A's upload times out at last...
+    assert state == BirthState.UPLOADING  # ...and is told the birth is not its own any more
     row = b.birth(mine.id)
     assert row.state == BirthState.REGISTERED and row.registration_number == "XSE2612010000001"
     assert _events(b, "collection_result") == 1

@@ -214,12 +214,12 @@ class HttpTransport:
     async def _read(funid: str, response: aiohttp.ClientResponse) -> bytes:
         """The whole body, up to :data:`ybplug.envelope.MAX_REPLY_BYTES` (a larger one is unknown)."""
         if (response.content_length or 0) > MAX_REPLY_BYTES:
-            raise OutcomeUnknown(funid, f"reply of {response.content_length} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+            raise UnreadableAnswer(funid, f"reply of {response.content_length} bytes, over the {MAX_REPLY_BYTES}-byte limit")
         body = bytearray()
         async for chunk in response.content.iter_chunked(1 << 16):
             body += chunk
             if len(body) > MAX_REPLY_BYTES:
-                raise OutcomeUnknown(funid, f"reply over the {MAX_REPLY_BYTES}-byte limit")
+                raise UnreadableAnswer(funid, f"reply over the {MAX_REPLY_BYTES}-byte limit")
         return bytes(body)
 
     async def _post(self, funid: str, path: str, body: bytes) -> tuple[int, bytes]:

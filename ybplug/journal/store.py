@@ -202,7 +202,8 @@ class Journal(Births, Erasure):
         An answer the centre gave but that could not be read (its exchange's error begins with
         ``unreadable``) counts: ``review_after`` of them in a row, since a person last cleared
         the doubt, send the birth to review with its event (claimed for this process, returned)
-        instead of retrying it for ever.  Returns the birth's state."""
+        instead of retrying it for ever.  Returns the state this call left the birth in, or
+        ``uploading`` when another worker holds it now (this call changed nothing)."""
         now = self.clock()
         attempts = row.attempts + 1
         error = scrub(error, row.birth.secrets())
@@ -220,12 +221,13 @@ class Journal(Births, Erasure):
                     event = events.BirthNeedsReviewEvent(birth=row.birth, reason=decision.reason or "", birth_id=row.id)
                     self._emit(db, event, row.id, claimed)
                     return decision.state, claimed
-            db.execute(
+            released = db.execute(
                 "UPDATE births SET state = 'pending', attempts = ?, next_attempt_at = ?, claimed_by = NULL,"
                 " lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ? AND " + _CLAIMED,
                 (attempts, now + backoff.delay(attempts), error, now, row.id, self.owner),
-            )
-            return self._birth_where(db, "id = ?", (row.id,), lock=False).state, claimed
+            ).rowcount
+            # ``uploading``: the birth is not this worker's any more (another took it over); its state is theirs to tell.
+            return (BirthState.PENDING if released else BirthState.UPLOADING), claimed
 
     def _unreadable_in_a_row(self, db: Connection, birth_id: int, marker: str, most: int) -> int:
         """How many of the birth's latest uploads (since the doubt was last cleared) ended in an
