@@ -186,6 +186,7 @@ async def test_the_example_distribution_is_found_through_its_entry_point(
     ('[wire]\nurl = "http://[::1"\n', "url must be the centre's http:// or https:// address"),
     ('journal = "a\\u0000b.db"\n', "journal must not contain control characters"),
     ('log_file = "/"\n', "log_file '/' names a folder"),
+    ("lease = 20\nhook_timeout = 30\n[wire]\nread_timeout = 5\n", "lease (20 s) must be longer than hook_timeout"),
 ])
 def test_a_config_value_no_timer_or_journal_can_use_is_one_clear_line(tmp_path: Path, toml: str, names: str) -> None:
     (tmp_path / "ybplug.toml").write_text(toml, encoding="utf-8")

@@ -483,7 +483,8 @@ async def test_births_waiting_in_a_claimed_batch_past_their_lease_are_not_sent_t
     sandbox.inject(Fault(kind="latency", funid=COLLECT, seconds=0.5, times=None))
     wire = ybplug.config.WireConfig(url=sandbox.url, usr=SANDBOX_USR, pwd=SANDBOX_PWD, read_timeout=1.0, connect_timeout=1.0)
     first, second = (
-        config(tmp_path, sandbox, upload_batch=8, upload_concurrency=1, lease=2.5, wire=wire) for _ in range(2)
+        config(tmp_path, sandbox, upload_batch=8, upload_concurrency=1, lease=2.5, hook_timeout=1.0, wire=wire)
+        for _ in range(2)
     )
     async with Host(first, entry_points=False, background=False) as a, Host(second, entry_points=False, background=False) as b:
         for n in range(8):

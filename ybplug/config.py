@@ -173,6 +173,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 f" ({exchange:g} s): a worker's claim on a birth must outlast its slowest exchange with"
                 " the centre, or another worker takes the birth over and sends it a second time"
             )
+        if self.lease <= self.hook_timeout + 1:
+            raise ValueError(
+                f"lease ({self.lease:g} s) must be longer than hook_timeout ({self.hook_timeout:g} s) and a second:"
+                " a delivery's claim must outlast the plugin's longest call, or it is handed to the plugin twice"
+            )
         if self.realname_batch > 99999:
             raise ValueError("realname_batch must be at most 99999 (rownum is number(5))")
         for name in ("duplicate_markers", "already_void_markers"):  # "" would be found in every cause
