@@ -187,6 +187,8 @@ async def test_the_example_distribution_is_found_through_its_entry_point(
     ('journal = "a\\u0000b.db"\n', "journal must not contain control characters"),
     ('log_file = "/"\n', "log_file '/' names a folder"),
     ("lease = 20\nhook_timeout = 30\n[wire]\nread_timeout = 5\n", "lease (20 s) must be longer than hook_timeout"),
+    ("[wire]\nmax_connections = -1\n", "max_connections must be 1 to 1000"),
+    ("[wire]\noutput_len = 100000000000000000000\n", "output_len must be 1 to 10000000"),
 ])
 def test_a_config_value_no_timer_or_journal_can_use_is_one_clear_line(tmp_path: Path, toml: str, names: str) -> None:
     (tmp_path / "ybplug.toml").write_text(toml, encoding="utf-8")
@@ -378,3 +380,12 @@ async def test_the_worker_names_the_time_an_upload_is_really_tried_again(
     assert said, "no failed round was logged"
     found = re.search(r"trying again in (\d+) s", said[0])
     assert found and int(found.group(1)) >= 3, said[0]
+
+
+def test_a_config_plugin_module_with_no_hook_is_one_clear_line(tmp_path: Path) -> None:
+    """`plugins = ["os"]` (a typo, or hooks without @hookimpl) used to load and do nothing."""
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\nplugins = ["os"]\n', encoding="utf-8")
+    done = run("plugins", "-c", "ybplug.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "plugin module 'os' from the config implements no ybplug hook" in line

@@ -68,6 +68,10 @@ class WireConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         for name in ("connect_timeout", "read_timeout"):
             if not 0 < getattr(self, name) < math.inf:  # NaN fails both comparisons
                 raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if not 1 <= self.max_connections <= 1000:
+            raise ValueError(f"max_connections must be 1 to 1000 connections at once, got {self.max_connections}")
+        if not 1 <= self.output_len <= 10_000_000:
+            raise ValueError(f"output_len must be 1 to 10000000 (the reply buffer the centre is told), got {self.output_len}")
         if self.url and not _is_http_url(self.url):
             raise ValueError("url must be the centre's http:// or https:// address (e.g. http://10.1.2.3:8080/)")
 

@@ -85,6 +85,11 @@ def load_plugins(pm: pluggy.PluginManager, config: Config, extra: Sequence[objec
             continue
         imported = _imported(f"plugin module {module!r} from the config", functools.partial(importlib.import_module, module))
         _register(pm, imported, module)
+        if not pm.get_hookcallers(imported):  # `plugins = ["os"]`, or a module whose hooks lack @hookimpl
+            raise PluginError(
+                f"plugin module {module!r} from the config implements no ybplug hook: is it the module you"
+                " meant, and are its functions marked with @ybplug.hookimpl?"
+            )
         found[module] = Origin("config", module)
     if config.dotnet is not None and config.dotnet.plugins:
         from ybplug.dotnet import plugins_from_config
