@@ -288,7 +288,9 @@ def test_plugins_are_listed_in_the_same_order_every_run(tmp_path: Path) -> None:
     from ybplug.loading import BUILTIN_PLUGINS
 
     for name in ("zeta_plugin", "alpha_plugin", "mid_plugin"):
-        (tmp_path / f"{name}.py").write_text("", encoding="utf-8")
+        (tmp_path / f"{name}.py").write_text(
+            "import ybplug\n\n@ybplug.hookimpl\ndef birth_recorded(birth_id):\n    pass\n", encoding="utf-8"
+        )
     (tmp_path / "ybplug.toml").write_text(
         'journal = "journal.db"\nplugins = ["zeta_plugin", "alpha_plugin", "mid_plugin"]\n', encoding="utf-8")
     runs = [run("plugins", "--json", "-c", "ybplug.toml", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path),
