@@ -605,3 +605,17 @@ async def test_a_plain_startup_hook_can_start_background_work(tmp_path: Path, sa
         with anyio.fail_after(5):
             while not plugin.ran.is_set():
                 await anyio.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_a_void_of_something_that_is_not_a_baz726_never_leaves(tmp_path: Path, sandbox: Sandbox) -> None:
+    async with Host(config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        for typed in ("6", "DAY-0030", "陈静", "XSE12", ""):
+            with pytest.raises(ybplug.InvalidMessage, match="baz726 新生儿登记流水号"):
+                await host.void(typed, "重复上传")
+        recorded = await host.record_birth(birth(42))
+        await host.sync("upload")
+        number = (await host.birth(recorded.birth_id)).registration_number
+        assert number is not None
+        assert (await host.void(number.lower(), "重复上传")).ok  # any case
+    assert sandbox.calls("yb04.13.01.22") == 1

@@ -39,6 +39,7 @@ from ybplug.config import Config
 from ybplug.dedicated import DedicatedThread
 from ybplug.deliveries import Deliveries
 from ybplug.errors import Error, Outcome, errors_in, outcome_of
+from ybplug.fields import REGISTRATION_NUMBER_RULE, InvalidMessage, Problem, is_registration_number
 from ybplug.hooks import PROJECT, specs
 from ybplug.journal import (
     Backoff,
@@ -368,7 +369,15 @@ class Host(Corrections):
         return done
 
     async def void(self, registration_number: str, reason: str) -> VoidResult:
-        """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no."""
+        """Void a registration (yb04.13.01.22); raises :class:`Refused` if the centre says no.
+
+        ``registration_number`` is a ``baz726`` (any case); anything else is refused before it
+        is sent, naming the rule (a birth's id or a name sent as a number reached the centre)."""
+        if not isinstance(registration_number, str):
+            raise TypeError(f"registration_number is a baz726 text, not {type(registration_number).__name__}")
+        registration_number = registration_number.strip().upper()
+        if not is_registration_number(registration_number):
+            raise InvalidMessage("VoidRequest", [Problem("baz726", "新生儿登记流水号", REGISTRATION_NUMBER_RULE)])
         result = await self._first("ybplug_void", host=self, registration_number=registration_number, reason=reason)
         if result is None:
             raise PluginError(f"no plugin carries out {Funid.VOID} (is ybplug.void excluded?)")
