@@ -87,8 +87,10 @@ def ybplug_transport(config: WireConfig) -> Transport | None:
 
 
 @hookspec
-async def ybplug_sync(host: Host, job: str) -> dict[str, int] | None:
-    """Run scheduled work now: ``job`` is ``"upload"``, ``"realname"`` or ``"all"``.
+async def ybplug_sync(host: Host, job: str, births: list[int] | None) -> dict[str, int] | None:
+    """Run scheduled work now: ``job`` is ``"upload"``, ``"realname"``, ``"stale"`` or ``"all"``;
+    ``births``, when given, limits the upload to those birth ids (a clerk's correction, sent at
+    once without the day's other births in daily mode).
 
     Called by the schedule and by ``await host.sync()``.  Each plugin runs the jobs it owns and
     returns counts for the summary (``{"uploaded": 3}``), or None if the job is not its own.

@@ -102,10 +102,10 @@ class Collection:
             await host.records.run_finished("upload", counts, started_at)
 
     @hookimpl
-    async def ybplug_sync(self, host: Host, job: str) -> dict[str, int] | None:
+    async def ybplug_sync(self, host: Host, job: str, births: list[int] | None) -> dict[str, int] | None:
         if job not in ("upload", "all"):
             return None
-        return await self.upload_due(host)
+        return await self.upload_due(host, only=births)
 
     async def _schedule(self, host: Host) -> None:
         """``immediate``: upload as births arrive.  ``daily at HH:MM``: upload what was recorded
@@ -138,8 +138,11 @@ class Collection:
             # Woken early by a new birth (immediate mode) or a failed upload (a new retry time).
             await host.wait_for_births(retry_in)
 
-    async def upload_due(self, host: Host, recorded_before: float | None = None, often: bool = False) -> dict[str, int]:
-        """Upload every birth due now, ``upload_concurrency`` at a time, until none is left.
+    async def upload_due(
+        self, host: Host, recorded_before: float | None = None, often: bool = False, only: list[int] | None = None
+    ) -> dict[str, int]:
+        """Upload every birth due now (or ``only`` those), ``upload_concurrency`` at a time, until
+        none is left.
 
         ``often``: called per birth (immediate mode), so the run is remembered once a minute.
         """
@@ -150,7 +153,7 @@ class Collection:
             auth_error: list[AuthenticationFailed] = []
             while not auth_error:
                 rows: list[BirthRow] = await host.records.claim_births(
-                    host.config.upload_batch, recorded_before=recorded_before
+                    host.config.upload_batch, recorded_before=recorded_before, only=only
                 )
                 if not rows:
                     break

@@ -442,3 +442,18 @@ async def test_a_review_resolved_with_another_newborns_number_never_hands_the_hi
     assert len(seen.of("realname_resolved")) == len(seen.of("realname_resolved", girl)) == 1
     with pytest.raises(ResolutionError, match="probably another newborn's"):  # and now the centre can tell
         await host.resolve_review(boy, operator="clerk", registration_number=girls_number, eligible=True)
+
+
+@pytest.mark.anyio
+async def test_a_correction_is_sent_alone_not_with_the_days_waiting_births(ward: tuple[Host, Recorder], sandbox: Sandbox) -> None:
+    """Daily mode: the day's births wait for 02:00; a clerk's amend of a refused birth goes now, alone."""
+    host, _ = ward
+    refused = await host.record_birth(birth_record(31))
+    sandbox.inject(Fault("refuse", funid=Funid.COLLECT, cause="母亲证件号码错误"))
+    await host.sync("upload", births=[refused.birth_id])
+    waiting = [await host.record_birth(birth_record(32 + n)) for n in range(3)]
+    await host.amend_birth(refused.birth_id, {**birth_record(31), "bkee33": "13800138001"}, operator="clerk")
+    summary = await host.sync("upload", births=[refused.birth_id])
+    assert summary["uploaded"] == 1 and (await host.birth(refused.birth_id)).state == BirthState.REGISTERED
+    assert [(await host.birth(w.birth_id)).state for w in waiting] == [BirthState.PENDING] * 3
+    assert sandbox.calls(Funid.COLLECT) == 2

@@ -406,7 +406,7 @@ async def test_a_host_restarted_in_the_same_process_takes_over_claims_at_once(tm
     async with Host(config(tmp_path, sandbox, journal=journal_at, hook_timeout=30.0), plugins=[first], entry_points=False) as host:
         await host.record_birth(birth(95))
         # host.sync would wait for the stuck delivery; run only the upload job
-        await host.caller.call_each("ybplug_sync", timeout=None, host=host, job="upload")
+        await host.caller.call_each("ybplug_sync", timeout=None, host=host, job="upload", births=None)
         await anyio.sleep(0.2)  # the answer's delivery is now stuck in the hanging plugin
     second = Hospital(hangs=False)
     async with Host(config(tmp_path, sandbox, journal=journal_at), plugins=[second], entry_points=False) as host:

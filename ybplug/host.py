@@ -61,7 +61,7 @@ from ybplug.messages import (
     VoidResult,
     load,
 )
-from ybplug.naming import lookup_key
+from ybplug.naming import birth_id_of, lookup_key
 from ybplug.privacy import described, mask
 from ybplug.corrections import Corrections
 from ybplug.transactions import Refused
@@ -443,16 +443,20 @@ class Host(Corrections):
                 log.warning("qr_decoded: plugin %s failed: %s", delivery.plugin, type(delivery.error).__name__)
         return identity
 
-    async def sync(self, job: str = "all") -> dict[str, int]:
+    async def sync(self, job: str = "all", *, births: Sequence[int] | None = None) -> dict[str, int]:
         """Run the scheduled jobs now (``upload``, ``realname``, ``stale`` or ``all``) and deliver
         their hooks.  ``stale`` polls, on demand, the births past the real-name horizon; it is not
-        part of ``all``.  Replacements a stopped process left half done are carried on first."""
+        part of ``all``.  Replacements a stopped process left half done are carried on first.
+        ``births`` limits the upload to those ids (what a clerk just corrected)."""
+        only = None if births is None else [birth_id_of(b) for b in births]
         summary: dict[str, int] = {}
         if job in ("upload", "all") and (resumed := await self.resume_replacements()):
             summary["replacements_resumed"] = resumed
         if job in ("upload", "all") and (voids := await self.resume_voids()):
             summary["voids_resumed"] = voids
-        for outcome in await self.caller.call_each("ybplug_sync", timeout=None, log_errors=False, host=self, job=job):
+        for outcome in await self.caller.call_each(
+            "ybplug_sync", timeout=None, log_errors=False, host=self, job=job, births=only
+        ):
             if outcome.error is not None:
                 raise outcome.error
             for key, value in (outcome.value or {}).items():

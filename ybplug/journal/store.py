@@ -57,7 +57,9 @@ class Journal(Births, Erasure):
     """The durable store (SQLite or PostgreSQL): births and their corrections (:class:`Births`), exchanges,
     uploads, real-name answers, voids, deliveries, runs and status; erasure (:class:`Erasure`)."""
 
-    def claim_births(self, limit: int, *, recorded_before: float | None = None) -> list[BirthRow]:
+    def claim_births(
+        self, limit: int, *, recorded_before: float | None = None, only: list[int] | None = None
+    ) -> list[BirthRow]:
         """Claim up to ``limit`` births due for upload, with a lease.
 
         The same commit marks each one's upload as about to leave (an exchange row), saving a
@@ -66,17 +68,20 @@ class Journal(Births, Erasure):
 
         With ``recorded_before``, new births recorded after that time are left for the next
         scheduled run; births already attempted are retried whenever their backoff allows.
+        With ``only``, just those births (a clerk's correction, sent at once in daily mode
+        without the day's other births).
         """
         now = self.clock()
         cutoff = now + 1.0 if recorded_before is None else recorded_before
+        chosen = "" if only is None else f" AND id IN ({','.join('?' * len(only))})" if only else " AND 0 = 1"
         with self._write() as db:
             self._release_dead_claims(db, "births", now)
             rows = db.execute(
                 "SELECT id, record, state, registration_number, reason, attempts FROM births INDEXED BY births_waiting"
                 " WHERE state IN ('pending', 'uploading') AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?) ORDER BY id LIMIT ?"
-                + self.backend.skip_locked,
-                (now, now, cutoff, limit),
+                " AND (lease_until IS NULL OR lease_until < ?) AND (attempts > 0 OR created_at < ?)" + chosen
+                + " ORDER BY id LIMIT ?" + self.backend.skip_locked,
+                (now, now, cutoff, *(only or ()), limit),
             ).fetchall()
             if not rows:
                 return []
