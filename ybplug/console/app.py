@@ -436,7 +436,7 @@ class Console:
             result = await self.host.resolve_review(birth_id, operator=session.name, **kwargs)
             log.info("console: %s resolved the review of birth #%d (%s)", session.name, birth_id, how)
             if how == "send_again":
-                await self.host.sync("upload")
+                await self.host.sync("upload", births=[birth_id])  # this birth alone, whatever the mode
                 result = await self.host.birth(birth_id)
             await self.host.deliver_due()
         except Error as exc:

@@ -154,7 +154,7 @@ class Operations:
                 if value is not None and (value.strip() or forms.FIELDS[wire] not in status.birth.personal):
                     record[wire] = value.strip() or None
             await self.host.amend_birth(birth_id, {k: v for k, v in record.items() if v is not None}, operator=session.name)
-            await self.host.sync("upload")
+            await self.host.sync("upload", births=[birth_id])  # this birth alone, whatever the mode
             after = await self.host.birth(birth_id)
         except Error as exc:
             return failed(session, "未能改正", exc, back)
