@@ -41,7 +41,7 @@ delivery_backoff = 0.05
 delivery_backoff_cap = 0.2
 upload_backoff = 0.05
 upload_backoff_cap = 0.2
-lease = 30
+lease = 60
 
 [wire]
 url = "{sandbox.url}"

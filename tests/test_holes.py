@@ -302,6 +302,33 @@ async def test_init_never_starts_a_new_journal_over_one_holding_births(tmp_path:
     assert again.returncode == 1 and "holds 1 births" in again.stderr and "move it away first" in again.stderr
 
 
+@pytest.mark.anyio
+async def test_a_journal_restored_from_an_older_backup_is_refused_until_a_person_says_so(tmp_path: Path) -> None:
+    """Births acknowledged after the backup was taken are not in it: the worker must not go on as
+    if nothing was lost.  `init --restored` says the restore was meant."""
+    import shutil
+
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    config = ybplug.Config(journal=str(tmp_path / "journal.db"))
+    async with Host(config, entry_points=False, background=False) as host:
+        await host.record_birth(birth(17))
+    shutil.copy(tmp_path / "journal.db", tmp_path / "backup.db")  # last night's backup
+    async with Host(config, entry_points=False, background=False) as host:
+        for n in (18, 19):
+            await host.record_birth(birth(n))
+    shutil.copy(tmp_path / "backup.db", tmp_path / "journal.db")  # put back by mistake (or on purpose)
+    status = await cli("status", "-c", "ybplug.toml", cwd=tmp_path)
+    assert status.returncode != 0 and "Traceback" not in status.stderr
+    [line] = status.stderr.strip().splitlines()
+    assert "restored from an older backup" in line and "#2 to #3" in line and "ybplug init --restored" in line
+    with pytest.raises(JournalLost, match="older backup"):
+        async with Host(config, entry_points=False, background=False):
+            pass
+    assert (await cli("init", "--restored", "-c", "ybplug.toml", cwd=tmp_path)).returncode == 0
+    async with Host(config, entry_points=False, background=False) as host:
+        assert (await host.status())["births"] == {"pending": 1}  # going on with what the backup holds
+
+
 # --- 7. disk full ----------------------------------------------------------------------------------
 
 

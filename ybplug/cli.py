@@ -105,7 +105,12 @@ async def _init(args: argparse.Namespace) -> int:
     from ybplug.journal import Journal, start_new_journal
 
     config = _config(args)
-    journal = start_new_journal(config.journal) if args.new_journal else Journal(config.journal).open()
+    if args.new_journal:
+        journal = start_new_journal(config.journal)
+    elif args.restored:  # the operator put an older backup back on purpose: go on with what it holds
+        journal = Journal(config.journal, new=not config.journal_on_server).open()
+    else:
+        journal = Journal(config.journal).open()
     print(f"journal {journal.id} at {config.journal_shown}")
     journal.close()
     return 0
@@ -319,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="start a new empty journal where the old one is missing or damaged (never over a readable "
                            "file); on PostgreSQL, take the journal now at the URL (new tables in an empty schema) "
                            "as the one this machine expects")
+    init.add_argument("--restored", action="store_true",
+                      help="go on with a journal restored from an older backup (the births recorded since it was "
+                           "taken are not in it: their HIS must record them again)")
     prune = command("prune", _prune, "erase the personal data of settled births (the journal keeps the statistics)")
     prune.add_argument("--older-than", type=_days, required=True, metavar="DAYS",
                        help="births settled (real-named, voided, refused, every delivery done) this many days ago")

@@ -9,7 +9,12 @@ marker file beside it (``journal.db.id``) holding the same id:
   journal (replaced) is an error, not a fresh start; a new empty journal where one existed takes
   ``ybplug init --new-journal``;
 * at each commit, the journal file and its ``-wal`` must still be the files the connection has
-  open (same device and inode), else the host stops with one clear error.
+  open (same device and inode), else the host stops with one clear error;
+* the marker also keeps the highest birth id this machine has seen in the journal (written when
+  the journal is opened and closed): a journal holding fewer was restored from an older backup,
+  and the births acknowledged since are not in it, so it is refused until a person says so
+  (``ybplug init --restored``), rather than going on as if nothing was lost (and giving the lost
+  births' ids to new ones).
 """
 
 from __future__ import annotations
@@ -41,12 +46,40 @@ def read_marker(path: Path) -> str | None:
     return text.removeprefix(_MARKER_HEAD).split()[0] if text else ""
 
 
-def write_marker(path: Path, journal_id: str) -> None:
+def read_high_water(path: Path) -> int:
+    """The highest birth id the marker beside ``path`` remembers (0: none, or an older marker)."""
+    try:
+        words = marker_path(path).read_text(encoding="utf-8").removeprefix(_MARKER_HEAD).split()
+    except OSError:
+        return 0
+    return int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+
+
+def write_marker(path: Path, journal_id: str, high_water: int = 0) -> None:
     marker = marker_path(path)
     tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(f"{_MARKER_HEAD}{journal_id}\n", encoding="utf-8")
+    tmp.write_text(f"{_MARKER_HEAD}{journal_id} {high_water}\n", encoding="utf-8")
     private_file(tmp)
     os.replace(tmp, marker)
+
+
+def highest_birth(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM births").fetchone()[0])
+
+
+def check_not_restored(db: sqlite3.Connection, path: Path, journal_id: str) -> None:
+    """Refuse a journal holding fewer births than this machine saw in it (an older backup put
+    back), then remember what it holds now."""
+    seen, held = read_high_water(path), highest_birth(db)
+    if seen > held:
+        raise JournalLost(
+            f"journal {path} holds births up to #{held}, but this machine saw #{seen} in it: it was"
+            f" restored from an older backup, and births #{held + 1} to #{seen} acknowledged since are not"
+            " in it (their HIS must record them again). To go on with this journal as it is, run"
+            " `ybplug init --restored`"
+        )
+    if held > seen:
+        write_marker(path, journal_id, held)
 
 
 def holds_a_journal(path: Path) -> bool:

@@ -41,6 +41,10 @@ class SqliteBackend(Backend):
             db.execute("PRAGMA busy_timeout=30000")
             migrate(db, str(self.path))
             journal_id = identity.settle(db, self.path, expected)
+            if new:  # a person's word (init --new-journal / --restored): what it holds now is what counts
+                identity.write_marker(self.path, journal_id, identity.highest_birth(db))
+            else:
+                identity.check_not_restored(db, self.path, journal_id)
         except BaseException as exc:
             db.close()
             if isinstance(exc, (OSError, sqlite3.Error)):
@@ -70,8 +74,17 @@ class SqliteBackend(Backend):
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
-            self._db = None
+            try:  # remember the births seen, for the next start to notice an older backup put back
+                journal_id = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+                if journal_id is not None and self._watch is not None and self._watch.lost is None:
+                    held = identity.highest_birth(self._db)
+                    if held > identity.read_high_water(self.path):
+                        identity.write_marker(self.path, str(journal_id[0]), held)
+            except (OSError, sqlite3.Error):
+                pass  # the next start checks against what the marker last said
+            finally:
+                self._db.close()
+                self._db = None
 
     def begin(self) -> None:
         # The file is checked once a transaction, before its COMMIT (commit): nothing is
