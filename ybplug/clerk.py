@@ -234,7 +234,7 @@ def status(args: argparse.Namespace, *, open_journal: OpenJournal) -> int:
         _print_status(status)
     if args.check:
         if problems:
-            print("ybplug status --check: " + "; ".join(problems), file=sys.stderr)
+            print(terminal_safe("ybplug status --check: " + "; ".join(problems)), file=sys.stderr)
             return 1
         if not args.json:
             print("check: nothing parked, in review, stale, failing or undelivered")
