@@ -239,17 +239,26 @@ async def _number_to_void(host: Host, key: str) -> str:
     it reaches the centre."""
     from ybplug.fields import is_registration_number
     from ybplug.journal.model import BirthNotFound
-    from ybplug.naming import echo_key
+    from ybplug.naming import echo_key, lookup_key
 
     if is_registration_number(number := key.strip().upper()):
         return number
     try:
-        birth = await host.birth(key.strip())
-    except BirthNotFound:
+        ids = await host.run_journal(host.journal.find, lookup_key(key), None)
+    except BirthNotFound:  # text no birth can answer to
+        ids = []
+    if not ids:
         raise BirthNotFound(
             f"baz726 新生儿登记流水号 {echo_key(key)}: neither a registration number (XSE and 13 digits)"
             " nor a birth's id (#5) or HIS serial (bke042)"
-        ) from None
+        )
+    births = [await host.birth(birth_id) for birth_id in ids]
+    if len({b.birth.multiple_birth_number for b in births}) > 1:
+        raise UsageError(
+            f"HIS serial {echo_key(key)} names twins (births {', '.join(f'#{b.birth_id}' for b in births)}):"
+            " void one by its #id or its baz726"
+        )
+    birth = births[0]
     if birth.registration_number is None:
         raise UsageError(f"birth #{birth.birth_id} ({birth.state}) has no baz726 新生儿登记流水号: nothing to void")
     return birth.registration_number
