@@ -316,6 +316,9 @@ async def test_a_persons_mistakes_on_the_command_line_are_one_line_with_the_read
         (("review", "resolve", str(ward["review"]), "--baz726", "陈静350203199001010026", "--eligible", "yes"), 2,
          "baz726 新生儿登记流水号"),
         (("review", "resolve", "abc", "--send-again"), 2, "a birth id is a number"),
+        (("review", "resolve", str(ward["review"]), "--refused", "\x1b[2J"), 2, "must not contain control characters"),
+        (("review", "resolve", str(ward["review"]), "--send-again", "--operator", "x" * 100_000), 2, "operator: at most 64"),
+        (("void", "XSE2612010000009", "--reason", ""), 2, "bae016"),
     ):
         done = await clerk(*args)
         [line] = done.stderr.strip().splitlines()[-1:]

@@ -87,7 +87,20 @@ def cause_arg(text: str) -> str:
     """``--refused CAUSE``: the centre's words, not blank (journaled as the birth's reason)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("the cause is required: the centre's words, as 定点机构管理系统 shows them")
+    if _CONTROL.search(text):
+        raise argparse.ArgumentTypeError("the cause must not contain control characters")
     return text
+
+
+def operator_arg(text: str) -> str:
+    """``--operator``: who acts, as the journal records it (checked as the host checks it)."""
+    from ybplug.lifecycle import ResolutionError
+    from ybplug.naming import operator_of
+
+    try:
+        return operator_of(text)
+    except ResolutionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def baz726_arg(text: str) -> str:
@@ -395,7 +408,7 @@ def _record(path: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _invalid_input() -> Iterator[None]:
+def invalid_input() -> Iterator[None]:
     """A field rule broken by the ``--record`` file or ``--reason``: the command is to fix (exit 2)."""
     from ybplug.fields import InvalidMessage
 
@@ -408,7 +421,7 @@ def _invalid_input() -> Iterator[None]:
 async def amend(args: argparse.Namespace, *, one_shot: OneShot) -> int:
     record = _record(args.record)
     async with one_shot(args) as host:
-        with _invalid_input():
+        with invalid_input():
             await host.amend_birth(args.birth_id, record, operator=args.operator)
         await host.sync("upload")
         result = await host.birth(args.birth_id)
@@ -422,7 +435,7 @@ async def replace(args: argparse.Namespace, *, one_shot: OneShot) -> int:
 
     async with one_shot(args) as host:
         try:
-            with _invalid_input():
+            with invalid_input():
                 new = await host.replace_birth(args.birth_id, record, args.reason, operator=args.operator)
         except WireError as exc:  # the void's answer is not known: the journaled replacement waits
             raise ReplacementUnderWay(
@@ -460,7 +473,7 @@ def add_commands(command: Command, *, open_journal: OpenJournal, one_shot: OneSh
     how.add_argument("--refused", metavar="CAUSE", type=cause_arg, help="the centre refused it, with this cause")
     how.add_argument("--send-again", action="store_true", help="the centre holds nothing: upload it again")
     resolve.add_argument("--eligible", choices=["yes", "no"], help="with --baz726: bkee45 是否可预参保")
-    resolve.add_argument("--operator", default=operator, help="who resolves it (journaled; default: the login name)")
+    resolve.add_argument("--operator", default=operator, type=operator_arg, help="who resolves it (journaled; default: the login name)")
     resolve.add_argument("-c", "--config", default=argparse.SUPPRESS, help="ybplug.toml (default: as for review)")
     for name, func, what in (
         ("amend", amend, "correct a birth not yet registered (pending or refused) and upload it again"),
@@ -472,4 +485,4 @@ def add_commands(command: Command, *, open_journal: OpenJournal, one_shot: OneSh
                        help="the corrected record: a JSON object with the spec's wire names; - reads stdin")
         if name == "replace":
             p.add_argument("--reason", required=True, help="作废原因, sent with the void")
-        p.add_argument("--operator", default=operator, help="who does this (journaled; default: the login name)")
+        p.add_argument("--operator", default=operator, type=operator_arg, help="who does this (journaled; default: the login name)")

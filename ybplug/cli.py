@@ -228,7 +228,8 @@ def _failed_work(command: str, summary: dict[str, int], deliveries: tuple[int, i
 async def _void(args: argparse.Namespace) -> int:
     async with _one_shot(args) as host:
         number = await _number_to_void(host, args.baz726)
-        result = await host.void(number, args.reason)
+        with clerk.invalid_input():  # an empty or overlong --reason: the command to fix, exit 2
+            result = await host.void(number, args.reason)
     print(terminal_safe(f"voided {result.registration_number}"))
     return 0
 
