@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ async def test_the_clerk_resolves_a_review_amends_a_refusal_and_replaces_a_regis
     review_record = birth_record(31)
     [found] = [r for r in sandbox.registrations() if str(r["aac006"]) == str(review_record["aac006"])]
     mistake = await clerk("review", "resolve", str(ward["review"]), "--baz726", found["baz726"])
-    assert mistake.returncode == 1 and "--eligible" in mistake.stderr
+    assert mistake.returncode == 2 and "--eligible" in mistake.stderr  # a bad option: 2
     done = await clerk("review", "resolve", str(ward["review"]), "--baz726", found["baz726"], "--eligible", "yes",
                        "--operator", "张护士")
     assert done.returncode == 0, done.stderr
@@ -265,3 +266,107 @@ async def test_a_corrected_record_is_read_as_windows_notepad_saves_it(
         refused = await clerk("amend", str(ward["refused"]), "--record", f"{name}.json")
         [line] = refused.stderr.strip().splitlines()
         assert refused.returncode == 2 and f"--record {name}.json: " in line and says in line, line
+
+
+@pytest.mark.anyio
+async def test_a_birth_is_named_5_or_hash_5_by_every_command_and_void_takes_a_birth_or_any_case_baz726(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    clerk = Clerk(tmp_path)
+    review = await clerk("review", "resolve", f"#{ward['review']}", "--send-again")
+    assert review.returncode == 0, review.stderr
+    corrected = json.dumps({**birth_record(30), "bkee37": "陈晶"}, ensure_ascii=False)
+    amended = await clerk("amend", f"#{ward['refused']}", "--record", "-", stdin=corrected)
+    assert amended.returncode == 0, amended.stderr
+    (tmp_path / "fixed.json").write_text(json.dumps({**birth_record(32), "aac004": "2"}), encoding="utf-8")
+    replaced = await clerk("replace", f"#{ward['registered']}", "--record", "fixed.json", "--reason", "性别录错")
+    assert replaced.returncode == 0, replaced.stderr
+    new = (await clerk.json("show", str(ward["registered"])))["replaced_by"]
+
+    # void: nothing reaches the centre that is not a registration number
+    voids = sandbox.calls(Funid.VOID)
+    for key, says in (("99999", "neither a registration number"), ("陈静", "'陈*'"),
+                      (f"#{ward['failing']}", "has no baz726")):
+        refused = await clerk("void", key, "--reason", "录错")
+        [line] = refused.stderr.strip().splitlines()
+        assert refused.returncode in (1, 2) and says in line and "陈静" not in line, line
+    assert sandbox.calls(Funid.VOID) == voids
+    number = (await clerk.json("show", str(new)))["registration_number"]
+    by_id = await clerk("void", f"#{new}", "--reason", "录错")
+    assert by_id.returncode == 0 and f"voided {number}" in by_id.stdout, by_id.stderr
+    refused_twice = await clerk("void", number.lower(), "--reason", "录错")  # upper-cased, sent: "already void"
+    assert sandbox.calls(Funid.VOID) == voids + 2 and "Traceback" not in refused_twice.stderr
+
+
+@pytest.mark.anyio
+async def test_a_persons_mistakes_on_the_command_line_are_one_line_with_the_readme_exit_status(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    clerk = Clerk(tmp_path)
+    (tmp_path / "bigint.json").write_text('{"bme027": ' + "9" * 5000 + "}", encoding="utf-8")
+    (tmp_path / "unknown.json").write_text(json.dumps({**birth_record(30), "aac006": "13800138000\n"}), encoding="utf-8")
+    for args, code, says in (
+        (("amend", str(ward["refused"]), "--record", "bigint.json"), 2, "more than 4,300 digits"),
+        (("replace", str(ward["registered"]), "--record", "bigint.json", "--reason", "x"), 2, "more than 4,300 digits"),
+        (("amend", str(ward["refused"]), "--record", "unknown.json"), 2, "aac006"),
+        (("show", str(ward["registered"]), "--twin", "9" * 20), 2, "bme027 多胞胎序号 must be one digit"),
+        (("show", "陈静"), 1, "no birth answers to '陈*'"),
+        (("show", "350203199001010026"), 1, "3502**********0026"),
+        (("review", "resolve", str(ward["review"]), "--refused", ""), 2, "the cause is required"),
+        (("review", "resolve", str(ward["review"]), "--baz726", "陈静350203199001010026", "--eligible", "yes"), 2,
+         "baz726 新生儿登记流水号"),
+        (("review", "resolve", "abc", "--send-again"), 2, "a birth id is a number"),
+        (("review", "resolve", str(ward["review"]), "--refused", "\x1b[2J"), 2, "must not contain control characters"),
+        (("review", "resolve", str(ward["review"]), "--send-again", "--operator", "x" * 100_000), 2, "operator: at most 64"),
+        (("void", "XSE2612010000009", "--reason", ""), 2, "bae016"),
+    ):
+        done = await clerk(*args)
+        [line] = done.stderr.strip().splitlines()[-1:]
+        assert done.returncode == code and says in line, (args, done.returncode, done.stderr)
+        assert "陈静" not in done.stderr and "350203199001010026" not in done.stderr and "13800138000" not in done.stderr
+    assert (await clerk.json("show", str(ward["review"])))["state"] == "needs_review"  # nothing changed
+
+
+@pytest.mark.anyio
+async def test_status_check_fails_on_deliveries_waiting_for_a_plugin_no_host_has(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    import sqlite3
+
+    clerk = Clerk(tmp_path)
+    assert "waiting for plugin" not in (await clerk("status", "--check")).stderr
+    # A plugin a host once had (a durable subscriber), now uninstalled: an answer waits for it.
+    db = sqlite3.connect(tmp_path / "journal.db")
+    with db:
+        event_id = "an-answer-for-the-his"
+        db.execute("INSERT INTO events (id, hook, birth_id, payload, created_at) VALUES (?, 'collection_result', ?, ?, ?)",
+                   (event_id, ward["registered"], b"{}", time.time()))
+        db.execute("INSERT INTO subscriptions (plugin, hook, since, last_loaded_at) VALUES ('st_mary', 'collection_result', 0, 0)")
+        db.execute("INSERT INTO deliveries (event_id, plugin) VALUES (?, 'st_mary')", (event_id,))
+        db.execute("UPDATE events SET created_at = created_at - 3600")
+    db.close()
+    check = await clerk("status", "--check")
+    assert check.returncode == 1 and "1 deliveries waiting for plugin st_mary" in check.stderr, check.stderr
+    assert "waiting:     1 deliveries for plugin st_mary" in check.stdout
+    assert (await clerk.json("status"))["undelivered"] == {"st_mary": 1}
+
+
+@pytest.mark.anyio
+async def test_what_came_from_the_centre_reaches_the_terminal_with_control_characters_escaped_and_capped(
+    tmp_path: Path, sandbox: Sandbox, ward: dict[str, int]
+) -> None:
+    clerk = Clerk(tmp_path)
+    config = Config.load(tmp_path / "ybplug.toml")
+    async with Host(config, entry_points=False, background=False) as host:
+        birth_id = (await host.record_birth(birth_record(50))).birth_id
+        sandbox.inject(Fault("refuse", funid=Funid.COLLECT, cause="\x1b[2J\x1b]0;pwned\x07错\x00误" + "长" * 1_000_000))
+        await host.sync("upload")
+        assert (await host.birth(birth_id)).state == "refused"
+    for args in (("show", str(birth_id)), ("status",), ("show", str(birth_id), "--json")):
+        done = await clerk(*args)
+        assert done.returncode == 0, done.stderr
+        assert not any(c in done.stdout for c in "\x1b\x00\x07\x9b"), args
+    shown = await clerk("show", str(birth_id))
+    assert "\\x1b[2J\\x1b]0;pwned\\x07错\\x00误" in shown.stdout
+    reason = (await clerk.json("show", str(birth_id)))["reason"]
+    assert len(reason) <= 2000 and reason.endswith("…")

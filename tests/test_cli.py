@@ -391,3 +391,40 @@ def test_a_config_plugin_module_with_no_hook_is_one_clear_line(tmp_path: Path) -
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "plugin module 'os' from the config implements no ybplug hook" in line
+
+
+def test_an_output_that_is_closed_or_full_is_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    assert run("init", "-c", "ybplug.toml", cwd=tmp_path).returncode == 0
+    # stdout closed (`>&-`): the command runs, its output is discarded
+    closed = subprocess.run(f"{YBPLUG} status -c ybplug.toml >&-", shell=True, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert closed.returncode == 0 and closed.stderr == ""
+    if Path("/dev/full").exists():  # stdout full: exit 1, one line on stderr
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([YBPLUG, "status", "-c", "ybplug.toml"], cwd=tmp_path, stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        [line] = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and "cannot write the output (No space left on device)" in line
+
+
+def test_a_bad_address_or_a_short_password_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text('journal = "journal.db"\n', encoding="utf-8")
+    for args in (("console", "--listen", "127.0.0.1:99999"), ("run", "--console", "notanaddress")):
+        done = run(*args, "-c", "ybplug.toml", cwd=tmp_path)
+        assert done.returncode == 2 and "expected HOST:PORT" in done.stderr, (args, done.stderr)
+    short = subprocess.run([YBPLUG, "console", "add-user", "lin", "--role", "viewer"], cwd=tmp_path, input="short\n",
+                           capture_output=True, text=True, timeout=60)
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr and "Traceback" not in short.stderr
+
+
+def test_check_fails_on_a_journal_it_cannot_open(tmp_path: Path) -> None:
+    (tmp_path / "ybplug.toml").write_text(
+        'journal = "postgresql://nouser@127.0.0.1:5432/test"\n[wire]\nurl = "http://127.0.0.1:1"\nusr = "his"\n',
+        encoding="utf-8")
+    done = run("check", "-c", "ybplug.toml", cwd=tmp_path, env={"YBPLUG_PWD": "x"})
+    [line] = [line for line in done.stdout.splitlines() if " journal " in line]
+    assert done.returncode == 1 and line.startswith("FAIL  journal") and "cannot connect" in line, done.stdout
+    assert "Traceback" not in done.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "the journal (opened as `status` opens it" in readme

@@ -468,3 +468,53 @@ async def test_the_configured_charset_applies_from_any_thread(tmp_path: Path, sa
         built = Birth(**{WIRE_TO_ATTR[k]: v for k, v in outside_gbk.items()})  # valid in GB18030
         with pytest.raises(InvalidMessage, match="bkee30 新生儿姓名: character U\\+20BB7"):
             await host.record_birth(built)
+
+
+def test_the_hosts_door_checks_bound_every_value_before_formatting_it() -> None:
+    from ybplug.journal.model import BirthNotFound
+    from ybplug.lifecycle import ResolutionError
+    from ybplug.naming import UnknownJob, check_job, echo_key, registration_number_of, twin_of
+
+    for job in ("upload", "realname", "stale", "all"):
+        assert check_job(job) == job
+    for job in ("uplaod", "", "x" * 10_000_000):
+        with pytest.raises(UnknownJob, match="must be one of upload, realname, stale, all") as info:
+            check_job(job)
+        assert len(str(info.value)) < 200
+    with pytest.raises(TypeError):
+        check_job(None)
+    assert twin_of(None) is None and twin_of(9) == 9
+    for twin in (10**5000, -1, 10):
+        with pytest.raises(BirthNotFound, match="bme027 多胞胎序号") as found:
+            twin_of(twin)
+        assert len(str(found.value)) < 200
+    for wrong_type in ("x" * 10_000_000, 1.0, True):
+        with pytest.raises(TypeError):
+            twin_of(wrong_type)
+    assert registration_number_of(" xse2612010000001 ") == "XSE2612010000001"
+    for value in (10**5000, nested(3000, dicts=False), None):
+        with pytest.raises(TypeError):
+            registration_number_of(value)
+    with pytest.raises(ResolutionError, match="baz726 新生儿登记流水号 '陈\\*\\*\\*'") as refused:
+        registration_number_of("陈静350203199001010026")
+    assert "350203199001010026" not in str(refused.value)
+    assert echo_key("#5") == "'#5'" and echo_key("DAY-0030") == "'DAY-0030'"
+    assert echo_key("13800138000") == "'138****8000'" and echo_key("\ud800") == "text of 1 characters"
+
+
+@pytest.mark.anyio
+async def test_replay_and_find_take_any_value_without_a_database_error(tmp_path: Path, sandbox: Any) -> None:
+    from support import birth_record, host_config
+
+    from ybplug.host import Host
+
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        birth_id = (await host.record_birth(birth_record(3))).birth_id
+        assert await host.replay("\ud800") == 0 and await host.replay(None, "\ud800") == 0
+        assert await host.replay("x" * 10_000) == 0
+        with pytest.raises(TypeError):
+            await host.replay(10**30)  # type: ignore[arg-type]
+        for twin in (10**30, -1, 10):
+            assert await host.run_journal(host.journal.find, "HIS000003-1", twin) == []
+        assert await host.run_journal(host.journal.find, 10**30) == []
+        assert await host.run_journal(host.journal.find, birth_id) == [birth_id]

@@ -150,13 +150,15 @@ async def test_ybplug_plugins_shows_origins_hooks_and_what_waits_for_a_plugin_no
 
 def test_ybplug_check_fails_on_each_thing_it_checks(tmp_path: Path) -> None:
     (tmp_path / "ybplug.toml").write_text(
-        'plugins = ["no_such_module_here"]\n[wire]\nurl = "http://127.0.0.1:9"\n'
+        'journal = "junk.db"\nplugins = ["no_such_module_here"]\n[wire]\nurl = "http://127.0.0.1:9"\n'
         '[voucher]\nlibrary = "ybplug.sandbox.ectrans:nowhere"\nbackend = "python"\n', encoding="utf-8")
+    (tmp_path / "junk.db").write_bytes(b"not a journal at all, " * 100)
     done = ybplug("check", "-c", "ybplug.toml", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = [line.split(None, 2) for line in done.stdout.splitlines()]
-    assert [line[:2] for line in lines] == [["ok", "config"], ["FAIL", "centre"], ["FAIL", "voucher"], ["FAIL", "plugins"]]
-    assert "no_such_module_here" in lines[3][2] and "nowhere" in lines[2][2]
+    assert [line[:2] for line in lines] == [
+        ["ok", "config"], ["FAIL", "journal"], ["FAIL", "centre"], ["FAIL", "voucher"], ["FAIL", "plugins"]]
+    assert "no_such_module_here" in lines[4][2] and "nowhere" in lines[3][2] and "junk.db" in lines[1][2]
     (tmp_path / "bad.toml").write_text('uplaod = "immediate"\n', encoding="utf-8")
     bad = ybplug("check", "-c", "bad.toml", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout.startswith("FAIL  config") and "uplaod" in bad.stdout  # a config error

@@ -685,3 +685,28 @@ def test_code_tables() -> None:
     assert ybplug.RealNameFlag.REAL_NAMED == "Y" and ybplug.VoidFlag.VOID == "F"
     assert ybplug.QrBusinessType.describe().startswith("101 挂号, 102 充值")
     assert msgspec.json.encode(ybplug.Sex.FEMALE) == b'"2"'
+
+
+@pytest.mark.parametrize("field", ["bme027", "aac006", "aac004"])
+@pytest.mark.parametrize("typed", ["13800138000\n", "350203199001010026", "陈静"])
+def test_personal_data_typed_into_a_number_or_code_field_is_echoed_masked(field: str, typed: str) -> None:
+    [problem] = [p for p in problems(**{field: typed}) if p.field == field]
+    assert typed.strip() not in str(problem)
+    if field == "aac006" and typed != "350203199001010026":  # (a code says only its length; 18 digits, their count)
+        assert mask(typed.strip()) in str(problem)
+
+
+def test_a_plain_wrong_value_is_still_shown_as_typed() -> None:
+    assert "'abc'" in str(only_problem(bme027="abc"))
+
+
+@pytest.mark.parametrize("bad", ["１２３４５６７８９０１２３４５", "35020480010100", "3502048001010011", None, 350204800101001,
+                                 "35020480010100X"])
+def test_second_generation_id_refuses_what_is_not_15_ascii_digits_naming_the_field(bad: Any) -> None:
+    with pytest.raises(InvalidMessage, match="bkee35 母亲证件号码: a first-generation ID number is 15 ASCII digits") as info:
+        second_generation_id(bad)
+    assert not isinstance(bad, str) or bad not in str(info.value)
+
+
+def test_second_generation_id_of_a_first_generation_number() -> None:
+    assert second_generation_id("350204800101001") == with_check_digit("35020419800101001")

@@ -92,11 +92,12 @@ async def test_ybplug_check_passes_against_the_sandbox_and_fails_on_a_wrong_pass
     done = await anyio.to_thread.run_sync(check, SANDBOX_PWD)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [["ok", "config"], ["ok", "centre"], ["ok", "voucher"], ["ok", "plugins"]]
+    assert [line.split()[:2] for line in lines] == [
+        ["ok", "config"], ["ok", "journal"], ["ok", "centre"], ["ok", "voucher"], ["ok", "plugins"]]
     assert "st_mary_his" in lines[-1]
     wrong = await anyio.to_thread.run_sync(check, "not-the-password")
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
-    assert [line.split()[:2] for line in wrong.stdout.splitlines()][1] == ["FAIL", "centre"]
+    assert [line.split()[:2] for line in wrong.stdout.splitlines()][2] == ["FAIL", "centre"]
     assert "not-the-password" not in wrong.stdout + wrong.stderr
 
 

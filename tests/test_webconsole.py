@@ -510,7 +510,7 @@ def test_add_user_prints_a_line_the_config_accepts_and_the_password_verifies(tmp
 
     short = subprocess.run([YBPLUG, "console", "add-user", "x", "--role", "viewer"], input="short\n",
                            capture_output=True, text=True, timeout=60)
-    assert short.returncode == 1 and "at least 8 characters" in short.stderr and "Traceback" not in short.stderr
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr  # a usage error and "Traceback" not in short.stderr
 
 
 def test_add_user_with_a_config_writes_the_account_into_it_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -534,7 +534,7 @@ def test_add_user_with_a_config_writes_the_account_into_it_and_keeps_the_rest(tm
     assert verify_password("another-pass", config.console.users[1].password_hash)
 
     taken = add("chen", "operator", written)  # the name is taken: one line, the file as it was
-    assert taken.returncode == 1 and "already" in taken.stderr and "Traceback" not in taken.stderr
+    assert taken.returncode == 2 and "already" in taken.stderr and "Traceback" not in taken.stderr
     assert written.read_text(encoding="utf-8") == text
 
     bare = tmp_path / "bare.toml"  # no [console] yet: the account is appended as a table

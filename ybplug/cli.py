@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import inspect
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ybplug import clerk
+from ybplug.clerk import terminal_safe
 from ybplug.errors import Error, UsageError
 
 if TYPE_CHECKING:
@@ -229,9 +232,42 @@ def _failed_work(command: str, summary: dict[str, int], deliveries: tuple[int, i
 
 async def _void(args: argparse.Namespace) -> int:
     async with _one_shot(args) as host:
-        result = await host.void(args.baz726, args.reason)
-    print(f"voided {result.registration_number}")
+        number = await _number_to_void(host, args.baz726)
+        with clerk.invalid_input():  # an empty or overlong --reason: the command to fix, exit 2
+            result = await host.void(number, args.reason)
+    print(terminal_safe(f"voided {result.registration_number}"))
     return 0
+
+
+async def _number_to_void(host: Host, key: str) -> str:
+    """The baz726 ``ybplug void KEY`` sends: KEY itself when it is one (any case), else the number
+    of the birth KEY names (``6``, ``#6``, a HIS serial).  Anything else is refused here, before
+    it reaches the centre."""
+    from ybplug.fields import is_registration_number
+    from ybplug.journal.model import BirthNotFound
+    from ybplug.naming import echo_key, lookup_key
+
+    if is_registration_number(number := key.strip().upper()):
+        return number
+    try:
+        ids = await host.run_journal(host.journal.find, lookup_key(key), None)
+    except BirthNotFound:  # text no birth can answer to
+        ids = []
+    if not ids:
+        raise BirthNotFound(
+            f"baz726 新生儿登记流水号 {echo_key(key)}: neither a registration number (XSE and 13 digits)"
+            " nor a birth's id (#5) or HIS serial (bke042)"
+        )
+    births = [await host.birth(birth_id) for birth_id in ids]
+    if len({b.birth.multiple_birth_number for b in births}) > 1:
+        raise UsageError(
+            f"HIS serial {echo_key(key)} names twins (births {', '.join(f'#{b.birth_id}' for b in births)}):"
+            " void one by its #id or its baz726"
+        )
+    birth = births[0]
+    if birth.registration_number is None:
+        raise UsageError(f"birth #{birth.birth_id} ({birth.state}) has no baz726 新生儿登记流水号: nothing to void")
+    return birth.registration_number
 
 
 async def _decode(args: argparse.Namespace) -> int:
@@ -269,6 +305,12 @@ def _days(text: str) -> float:
     return days
 
 
+def _listen(text: str) -> str:
+    from ybplug.console.command import listen_arg
+
+    return listen_arg(text)
+
+
 def _operator() -> str:
     import getpass
 
@@ -301,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     run = command("run", _run, "run the worker: uploads on schedule, real-name polls, hook deliveries")
-    run.add_argument("--console", nargs="?", const="", metavar="HOST:PORT",
+    run.add_argument("--console", nargs="?", const="", metavar="HOST:PORT", type=_listen,
                      help="serve the operations console in the same process (default address: [console] listen, else 127.0.0.1:8722)")
     demo = command("demo", _demo, "the whole flow against the embedded sandbox centre")
     demo.add_argument("--dir", help="keep the demo's databases here (default: a new temporary folder)")
@@ -312,7 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--event", help="only this event id")
     retry.add_argument("--plugin", help="only deliveries to this plugin")
     void = command("void", _void, "void a registration (yb04.13.01.22)")
-    void.add_argument("baz726", help="新生儿登记流水号")
+    void.add_argument("baz726", metavar="KEY",
+                      help="baz726 新生儿登记流水号 (any case), or the birth's id (5, #5) or HIS serial")
     void.add_argument("--reason", required=True, help="作废原因")
     decode = command("decode", _decode, "decode a national insurance QR code through EcTrans")
     decode.add_argument("--idcode", default="", help="the scanned code; empty opens the library's scanning window")
@@ -399,7 +442,7 @@ def shown(text: str, limit: int = SHOWN) -> str:
     or a plugin's message may hold one), on one line, at most ``limit`` characters."""
     from ybplug.privacy import scrub
 
-    text = " ".join(scrub(text).splitlines())
+    text = terminal_safe(" ".join(scrub(text).splitlines()))
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
@@ -464,6 +507,8 @@ def _exit_status(signal_name: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The ``ybplug`` command; its exit status (README: "Exit status")."""
     command = "ybplug"
+    if sys.stdout is None:  # started with stdout closed (`>&-`) or by pythonw: its output is discarded
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (open until exit)
     try:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here rather than at exit
@@ -471,9 +516,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ybplug status | head -1`: the reader has what it wanted
         _stdout_to_devnull()
         return OUTPUT_CLOSED
+    except OSError as exc:  # stdout full (`>/dev/full`) or gone: the output cannot be written
+        if exc.errno not in _OUTPUT_LOST:
+            raise
+        _stdout_to_devnull()
+        with contextlib.suppress(Exception):
+            print(f"{command}: cannot write the output ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl+C outside a one-shot command's event loop
         print(f"{command}: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+#: What writing stdout fails with when the output cannot take it: the disk full, the device gone,
+#: the descriptor closed.  (A closed pipe is BrokenPipeError: exit 141.)
+_OUTPUT_LOST = frozenset(getattr(errno, name, errno.ENOSPC) for name in ("ENOSPC", "EIO", "EBADF", "EDQUOT", "EFBIG"))
 
 
 def _stdout_to_devnull() -> None:

@@ -75,6 +75,9 @@ _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 #: An 11-digit landline: area code (010, 02x or a 4-digit 0xxx) and a 7- or 8-digit number.
 _LANDLINE = re.compile(r"0(?:10|2[0-9]|[3-9][0-9]{2})[0-9]{7,8}")
 _FIRST_GENERATION_ID = re.compile(r"[0-9]{15}")
+#: What in a non-personal field is most likely personal data typed in the wrong box: a mobile or
+#: ID number, or Chinese text (a name).  Echoed masked, not as typed.
+_LOOKS_PERSONAL = re.compile(r"1[3-9][0-9]{9}|[0-9]{15,}|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 _PROVINCES = frozenset(
     "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 "
@@ -123,7 +126,15 @@ def with_check_digit(first17: str) -> str:
 
 def second_generation_id(first_generation: str) -> str:
     """The 18-digit ID number a 15-digit first-generation one converts to (GB 11643): "19" inserted
-    after the 6-digit region code (the year had two digits), the check digit appended."""
+    after the 6-digit region code (the year had two digits), the check digit appended.
+
+    Anything but 15 ASCII digits (full-width digits included, which would convert to garbage) is
+    an :class:`InvalidMessage` naming bkee35 母亲证件号码 and the rule, the value masked."""
+    if not isinstance(first_generation, str) or not _FIRST_GENERATION_ID.fullmatch(first_generation):
+        got = _describe(first_generation, personal=True)
+        raise InvalidMessage("ID number", [Problem(
+            "bkee35", "母亲证件号码", f"a first-generation ID number is 15 ASCII digits, got {got}"
+        )])
     return with_check_digit(first_generation[:6] + "19" + first_generation[6:])
 
 
@@ -212,8 +223,10 @@ def _wire_names(message_type: type[Message]) -> dict[str, str]:
 
 def _describe(value: Any, personal: bool) -> str:
     """A value as an error message may show it: masked when personal, never unbounded."""
-    if not personal:
+    if not personal and not (isinstance(value, str) and _LOOKS_PERSONAL.search(value)):
         return shown(value)
+    if isinstance(value, str) and not personal:  # a phone or a name in a number or code field
+        value = value.strip()
     if isinstance(value, bool) or not isinstance(value, int | str):
         return f"a {type(value).__name__}"
     if isinstance(value, int) and not -(10**20) < value < 10**20:
@@ -317,7 +330,7 @@ class Checker:
         """A coded field: its value must be in ``table``."""
         value = self.text(attr, 3, required=required)
         if value is not None and not table.has(value):
-            self.fail(attr, f"{shown(value)} is not a code of {table.__name__} ({table.describe()})")
+            self.fail(attr, f"{self._shown(attr, value)} is not a code of {table.__name__} ({table.describe()})")
             return None
         return value
 

@@ -145,4 +145,33 @@ def _checks(config: Config) -> list[Check]:
         names = [name for name, _ in _in_order(pm)]
         return f"{len(names)} loaded, every hook known: {', '.join(names)}"
 
-    return [("centre", centre), ("voucher", voucher), ("plugins", plugins)]
+    async def journal() -> str:
+        import anyio
+
+        return await anyio.to_thread.run_sync(_journal_opens, config)
+
+    return [("journal", journal), ("centre", centre), ("voucher", voucher), ("plugins", plugins)]
+
+
+def _journal_opens(config: Config) -> str:
+    """Open the configured journal as ``ybplug status`` does (nothing created where none is yet)
+    and close it: a journal the worker could not open is a FAIL here, not at the worker's start."""
+    from ybplug.journal import Journal
+    from ybplug.journal.identity import marker_path
+
+    if not config.journal_on_server:
+        path = Path(config.journal)
+        if not path.exists() and not marker_path(path).exists():
+            return f"none yet at {config.journal_shown}: `ybplug init` or the worker creates it"
+    try:
+        Journal(config.journal).open().close()
+    except Error as exc:  # the journal's own one line (it names the journal and what to check)
+        raise JournalUnusable(str(exc)) from None
+    except Exception as exc:  # a driver's own error too (psycopg's): one line, no traceback
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JournalUnusable(f"{config.journal_shown}: cannot open it ({reason})") from None
+    return f"{config.journal_shown} opens"
+
+
+class JournalUnusable(Error):
+    """``ybplug check``: the configured journal cannot be opened."""

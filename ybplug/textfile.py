@@ -51,13 +51,15 @@ def decode_text(data: bytes, where: str) -> str:
 
 def loads_json(text: str, where: str) -> Any:
     """JSON from a person's file; nesting deeper than :data:`MAX_NESTING` is refused before parsing
-    (the parser would recurse once per level)."""
+    (the parser would recurse once per level); an integer too long to convert is refused too."""
     if _nesting(text) > MAX_NESTING:
         raise UnreadableFile(f"{where}: JSON nested more than {MAX_NESTING} levels deep; a record is one flat object")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableFile(f"{where}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError:  # an integer past Python's 4,300-digit limit for text to int
+        raise UnreadableFile(f"{where}: holds a number of more than 4,300 digits; no field is that long") from None
 
 
 def _nesting(text: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ybplug.console.config import ConsoleSection, ConsoleUser, NameTaken, add_user_to_file, split_listen, user_line
 from ybplug.console.passwords import hash_password
-from ybplug.errors import Error
+from ybplug.errors import Error, UsageError
 
 log = logging.getLogger("ybplug.console")
 
@@ -26,8 +26,23 @@ class ConsoleError(Error):
     """The console cannot start or the account cannot be made, for a reason a person can fix."""
 
 
+class AccountRefused(ConsoleError, UsageError):
+    """``console add-user`` was given what makes no account (a short password, a bad name): the
+    person fixes the command, exit 2 like any usage error."""
+
+
+def listen_arg(text: str) -> str:
+    """``--listen``/``--console HOST:PORT`` checked as the option is read: a bad one is a usage
+    error (exit 2), not a console that fails to start (exit 1)."""
+    try:
+        split_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", metavar="HOST:PORT",
+    parser.add_argument("--listen", metavar="HOST:PORT", type=listen_arg,
                         help="where to listen (default: [console] listen in ybplug.toml, else 127.0.0.1:8722)")
     sub = parser.add_subparsers(dest="console_command")
     add_user = sub.add_parser(
@@ -45,12 +60,12 @@ def _password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("password: ")
         if getpass.getpass("again: ") != first:
-            raise ConsoleError("the two passwords differ")
+            raise AccountRefused("the two passwords differ")
         password = first
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 8:
-        raise ConsoleError("the password must have at least 8 characters")
+        raise AccountRefused("the password must have at least 8 characters")
     return password
 
 
@@ -59,13 +74,13 @@ def add_user(args: argparse.Namespace) -> int:
     try:
         user = ConsoleUser(name=args.name, role=args.role, password_hash=hash_password(password))
     except ValueError as exc:
-        raise ConsoleError(str(exc)) from None
+        raise AccountRefused(str(exc)) from None
     target = getattr(args, "config", None)
     if target:
         try:
             add_user_to_file(Path(target), user)
         except NameTaken as exc:
-            raise ConsoleError(str(exc)) from None
+            raise AccountRefused(str(exc)) from None
         except OSError as exc:
             raise ConsoleError(f"cannot write the account into {target}: {exc.strerror or exc}") from None
         except ValueError as exc:

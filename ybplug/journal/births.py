@@ -272,9 +272,18 @@ class Births(JournalBase):
 
     def find(self, key: int | str, multiple_birth_number: int | None = None) -> list[int]:
         """Birth ids answering to ``key``: a birth id, a registration number (``XSE...``) or a HIS
-        serial (``bke042``, with ``multiple_birth_number`` to pick a twin); newest first."""
+        serial (``bke042``, with ``multiple_birth_number`` to pick a twin); newest first.  A
+        ``multiple_birth_number`` that is not one digit answers to no birth (never an
+        OverflowError from the database)."""
+        if multiple_birth_number is not None and (
+            isinstance(multiple_birth_number, bool) or not isinstance(multiple_birth_number, int)
+            or not 0 <= multiple_birth_number <= 9
+        ):
+            return []
         db = self.db
         if isinstance(key, int):
+            if not 0 < key < 2**63:
+                return []
             return [int(r[0]) for r in db.execute("SELECT id FROM births WHERE id = ?", (key,))]
         rows = db.execute(
             "SELECT id FROM births WHERE registration_number = ? ORDER BY id DESC", (key,)

@@ -169,7 +169,7 @@ class Journal(Births, Erasure):
             # A centre's cause may quote the mother ("母亲王芳信息有误"): what people read (the
             # error, the reason) is kept scrubbed of this birth's personal values; the reply as sent.
             secrets = row.birth.secrets()
-            cause = None if result.ok or result.cause is None else scrub(result.cause, secrets)
+            cause = None if result.ok or result.cause is None else scrub(_capped(result.cause), secrets)
             self._finish_exchange(db, exchange_id, outcome, reply, cause)
             changed = db.execute(
                 "UPDATE births SET state = ?, registration_number = ?, eligibility = ?, reason = ?,"
@@ -179,7 +179,7 @@ class Journal(Births, Erasure):
                     decision.state,
                     str(result.registration_number) if result.ok else None,
                     str(result.eligibility) if result.ok and str(result.eligibility) in ("0", "1") else None,  # else unknown
-                    None if decision.reason is None else scrub(decision.reason, secrets),
+                    None if decision.reason is None else scrub(_capped(decision.reason), secrets),
                     now,
                     now if result.ok else None,
                     row.id,
@@ -449,7 +449,15 @@ class Journal(Births, Erasure):
         return parked
 
     def replay(self, event_id: str | None = None, plugin: str | None = None) -> int:
-        """Put parked deliveries back in the queue, with their attempts reset; returns how many."""
+        """Put parked deliveries back in the queue, with their attempts reset; returns how many.
+
+        An event id or plugin name no delivery can have (text a database cannot hold, or longer
+        than any) re-queues nothing; one that is not text is a TypeError."""
+        for value in (event_id, plugin):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"replay takes an event id and a plugin name as str, not {type(value).__name__}")
+            if value and (len(value) > 200 or not value.isprintable()):
+                return 0
         now = self.clock()
         where, args = "state = 'parked'", []
         if event_id:
@@ -536,6 +544,15 @@ class Journal(Births, Erasure):
             "births": births, "deliveries": deliveries, "parked": parked, "needs_review": review, "runs": runs,
             "subscribers": subscribers,
         }
+
+
+#: The most of a cause from the centre the journal keeps (and people are shown): a 1 MB refusal is
+#: no more use than its first lines.
+MAX_CAUSE = 2000
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 1] + "…"
 
 
 def start_new_journal(path: str | Path) -> Journal:
