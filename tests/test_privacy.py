@@ -198,6 +198,8 @@ ID = "350203199001010026"
     (f"母亲陈静身份证{ID}重复", f"母亲陈*身份证{ID}重复"),
     (f"参保人欧阳娜娜{ID}", f"参保人欧***{ID}"),
     ("张三，13800138000", "张*，13800138000"),
+    (f"母亲陈静证件{ID}电话13800138000信息有误", f"母亲陈*证件{ID}电话13800138000信息有误"),  # a centre's cause
+    ("陈静电话13800138000", "陈*电话13800138000"),
 ])
 def test_a_name_just_before_an_id_or_phone_number_is_masked(text: str, shown: str) -> None:
     from ybplug.privacy import mask_names_beside_numbers
@@ -214,3 +216,85 @@ def test_ordinary_error_text_beside_a_number_is_left_readable(text: str) -> None
     from ybplug.privacy import mask_names_beside_numbers
 
     assert mask_names_beside_numbers(text) == text
+
+
+# --- scrub: personal values as people write them ------------------------------------------------
+
+LONG_NAME = "阿卜杜热合曼·买买提艾力"
+
+
+@pytest.mark.parametrize(("text", "secrets", "clear"), [
+    ("HIS: patient 阿卜杜热合曼 not found", [LONG_NAME], "阿卜杜热合曼"),  # a part of a long name
+    ("row for 买买提艾力 locked", [LONG_NAME], "买买提艾力"),
+    ("HIS: patient Maria Gonzalez not found", ["MARIA GONZALEZ"], "Maria Gonzalez"),  # another case
+    ("HIS: surname gonzalez unknown", ["MARIA GONZALEZ"], "gonzalez"),
+    (f"id {ID[:4]} {ID[4:8]} {ID[8:12]} {ID[12:16]} {ID[16:]} unknown", [], ID[:4] + " " + ID[4:8]),
+    (f"id {ID[:6]}-{ID[6:14]}-{ID[14:]} unknown", [], ID[6:14]),
+    (f"id {ID[:6]} {ID[6:14]} {ID[14:]} unknown", [], ID[6:14]),
+    ("id 3502 0319 9001 0100 2X unknown", [], "9001 0100"),
+    ("tel 139-1234-5678 busy", [], "1234-5678"),
+    ("tel 139 1234 5678 busy", [], "1234 5678"),
+    ("tel +86 139 1234 5678 busy", [], "1234 5678"),
+    ("tel +8613912345678 busy", [], "8613912345678"),
+    ("tel (0592) 1234567 busy", [], "1234567"),
+    ("tel 0592-1234567 busy", [], "1234567"),
+    ("tel １３９１２３４５６７８ busy", [], "１３９１２３４５６７８"),  # full-width digits
+    ("id ３５０２０３１９９００１０１００２６ unknown", [], "１９９００１０１"),
+    ("HTTP 503 139 1234 5678 busy", [], "1234 5678"),  # a code before the phone does not hide it
+])
+def test_scrub_masks_personal_values_however_they_are_written(text: str, secrets: list[str], clear: str) -> None:
+    from ybplug.privacy import scrub
+
+    scrubbed = scrub(text, secrets)
+    assert clear not in scrubbed, scrubbed
+    assert "*" in scrubbed
+    assert scrubbed.split()[0] == text.split()[0] and scrubbed.split()[-1] == text.split()[-1]  # the rest stays
+
+
+def test_scrub_masks_the_full_width_original_and_keeps_its_shape() -> None:
+    from ybplug.privacy import scrub
+
+    assert scrub("tel １３９１２３４５６７８ busy") == "tel 139****5678 busy"
+    assert scrub(f"id {ID[:6]}-{ID[6:14]}-{ID[14:]}.") == "id 3502**********0026."
+    assert scrub("patient 阿卜杜热合曼 (Maria)", [LONG_NAME, "MARIA GONZALEZ"]) == "patient 阿*** (M***)"
+
+
+@pytest.mark.parametrize("text", [
+    "upload of XSE2612010000001 refused: HTTP 503 at 2026-12-01 12:00:00",
+    "exchange 0188c5a3e4f2b7d0a1b2c3d4e5f60718 took 12.5 s (attempt 3 of 5), port 8080, pid 12345",
+    "counts 1 2 3 4 5 6 7 8 9 10 11 12; version 1.2.3; 2026-12-01T12:00:00Z; 20261201120000",
+    "Mariam at Anaheim said an error",  # a Latin name matches as whole words only
+])
+def test_scrub_leaves_ordinary_text_readable(text: str) -> None:
+    from ybplug.privacy import scrub
+
+    assert scrub(text, [LONG_NAME, "MARIA GONZALEZ", "WANG AN", ID]) == text
+
+
+@pytest.mark.anyio
+async def test_a_plugin_error_quoting_the_mother_as_a_his_writes_her_reaches_no_log_or_status_in_clear(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = {**birth(5), "bkee37": LONG_NAME, "bkee33": 13912345678}
+    number = record["bkee35"]
+    spaced = f"{number[:6]} {number[6:14]} {number[14:]}"
+    clear = ["阿卜杜热合曼", spaced, "139-1234-5678", "１３９１２３４５６７８"]
+
+    class Failing:
+        ybplug_name = "failing_his"
+
+        @hookimpl
+        def collection_result(self, birth: ybplug.Birth) -> None:
+            raise RuntimeError(f"HIS: patient 阿卜杜热合曼 (id {spaced}, tel 139-1234-5678 / １３９１２３４５６７８) not found")
+
+    with caplog.at_level(logging.DEBUG, logger="ybplug"):
+        async with Host(host_config(tmp_path, sandbox, delivery_attempts=1), plugins=[Failing()], entry_points=False,
+                        background=False) as host:
+            await host.record_birth(record)
+            await host.sync("upload")
+            status = await host.status()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    stored = "\n".join(str(row) for row in sqlite3.connect(tmp_path / "journal.db").execute("SELECT * FROM deliveries"))
+    assert "not found" in logged and "not found" in stored
+    for where in (logged, repr(status), stored):
+        assert [value for value in clear if value in where] == []
