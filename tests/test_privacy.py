@@ -298,3 +298,65 @@ async def test_a_plugin_error_quoting_the_mother_as_a_his_writes_her_reaches_no_
     assert "not found" in logged and "not found" in stored
     for where in (logged, repr(status), stored):
         assert [value for value in clear if value in where] == []
+
+
+# --- a centre's refusal quoting the mother ------------------------------------------------------
+
+
+def quoting(record: dict[str, object]) -> str:
+    """How a centre's cause quotes a mother."""
+    return f"母亲{record['bkee37']}证件{record['bkee35']}电话{record['bkee33']}信息有误"
+
+
+def test_a_refusal_is_scrubbed_of_numbers_and_names_beside_them_and_of_the_secrets_it_is_given() -> None:
+    from ybplug.transactions import Refused
+
+    record = birth(8)
+    clear = [str(record["bkee37"]), str(record["bkee35"]), str(record["bkee33"])]
+    bare = Refused(Funid.VOID, quoting(record))
+    assert [value for value in clear if value in str(bare)] == [] and "信息有误" in str(bare)
+    named = Refused(Funid.VOID, f"{record['bkee37']}的登记已结算，不能作废", secrets=[record["bkee37"]])
+    assert str(record["bkee37"]) not in str(named) and named.cause.endswith("的登记已结算，不能作废")
+    assert Refused(Funid.VOID, None).cause == "no cause given"
+
+
+@pytest.mark.anyio
+async def test_a_refused_void_quoting_the_mother_raises_no_personal_value_in_clear(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    from ybplug.transactions import Refused
+
+    record = birth(9)
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        await host.record_birth(record)
+        await host.sync("upload")
+        number = sandbox.registrations()[0]["baz726"]
+        sandbox.inject(Fault("refuse", funid=Funid.VOID, cause=quoting(record)))
+        with pytest.raises(Refused) as refused:
+            await host.void(number, "重复上传")
+        secrets = await host.run_journal(host.journal.secrets_of, number)
+        unknown = await host.run_journal(host.journal.secrets_of, "XSE0000000000000")
+    said = str(refused.value)
+    for value in (record["bkee37"], record["bkee35"], str(record["bkee33"])):
+        assert value not in said
+    assert "信息有误" in said
+    # What host.void is to scrub the cause of: the voided birth's own personal values.
+    assert record["bkee37"] in secrets and record["bkee35"] in secrets
+    assert unknown == []
+
+
+@pytest.mark.anyio
+async def test_a_refused_real_name_poll_quoting_the_mother_logs_no_name(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = birth(10)
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        await host.record_birth(record)
+        await host.sync("upload")
+        sandbox.inject(Fault("refuse", funid=Funid.REALNAME, cause=quoting(record)))
+        with caplog.at_level(logging.DEBUG, logger="ybplug"):
+            await host.sync("realname")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "real-name query refused" in logged and "信息有误" in logged
+    for value in (record["bkee37"], record["bkee35"], str(record["bkee33"])):
+        assert value not in logged
