@@ -360,3 +360,14 @@ async def test_a_refused_real_name_poll_quoting_the_mother_logs_no_name(
     assert "real-name query refused" in logged and "信息有误" in logged
     for value in (record["bkee37"], record["bkee35"], str(record["bkee33"])):
         assert value not in logged
+
+
+def test_scrub_takes_linear_time_on_a_megabyte_of_digit_groups() -> None:
+    import time
+
+    from ybplug.privacy import scrub
+
+    started = time.monotonic()
+    for text in ("123 " * 250_000, "123 " + "1 " * 500_000, "139 1234 567 " * 80_000):
+        scrub(text, ["MARIA GONZALEZ"])
+    assert time.monotonic() - started < 10  # every window of every group tried: hours

@@ -143,6 +143,8 @@ _NUMBERS = re.compile(
     rf"|(?<![\dA-Za-z])(?P<groups>\d{{3,8}}(?:{_SEP}\d{{1,8}})+(?:[Xx])?)(?![\dA-Za-z])"
 )
 _GROUP = re.compile(r"\d+[Xx]?")
+#: The most groups a number is written in (a 28-digit QR token in fours is 7).
+_MOST_GROUPS = 8
 #: Where a number may be: 7 or more characters of digits, separators and brackets.  Looked for
 #: first because a pattern starting with a character class is skipped through fast.
 _CANDIDATE = re.compile(r"[(+]?\d[\d() \-\u2010-\u2014]{5,}[\dXx]?")
@@ -161,20 +163,26 @@ def _is_number(digits: str) -> bool:
 
 def _grouped(text: str, start: int) -> list[tuple[int, int]]:
     """Spans (offset by ``start``) of the runs of ``text``'s digit groups that make a number: the
-    leftmost, longest first, so ``HTTP 503 139 1234 5678`` masks the phone and keeps the 503."""
+    leftmost, longest first, so ``HTTP 503 139 1234 5678`` masks the phone and keeps the 503.  A
+    run is at most :data:`_MOST_GROUPS` groups, so a megabyte of ``1 2 3 …`` takes linear time."""
     if len(text) < 11:  # too few digits for any (a date, a time)
         return []
     groups = [(m.start() + start, m.end() + start, m.group()) for m in _GROUP.finditer(text)]
+    counts = [0]
+    for group in groups:
+        counts.append(counts[-1] + len(group[2]))
     spans: list[tuple[int, int]] = []
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i, -1):
-            if _is_number("".join(g[2] for g in groups[i:j])):
-                spans.append((groups[i][0], groups[j - 1][1]))
-                i = j
-                break
-        else:
-            i += 1
+        last = min(len(groups), i + _MOST_GROUPS)
+        if counts[last] - counts[i] >= 11:  # else no run from here makes a number
+            for j in range(last, i, -1):
+                count = counts[j] - counts[i]
+                if count >= 15 or (count in (11, 13) and _is_number("".join(g[2] for g in groups[i:j]))):
+                    spans.append((groups[i][0], groups[j - 1][1]))
+                    i = j - 1
+                    break
+        i += 1
     return spans
 
 
