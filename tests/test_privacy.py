@@ -256,6 +256,7 @@ def test_scrub_masks_the_full_width_original_and_keeps_its_shape() -> None:
 
     assert scrub("tel １３９１２３４５６７８ busy") == "tel 139****5678 busy"
     assert scrub(f"id {ID[:6]}-{ID[6:14]}-{ID[14:]}.") == "id 3502**********0026."
+    assert scrub(f"on 2026-12-01 {ID[:6]} {ID[6:14]} {ID[14:]}") == "on 2026-12-01 3502**********0026"
     assert scrub("patient 阿卜杜热合曼 (Maria)", [LONG_NAME, "MARIA GONZALEZ"]) == "patient 阿*** (M***)"
 
 
@@ -264,6 +265,7 @@ def test_scrub_masks_the_full_width_original_and_keeps_its_shape() -> None:
     "exchange 0188c5a3e4f2b7d0a1b2c3d4e5f60718 took 12.5 s (attempt 3 of 5), port 8080, pid 12345",
     "counts 1 2 3 4 5 6 7 8 9 10 11 12; version 1.2.3; 2026-12-01T12:00:00Z; 20261201120000",
     "Mariam at Anaheim said an error",  # a Latin name matches as whole words only
+    "sent on 2026-12-01 1234567 bytes",  # a date before a number does not make an ID
 ])
 def test_scrub_leaves_ordinary_text_readable(text: str) -> None:
     from ybplug.privacy import scrub

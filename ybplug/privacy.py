@@ -175,6 +175,9 @@ def _grouped(text: str, start: int) -> list[tuple[int, int]]:
     i = 0
     while i < len(groups):
         last = min(len(groups), i + _MOST_GROUPS)
+        if [len(g[2]) for g in groups[i:i + 3]] == [4, 2, 2]:  # a date (2026-12-01) is no number's part
+            i += 3
+            continue
         if counts[last] - counts[i] >= 11:  # else no run from here makes a number
             for j in range(last, i, -1):
                 count = counts[j] - counts[i]
