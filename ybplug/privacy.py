@@ -270,8 +270,14 @@ def scrub(text: str, secrets: Iterable[object] = ()) -> str:
     spans = _secret_spans(folded, secrets)
     for candidate in _CANDIDATE.finditer(folded):  # a cheap first look: most text has no number
         start, end = candidate.span()
-        if candidate.group().isdigit() and end - start >= 15:  # the commonest: an ID number as such
-            spans.append((start, end))
+        found = candidate.group()
+        if found.isdigit():
+            if end - start >= 15:  # the commonest: an ID number as such
+                spans.append((start, end))
+                continue
+            if end - start < 11 or (start and folded[start - 1].isascii() and folded[start - 1].isalpha()):
+                continue  # too short for a phone, or a registration number's tail (XSE2612010000001)
+        elif len(_SEPARATORS.sub("", found)) < 10:  # a date, a time: too few digits for any number
             continue
         for match in _NUMBERS.finditer(folded, start, end + 1):
             if match["groups"] is None:
