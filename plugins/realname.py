@@ -20,7 +20,7 @@ from ybplug.errors import Error
 from ybplug.fields import trusted
 from ybplug.journal import Delivery
 from ybplug.messages import REALNAME, RealNameQuery, RealNameRecord, RealNameResult
-from ybplug.privacy import described, scrub
+from ybplug.privacy import described, mask_names_beside_numbers, scrub
 
 if TYPE_CHECKING:
     from ybplug.host import Host
@@ -141,7 +141,7 @@ class RealName:
         moved = await host.ask(REALNAME, query, record)
         counts["realname_checked"] += len(by_number)
         if isinstance(moved, str):
-            log.warning("real-name query refused: %s", scrub(moved))
+            log.warning("real-name query refused: %s", scrub(mask_names_beside_numbers(moved)))  # may quote a mother
             return
         real_named, voided, claimed = moved
         # Counted only where this poll moved the birth: another poller may have got there first.

@@ -198,6 +198,8 @@ ID = "350203199001010026"
     (f"母亲陈静身份证{ID}重复", f"母亲陈*身份证{ID}重复"),
     (f"参保人欧阳娜娜{ID}", f"参保人欧***{ID}"),
     ("张三，13800138000", "张*，13800138000"),
+    (f"母亲陈静证件{ID}电话13800138000信息有误", f"母亲陈*证件{ID}电话13800138000信息有误"),  # a centre's cause
+    ("陈静电话13800138000", "陈*电话13800138000"),
 ])
 def test_a_name_just_before_an_id_or_phone_number_is_masked(text: str, shown: str) -> None:
     from ybplug.privacy import mask_names_beside_numbers
@@ -214,3 +216,160 @@ def test_ordinary_error_text_beside_a_number_is_left_readable(text: str) -> None
     from ybplug.privacy import mask_names_beside_numbers
 
     assert mask_names_beside_numbers(text) == text
+
+
+# --- scrub: personal values as people write them ------------------------------------------------
+
+LONG_NAME = "阿卜杜热合曼·买买提艾力"
+
+
+@pytest.mark.parametrize(("text", "secrets", "clear"), [
+    ("HIS: patient 阿卜杜热合曼 not found", [LONG_NAME], "阿卜杜热合曼"),  # a part of a long name
+    ("row for 买买提艾力 locked", [LONG_NAME], "买买提艾力"),
+    ("HIS: patient Maria Gonzalez not found", ["MARIA GONZALEZ"], "Maria Gonzalez"),  # another case
+    ("HIS: surname gonzalez unknown", ["MARIA GONZALEZ"], "gonzalez"),
+    (f"id {ID[:4]} {ID[4:8]} {ID[8:12]} {ID[12:16]} {ID[16:]} unknown", [], ID[:4] + " " + ID[4:8]),
+    (f"id {ID[:6]}-{ID[6:14]}-{ID[14:]} unknown", [], ID[6:14]),
+    (f"id {ID[:6]} {ID[6:14]} {ID[14:]} unknown", [], ID[6:14]),
+    ("id 3502 0319 9001 0100 2X unknown", [], "9001 0100"),
+    ("tel 139-1234-5678 busy", [], "1234-5678"),
+    ("tel 139 1234 5678 busy", [], "1234 5678"),
+    ("tel +86 139 1234 5678 busy", [], "1234 5678"),
+    ("tel +8613912345678 busy", [], "8613912345678"),
+    ("tel (0592) 1234567 busy", [], "1234567"),
+    ("tel 0592-1234567 busy", [], "1234567"),
+    ("tel １３９１２３４５６７８ busy", [], "１３９１２３４５６７８"),  # full-width digits
+    ("id ３５０２０３１９９００１０１００２６ unknown", [], "１９９００１０１"),
+    ("HTTP 503 139 1234 5678 busy", [], "1234 5678"),  # a code before the phone does not hide it
+])
+def test_scrub_masks_personal_values_however_they_are_written(text: str, secrets: list[str], clear: str) -> None:
+    from ybplug.privacy import scrub
+
+    scrubbed = scrub(text, secrets)
+    assert clear not in scrubbed, scrubbed
+    assert "*" in scrubbed
+    assert scrubbed.split()[0] == text.split()[0] and scrubbed.split()[-1] == text.split()[-1]  # the rest stays
+
+
+def test_scrub_masks_the_full_width_original_and_keeps_its_shape() -> None:
+    from ybplug.privacy import scrub
+
+    assert scrub("tel １３９１２３４５６７８ busy") == "tel 139****5678 busy"
+    assert scrub(f"id {ID[:6]}-{ID[6:14]}-{ID[14:]}.") == "id 3502**********0026."
+    assert scrub(f"on 2026-12-01 {ID[:6]} {ID[6:14]} {ID[14:]}") == "on 2026-12-01 3502**********0026"
+    assert scrub("patient 阿卜杜热合曼 (Maria)", [LONG_NAME, "MARIA GONZALEZ"]) == "patient 阿*** (M***)"
+
+
+@pytest.mark.parametrize("text", [
+    "upload of XSE2612010000001 refused: HTTP 503 at 2026-12-01 12:00:00",
+    "exchange 0188c5a3e4f2b7d0a1b2c3d4e5f60718 took 12.5 s (attempt 3 of 5), port 8080, pid 12345",
+    "counts 1 2 3 4 5 6 7 8 9 10 11 12; version 1.2.3; 2026-12-01T12:00:00Z; 20261201120000",
+    "Mariam at Anaheim said an error",  # a Latin name matches as whole words only
+    "sent on 2026-12-01 1234567 bytes",  # a date before a number does not make an ID
+])
+def test_scrub_leaves_ordinary_text_readable(text: str) -> None:
+    from ybplug.privacy import scrub
+
+    assert scrub(text, [LONG_NAME, "MARIA GONZALEZ", "WANG AN", ID]) == text
+
+
+@pytest.mark.anyio
+async def test_a_plugin_error_quoting_the_mother_as_a_his_writes_her_reaches_no_log_or_status_in_clear(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = {**birth(5), "bkee37": LONG_NAME, "bkee33": 13912345678}
+    number = record["bkee35"]
+    spaced = f"{number[:6]} {number[6:14]} {number[14:]}"
+    clear = ["阿卜杜热合曼", spaced, "139-1234-5678", "１３９１２３４５６７８"]
+
+    class Failing:
+        ybplug_name = "failing_his"
+
+        @hookimpl
+        def collection_result(self, birth: ybplug.Birth) -> None:
+            raise RuntimeError(f"HIS: patient 阿卜杜热合曼 (id {spaced}, tel 139-1234-5678 / １３９１２３４５６７８) not found")
+
+    with caplog.at_level(logging.DEBUG, logger="ybplug"):
+        async with Host(host_config(tmp_path, sandbox, delivery_attempts=1), plugins=[Failing()], entry_points=False,
+                        background=False) as host:
+            await host.record_birth(record)
+            await host.sync("upload")
+            status = await host.status()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    stored = "\n".join(str(row) for row in sqlite3.connect(tmp_path / "journal.db").execute("SELECT * FROM deliveries"))
+    assert "not found" in logged and "not found" in stored
+    for where in (logged, repr(status), stored):
+        assert [value for value in clear if value in where] == []
+
+
+# --- a centre's refusal quoting the mother ------------------------------------------------------
+
+
+def quoting(record: dict[str, object]) -> str:
+    """How a centre's cause quotes a mother."""
+    return f"母亲{record['bkee37']}证件{record['bkee35']}电话{record['bkee33']}信息有误"
+
+
+def test_a_refusal_is_scrubbed_of_numbers_and_names_beside_them_and_of_the_secrets_it_is_given() -> None:
+    from ybplug.transactions import Refused
+
+    record = birth(8)
+    clear = [str(record["bkee37"]), str(record["bkee35"]), str(record["bkee33"])]
+    bare = Refused(Funid.VOID, quoting(record))
+    assert [value for value in clear if value in str(bare)] == [] and "信息有误" in str(bare)
+    named = Refused(Funid.VOID, f"{record['bkee37']}的登记已结算，不能作废", secrets=[record["bkee37"]])
+    assert str(record["bkee37"]) not in str(named) and named.cause.endswith("的登记已结算，不能作废")
+    assert Refused(Funid.VOID, None).cause == "no cause given"
+
+
+@pytest.mark.anyio
+async def test_a_refused_void_quoting_the_mother_raises_no_personal_value_in_clear(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    from ybplug.transactions import Refused
+
+    record = birth(9)
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        await host.record_birth(record)
+        await host.sync("upload")
+        number = sandbox.registrations()[0]["baz726"]
+        sandbox.inject(Fault("refuse", funid=Funid.VOID, cause=quoting(record)))
+        with pytest.raises(Refused) as refused:
+            await host.void(number, "重复上传")
+        secrets = await host.run_journal(host.journal.secrets_of, number)
+        unknown = await host.run_journal(host.journal.secrets_of, "XSE0000000000000")
+    said = str(refused.value)
+    for value in (record["bkee37"], record["bkee35"], str(record["bkee33"])):
+        assert value not in said
+    assert "信息有误" in said
+    # What host.void is to scrub the cause of: the voided birth's own personal values.
+    assert record["bkee37"] in secrets and record["bkee35"] in secrets
+    assert unknown == []
+
+
+@pytest.mark.anyio
+async def test_a_refused_real_name_poll_quoting_the_mother_logs_no_name(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = birth(10)
+    async with Host(host_config(tmp_path, sandbox), entry_points=False, background=False) as host:
+        await host.record_birth(record)
+        await host.sync("upload")
+        sandbox.inject(Fault("refuse", funid=Funid.REALNAME, cause=quoting(record)))
+        with caplog.at_level(logging.DEBUG, logger="ybplug"):
+            await host.sync("realname")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "real-name query refused" in logged and "信息有误" in logged
+    for value in (record["bkee37"], record["bkee35"], str(record["bkee33"])):
+        assert value not in logged
+
+
+def test_scrub_takes_linear_time_on_a_megabyte_of_digit_groups() -> None:
+    import time
+
+    from ybplug.privacy import scrub
+
+    started = time.monotonic()
+    for text in ("123 " * 250_000, "123 " + "1 " * 500_000, "139 1234 567 " * 80_000):
+        scrub(text, ["MARIA GONZALEZ"])
+    assert time.monotonic() - started < 10  # every window of every group tried: hours

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
 import anyio
@@ -23,7 +23,7 @@ from ybplug.caller import AsyncHookCaller
 from ybplug.errors import Error, Outcome
 from ybplug.journal import Journal
 from ybplug.messages import RequestT, ResultT, Transaction
-from ybplug.privacy import described
+from ybplug.privacy import described, mask_names_beside_numbers, scrub
 from ybplug.wire import Transport, WireError, exchange
 
 log = logging.getLogger("ybplug.host")
@@ -37,9 +37,12 @@ class Refused(Error):
 
     outcome = Outcome.REFUSED
 
-    def __init__(self, funid: str, cause: str | None) -> None:
+    def __init__(self, funid: str, cause: str | None, secrets: Iterable[object] = ()) -> None:
+        """``cause`` is the centre's text, which may quote the person (``母亲陈静证件3502…``): it
+        is kept scrubbed of ``secrets`` (the personal values of the record at hand), of ID and
+        phone numbers and of a name beside one, since the message reaches logs and screens."""
         self.funid = funid
-        self.cause = cause or "no cause given"
+        self.cause = scrub(mask_names_beside_numbers(cause), secrets) if cause else "no cause given"
         super().__init__(f"{funid} refused by the centre: {self.cause}")
 
 

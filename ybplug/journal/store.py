@@ -332,6 +332,12 @@ class Journal(Births, Erasure):
         ).fetchone()
         return int(found[0]) if found else None
 
+    def secrets_of(self, registration_number: str) -> list[str]:
+        """The personal values of the birth holding ``registration_number`` (none if no birth
+        does): what the centre's cause for refusing its void is scrubbed of."""
+        birth_id = self.birth_id_of(registration_number)
+        return [] if birth_id is None else self.birth(birth_id).birth.secrets()
+
     def void_in_doubt(self, registration_number: str) -> bool:
         """Whether an earlier yb04.13.01.22 for this number has an unknown outcome (its reply was
         lost): the centre may have voided it, so its "already void" now means success."""
