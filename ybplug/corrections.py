@@ -12,11 +12,10 @@ from typing import Any
 
 from ybplug.config import Config
 from ybplug.errors import Error
-from ybplug.fields import REGISTRATION_NUMBER_RULE, is_registration_number
 from ybplug.journal import BirthStatus, Delivery
 from ybplug.lifecycle import ResolutionError, realname_mismatch
 from ybplug.messages import REALNAME, Birth, RealNameQuery, VoidRequest, VoidResult, load
-from ybplug.naming import birth_id_of, operator_of
+from ybplug.naming import birth_id_of, operator_of, registration_number_of
 from ybplug.transactions import Refused, Transactions
 
 log = logging.getLogger("ybplug.host")
@@ -126,9 +125,7 @@ class Corrections(Transactions):
         if refused is not None and (not isinstance(refused, str) or not refused.strip()):
             raise ResolutionError("refused=...: the cause the centre gave is required (what 定点机构管理系统 shows)")
         if registration_number is not None:
-            registration_number = str(registration_number).strip().upper()
-            if not is_registration_number(registration_number):
-                raise ResolutionError(f"baz726 新生儿登记流水号 {registration_number!r}: {REGISTRATION_NUMBER_RULE}")
+            registration_number = registration_number_of(registration_number)
             await self._check_at_centre(birth_id, registration_number)
         _, claimed = await self.run_journal(
             self.journal.resolve_review, birth_id, operator=operator, registration_number=registration_number,

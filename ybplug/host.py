@@ -61,7 +61,7 @@ from ybplug.messages import (
     VoidResult,
     load,
 )
-from ybplug.naming import birth_id_of, lookup_key
+from ybplug.naming import birth_id_of, check_job, echo_key, lookup_key, twin_of
 from ybplug.privacy import described, mask
 from ybplug.corrections import Corrections
 from ybplug.transactions import Refused
@@ -342,16 +342,15 @@ class Host(Corrections):
         (``bke042``; ``multiple_birth_number`` picks a twin): state, registration number,
         eligibility, attempts, the last error (masked) and its exchanges with the centre."""
         key = lookup_key(key)
-        if multiple_birth_number is not None and (type(multiple_birth_number) is not int or not 0 <= multiple_birth_number <= 9):
-            raise BirthNotFound(f"bme027 多胞胎序号 {multiple_birth_number!r}: must be one digit")
+        multiple_birth_number = twin_of(multiple_birth_number)
         ids = await self.run_journal(self.journal.find, key, multiple_birth_number)
         if not ids:
-            raise BirthNotFound(f"no birth answers to {mask(key) if isinstance(key, str) and len(key) > 16 else key!r}")
+            raise BirthNotFound(f"no birth answers to {echo_key(key)}")
         statuses = [await self.run_journal(self.journal.lookup, birth_id) for birth_id in ids]
         twins = {s.birth.multiple_birth_number for s in statuses}
         if len(twins) > 1:
             raise BirthNotFound(
-                f"HIS serial {key!r} names {len(twins)} newborns (bme027 {sorted(twins)}): give multiple_birth_number"
+                f"HIS serial {echo_key(key)} names {len(twins)} newborns (bme027 {sorted(twins)}): give multiple_birth_number"
             )
         return statuses[0]
 
@@ -383,7 +382,7 @@ class Host(Corrections):
             raise PluginError(f"no plugin carries out {Funid.VOID} (is ybplug.void excluded?)")
         assert isinstance(result, VoidResult)
         if not result.ok:
-            raise Refused(Funid.VOID, result.cause)
+            raise Refused(Funid.VOID, result.cause, await self.run_journal(self.journal.secrets_of, registration_number))
         await self.deliver_due()
         return result
 
@@ -448,6 +447,7 @@ class Host(Corrections):
         their hooks.  ``stale`` polls, on demand, the births past the real-name horizon; it is not
         part of ``all``.  Replacements a stopped process left half done are carried on first.
         ``births`` limits the upload to those ids (what a clerk just corrected)."""
+        check_job(job)
         only = None if births is None else [birth_id_of(b) for b in births]
         summary: dict[str, int] = {}
         if job in ("upload", "all") and (resumed := await self.resume_replacements()):
