@@ -396,7 +396,8 @@ async def test_admin_endpoints(sandbox: Sandbox, birth_for: Any) -> None:
     status, body = await admin(url, "POST", "faults", {"kind": "bogus"})
     assert status == 400 and "unknown fault kind" in body["error"]
 
-    _, collected = await post(url, COLLECT, wire(birth_for()))
+    uploaded = wire(birth_for())
+    _, collected = await post(url, COLLECT, uploaded)
     number = collected["data"]["baz726"]
     status, body = await admin(url, "GET", "registrations")
     assert status == 200 and [r["baz726"] for r in body["registrations"]] == [number]
@@ -406,7 +407,8 @@ async def test_admin_endpoints(sandbox: Sandbox, birth_for: Any) -> None:
     status, body = await admin(url, "POST", "real_name", {"baz726": number, "id_number": child, "name": "陈一"})
     assert (status, body) == (200, {"ok": True})
     (row,) = await realname_rows(url, number)
-    assert row["bae018"] == "Y" and row["aac004"] == "1" and row["aac004_mc"] == "男"
+    assert row["bae018"] == "Y" and row["aac004"] == str(uploaded["aac004"])  # real-named as the newborn uploaded
+    assert row["aac004_mc"] == {"1": "男", "2": "女"}[row["aac004"]]
     status, body = await admin(url, "POST", "real_name", {"baz726": "XSE0", "id_number": child, "name": "x"})
     assert status == 400 and "no such registration" in body["error"]
     status, body = await admin(url, "POST", "mothers", {"id_number": child, "kind": "alien"})

@@ -155,7 +155,7 @@ async def run_demo(workdir: Path | None = None, out: TextIO = sys.stdout) -> int
             first = await host.records.birth(recorded[0].birth_id)
             assert first.registration_number
             say.say(f"\n3. the centre real-names {first.registration_number}; the HIS polls (yb04.13.01.24):")
-            sandbox.real_name(first.registration_number, id_number=with_check_digit("35020320261125001"), name="陈小宝", sex="1")
+            sandbox.real_name(first.registration_number, id_number=with_check_digit("35020320261125001"), name="陈小宝")
             summary = await host.sync("realname")
             say.tell()
             say.say(f"   asked about {summary['realname_checked']}, real-named {summary['real_named']}")

@@ -130,8 +130,8 @@ _SQL_NEXT = (
     "ON CONFLICT (name) DO UPDATE SET last = last + 1 RETURNING last"
 )
 _SQL_INSERT = (
-    "INSERT INTO registrations (baz726, bkee35, bme027, aac006, akc190, bke042, bkee45, bkee46, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO registrations (baz726, bkee35, bme027, aac006, akc190, bke042, bkee45, bkee46, created_at, aac004) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_STATE = "SELECT voided, real_named FROM registrations WHERE baz726 = ?"
 _SQL_VOID = "UPDATE registrations SET voided = 1, bae016 = ?, voided_at = ? WHERE baz726 = ?"
@@ -327,16 +327,19 @@ class Centre:
         log.info("register: mother %s is %s", mask(value), kind)
 
     def real_name(
-        self, baz726: str, *, id_number: str, name: str, sex: str = "1", certificate_type: str = "01"
+        self, baz726: str, *, id_number: str, name: str, sex: str | None = None, certificate_type: str = "01"
     ) -> None:
         """Give a registration its real identity, as the centre's daily real-name run does.
+
+        ``sex`` defaults to the newborn's as uploaded (aac004); another is the centre real-naming
+        another child under that number (what ybplug sends back to review).
 
         ``aac999`` (个人管理码) and ``bae014`` (now, China time) are generated.  A void, unknown or
         already real-named registration is refused with :class:`SandboxError`.
         """
         if not CertificateType.has(certificate_type):
             raise SandboxError(f"certificate_type {certificate_type[:10]!r} is not one of {CertificateType.describe()}")
-        if not Sex.has(sex):
+        if sex is not None and not Sex.has(sex):
             raise SandboxError(f"sex {sex[:10]!r} is not one of {Sex.describe()}")
         value = _check_id_number(id_number, certificate_type)
         if not name.strip():
@@ -346,6 +349,9 @@ class Centre:
             why_not = self._not_live(db, shown, baz726, real_named_too=True)
             if why_not:
                 raise SandboxError(why_not)
+            if sex is None:
+                uploaded = db.execute("SELECT aac004 FROM registrations WHERE baz726 = ?", (baz726,)).fetchone()
+                sex = uploaded[0] if uploaded and Sex.has(uploaded[0] or "") else "1"
             seq = db.execute(_SQL_NEXT, ("aac999",)).fetchone()[0]
             code = f"3502{seq:09d}"
             stamp = now().strftime("%Y%m%d%H%M%S")
@@ -409,7 +415,7 @@ class Centre:
                 return refusal("registration numbers of the day are exhausted")
             baz726 = f"{prefix}{seq:07d}"
             db.execute(_SQL_INSERT, (baz726, *key, birth.medical_serial, birth.his_serial, eligible, reason,
-                                     moment.strftime("%Y%m%d%H%M%S")))
+                                     moment.strftime("%Y%m%d%H%M%S"), birth.newborn_sex))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s registered %s for mother %s: bkee45=%s",
                       Funid.COLLECT.value, baz726, mask(birth.mother_id_number), eligible)

@@ -27,7 +27,7 @@ import msgspec
 from aiohttp import web
 
 from ybplug import envelope
-from ybplug.codes import CertificateType, Sex
+from ybplug.codes import CertificateType
 from ybplug.sandbox.centre import AUTH_CAUSE, SANDBOX_PWD, SANDBOX_USR, Centre, SandboxError, refusal
 from ybplug.sandbox.faults import Fault, FaultBook
 from ybplug.sandbox.parse import MAX_BODY, BadRequest, parse_admin, parse_business, parse_credentials
@@ -55,7 +55,7 @@ class _RealNameIn(msgspec.Struct):
     baz726: str
     id_number: str
     name: str
-    sex: str = Sex.MALE.value
+    sex: str | None = None  # the newborn's as uploaded
     certificate_type: str = CertificateType.RESIDENT_ID_CARD.value
 
 
