@@ -171,6 +171,7 @@ def _print_json(data: Any) -> None:
 
 
 def _trouble(journal: Any) -> dict[str, Any]:
+    from ybplug.journal.console import undelivered
     from ybplug.lifecycle import BirthState
 
     status: dict[str, Any] = journal.status()
@@ -178,26 +179,13 @@ def _trouble(journal: Any) -> dict[str, Any]:
     status["review"] = [birth_facts(s) for s in journal.births_in(BirthState.NEEDS_REVIEW)]
     # Refused births wait for the HIS or a clerk to correct them (amend): the latest, with the cause.
     status["refused"] = [birth_facts(s) for s in journal.births_in(BirthState.REFUSED, limit=20, newest=True)]
-    status["undelivered"] = _undelivered(journal)
+    status["undelivered"] = undelivered(journal, UNDELIVERED_AFTER)
     return status
 
 
 #: How long a due delivery may wait before ``status --check`` calls it trouble: a worker that has
 #: the plugin makes it within seconds (one that fails is retried later, or parked).
 UNDELIVERED_AFTER = 600.0
-
-
-def _undelivered(journal: Any) -> dict[str, int]:
-    """Deliveries due for :data:`UNDELIVERED_AFTER` and still waiting, by plugin: no running host
-    has the plugin (uninstalled, excluded, its worker stopped), so the HIS is not getting its
-    answers.  A delivery retried after a failure is not due yet, so not counted (parked ones are)."""
-    since = journal.clock() - UNDELIVERED_AFTER
-    rows = journal.db.execute(
-        "SELECT d.plugin, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
-        " WHERE d.state = 'pending' AND d.next_attempt_at < ? AND e.created_at < ? GROUP BY d.plugin ORDER BY d.plugin",
-        (since, since),
-    ).fetchall()
-    return {str(plugin): int(count) for plugin, count in rows}
 
 
 def _problems(status: dict[str, Any]) -> list[str]:

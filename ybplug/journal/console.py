@@ -144,3 +144,16 @@ def voids_unsettled(journal: Journal) -> list[tuple[int, str, str]]:
             continue
         found[int(birth_id)] = (int(birth_id), str(number), reason)
     return list(found.values())
+
+
+def undelivered(journal: Journal, older_than: float) -> dict[str, int]:
+    """Deliveries due ``older_than`` seconds ago and still waiting, by plugin: no running host
+    has the plugin (uninstalled, excluded, its worker stopped), so the HIS is not getting its
+    answers.  A delivery retried after a failure is not due yet, so not counted (parked ones are)."""
+    since = journal.clock() - older_than
+    rows = journal.db.execute(
+        "SELECT d.plugin, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.state = 'pending' AND d.next_attempt_at < ? AND e.created_at < ? GROUP BY d.plugin ORDER BY d.plugin",
+        (since, since),
+    ).fetchall()
+    return {str(plugin): int(count) for plugin, count in rows}
